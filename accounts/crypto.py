@@ -1,0 +1,84 @@
+"""Encryption at rest for secret-level values, and blind indexes to find them.
+
+``FIELD_ENCRYPTION_KEY`` holds one or more comma-separated keys. The first encrypts; all
+of them decrypt, so a new key can be put in front and the data re-encrypted afterwards
+(``manage.py rotate_field_keys``). A blind index is an HMAC of the normalized value under a
+key derived from the primary key: equal values give equal hashes, so exact search and
+deterministic matching work without decrypting anything.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.db import models
+
+CIPHERTEXT_PREFIX = "enc1:"
+
+
+def _derive(secret: str, purpose: bytes) -> bytes:
+    return hashlib.sha256(purpose + b"\x00" + secret.encode()).digest()
+
+
+@lru_cache(maxsize=8)
+def _keys(raw: str) -> tuple[MultiFernet, bytes]:
+    secrets_ = [k.strip() for k in raw.split(",") if k.strip()]
+    if not secrets_:
+        raise ValueError("FIELD_ENCRYPTION_KEY is empty")
+    fernets = [Fernet(base64.urlsafe_b64encode(_derive(s, b"crmhub-field-encryption"))) for s in secrets_]
+    return MultiFernet(fernets), _derive(secrets_[0], b"crmhub-blind-index")
+
+
+def encrypt(value: str) -> str:
+    fernet, _ = _keys(settings.FIELD_ENCRYPTION_KEY)
+    return CIPHERTEXT_PREFIX + fernet.encrypt(value.encode()).decode()
+
+
+def decrypt(value: str) -> str:
+    if not value.startswith(CIPHERTEXT_PREFIX):
+        return value  # written before encryption was switched on
+    fernet, _ = _keys(settings.FIELD_ENCRYPTION_KEY)
+    try:
+        return fernet.decrypt(value[len(CIPHERTEXT_PREFIX):].encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("cannot decrypt a value: FIELD_ENCRYPTION_KEY lacks the key it was written with") from exc
+
+
+def rotate(value: str) -> str:
+    """Re-encrypt ``value`` (ciphertext) under the primary key."""
+    fernet, _ = _keys(settings.FIELD_ENCRYPTION_KEY)
+    if not value.startswith(CIPHERTEXT_PREFIX):
+        return encrypt(value)
+    return CIPHERTEXT_PREFIX + fernet.rotate(value[len(CIPHERTEXT_PREFIX):].encode()).decode()
+
+
+def blind_index(value: str | None) -> str:
+    """Keyed hash of an already-normalized value; '' for an empty value."""
+    if not value:
+        return ""
+    _, key = _keys(settings.FIELD_ENCRYPTION_KEY)
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+class EncryptedTextField(models.TextField):
+    """A text column stored encrypted; Python code only ever sees plaintext.
+
+    The column cannot be searched or sorted: pair it with a blind-index column.
+    """
+
+    def from_db_value(self, value, expression, connection):  # noqa: ANN001
+        if value is None or value == "":
+            return value
+        return decrypt(value)
+
+    def get_prep_value(self, value):  # noqa: ANN001
+        value = super().get_prep_value(value)
+        if value is None or value == "":
+            return value
+        if value.startswith(CIPHERTEXT_PREFIX):
+            return value
+        return encrypt(value)

@@ -1,0 +1,68 @@
+"""Core API views: thin, reading through selectors and presenting through the policy."""
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
+from rest_framework.response import Response
+
+from crmhub import selectors
+from crmhub.api.serializers import (
+    CustomerDetailSerializer,
+    CustomerSerializer,
+    InteractionSerializer,
+    SourceRecordSerializer,
+)
+from crmhub.choices import CustomerStatus
+
+
+class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
+    """Golden records. ``?q=`` searches by mobile (any format), email, ID number, member
+    number, name (characters or pinyin) or company."""
+
+    serializer_class = CustomerSerializer
+    filterset_fields: list[str] = []
+
+    def get_queryset(self):  # noqa: ANN201
+        q = self.request.query_params.get("q", "")
+        return selectors.customer_search(user=self.request.user, q=q).order_by("-id")
+
+    @extend_schema(parameters=[OpenApiParameter("q", OpenApiTypes.STR, description="Search text")])
+    def list(self, request, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses=CustomerDetailSerializer)
+    def retrieve(self, request, pk=None):  # noqa: ANN001, ANN201
+        requested = selectors.customer_get(user=request.user, pk=_int_or_404(pk))
+        related = selectors.customer_detail_related(customer=requested)
+        data = CustomerDetailSerializer(requested, context={"request": request, "related": related}).data
+        if requested.pk != int(pk):
+            # An old id of a merged customer: answer with the survivor, and say so.
+            data = dict(data, requested_id=int(pk), requested_status=CustomerStatus.MERGED, merged_into=requested.pk)
+        return Response(data)
+
+
+class CustomerSourceRecordsViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = SourceRecordSerializer
+
+    def get_queryset(self):  # noqa: ANN201
+        customer = selectors.customer_get(user=self.request.user, pk=_int_or_404(self.kwargs["customer_pk"]))
+        return customer.source_records.select_related("source").order_by("source__code", "source_key")
+
+
+class CustomerInteractionsViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = InteractionSerializer
+
+    def get_queryset(self):  # noqa: ANN201
+        customer = selectors.customer_get(user=self.request.user, pk=_int_or_404(self.kwargs["customer_pk"]))
+        return customer.interactions.select_related("source").order_by("-occurred_at", "-id")
+
+
+def _int_or_404(value) -> int:  # noqa: ANN001
+    from django.http import Http404
+
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise Http404("No such customer") from exc
+

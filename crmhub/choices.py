@@ -1,0 +1,85 @@
+"""Choice sets of the core customer domain."""
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class SourceKind(models.TextChoices):
+    FILE = "file", _("File uploads")
+    SQL = "sql", _("SQL database")
+    REST = "rest", _("REST API pull")
+    PUSH = "push", _("Push API")
+    MANUAL = "manual", _("Manual entry")
+
+
+class FieldType(models.TextChoices):
+    TEXT = "text", _("Text")
+    NAME = "name", _("Person name")
+    MOBILE = "mobile", _("Mobile number")
+    PHONE = "phone", _("Phone number")
+    EMAIL = "email", _("Email")
+    ID_NUMBER = "id_number", _("ID number")
+    DATE = "date", _("Date")
+    GENDER = "gender", _("Gender")
+    ADDRESS = "address", _("Address")
+    CODE = "code", _("Code / identifier")
+    POSTCODE = "postcode", _("Postcode")
+    TAGS = "tags", _("Tags")
+    BOOLEAN = "boolean", _("Yes / no")
+    NUMBER = "number", _("Number")
+    CHOICE = "choice", _("Choice")
+
+
+class Sensitivity(models.TextChoices):
+    PUBLIC = "public", _("Public")
+    INTERNAL = "internal", _("Internal")
+    CONFIDENTIAL = "confidential", _("Confidential")
+    SECRET = "secret", _("Secret")
+
+
+class MaskStyle(models.TextChoices):
+    NONE = "none", _("No masking")
+    MOBILE = "mobile", _("Mobile: 138****8000")
+    ID_NUMBER = "id_number", _("ID: 110101********1234")
+    EMAIL = "email", _("Email: z***@example.com")
+    NAME = "name", _("Name: 张* / J*** Smith")
+    ADDRESS = "address", _("Address: cut to district")
+    PARTIAL = "partial", _("Keep first and last characters")
+    FULL = "full", _("Hide everything")
+
+
+class CustomerStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    MERGED = "merged", _("Merged (tombstone)")
+    ERASED = "erased", _("Erased")
+
+
+class Gender(models.TextChoices):
+    MALE = "M", _("Male")
+    FEMALE = "F", _("Female")
+    OTHER = "O", _("Other")
+    UNKNOWN = "U", _("Unknown")
+
+
+class InteractionKind(models.TextChoices):
+    ORDER = "order", _("Order")
+    TICKET = "ticket", _("Service ticket")
+    VISIT = "visit", _("Store visit")
+    CALL = "call", _("Call")
+    SIGNUP = "signup", _("Sign-up")
+    MESSAGE = "message", _("Message")
+    OTHER = "other", _("Other")
+
+
+class ChangeChannel(models.TextChoices):
+    """Through what a change reached a record: shown in every history entry."""
+
+    WEB = "web", _("Web")
+    API = "api", _("API")
+    IMPORT = "import", _("Import")
+    CONNECTOR = "connector", _("Connector")
+    MERGE = "merge", _("Merge")
+    UNMERGE = "unmerge", _("Unmerge")
+    COMMAND = "command", _("Command line")
+    SYSTEM = "system", _("System")

@@ -1,0 +1,45 @@
+"""Health of the parts crmhub needs: the database and the broker (and, for information,
+the workers that have checked in)."""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import connection
+
+
+def check_database() -> dict:
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not answering"
+        return {"ok": False, "error": exc.__class__.__name__}
+    return {"ok": True, "ms": round(1000 * (time.monotonic() - started), 1), "vendor": connection.vendor}
+
+
+def check_broker() -> dict:
+    from crmhub.celery import app
+
+    started = time.monotonic()
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": exc.__class__.__name__}
+    return {"ok": True, "ms": round(1000 * (time.monotonic() - started), 1), "transport": _transport_name()}
+
+
+def _transport_name() -> str:
+    return settings.CELERY_BROKER_URL.split(":", 1)[0].split("+", 1)[0]
+
+
+def health_report() -> tuple[bool, dict]:
+    from crmhub.selectors import workers_alive
+
+    database = check_database()
+    broker = check_broker()
+    workers = [w.hostname for w in workers_alive()] if database["ok"] else []
+    ok = database["ok"] and broker["ok"]
+    return ok, {"status": "ok" if ok else "unavailable", "database": database, "broker": broker, "workers": workers}

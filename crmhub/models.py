@@ -1,0 +1,324 @@
+"""The core customer domain: sources, the data dictionary, golden records, source
+records (the cross-reference), interactions (the timeline) and worker heartbeats."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from accounts.crypto import EncryptedTextField, blind_index
+from crmhub.choices import (
+    ChangeChannel,
+    CustomerStatus,
+    FieldType,
+    Gender,
+    InteractionKind,
+    MaskStyle,
+    Sensitivity,
+    SourceKind,
+)
+from crmhub.context import history_user
+
+__all__ = [
+    "ChangeContextHistory",
+    "Customer",
+    "FieldDefinition",
+    "Interaction",
+    "Source",
+    "SourceRecord",
+    "WorkerHeartbeat",
+]
+
+code_validator = RegexValidator(r"^[a-z0-9][a-z0-9_\-]*$", _("Use lowercase letters, digits, '-' and '_'."))
+
+
+class ChangeContextHistory(models.Model):
+    """Extra columns of every history table: through what the change arrived."""
+
+    change_channel = models.CharField(
+        _("channel"), max_length=16, choices=ChangeChannel.choices, default=ChangeChannel.SYSTEM
+    )
+    change_ref = models.CharField(_("reference"), max_length=200, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+def _history(**kwargs) -> HistoricalRecords:  # noqa: ANN003
+    return HistoricalRecords(bases=[ChangeContextHistory], get_user=history_user, **kwargs)
+
+
+class Source(models.Model):
+    """A system customer records come from: a spreadsheet owner, an ERP, a POS, an API client."""
+
+    code = models.CharField(_("code"), max_length=64, unique=True, validators=[code_validator])
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=16, choices=SourceKind.choices, default=SourceKind.FILE)
+    trust_rank = models.PositiveSmallIntegerField(
+        _("trust rank"), default=50, help_text=_("0-100; survivorship prefers values from more trusted sources.")
+    )
+    description = models.TextField(_("description"), blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    history = _history()
+
+    class Meta:
+        ordering = ["-trust_rank", "code"]
+        verbose_name = _("source")
+        verbose_name_plural = _("sources")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class FieldDefinition(models.Model):
+    """One entry of the data dictionary.
+
+    Core fields are columns of ``Customer``; custom fields added by admins live in
+    ``Customer.custom``. Sensitivity and mask style drive the field-level policy.
+    """
+
+    name = models.SlugField(_("name"), max_length=64, unique=True)
+    label_en = models.CharField(_("English label"), max_length=100)
+    label_zh = models.CharField(_("Chinese label"), max_length=100)
+    field_type = models.CharField(_("type"), max_length=16, choices=FieldType.choices, default=FieldType.TEXT)
+    sensitivity = models.CharField(
+        _("sensitivity"), max_length=16, choices=Sensitivity.choices, default=Sensitivity.INTERNAL
+    )
+    mask_style = models.CharField(_("mask style"), max_length=16, choices=MaskStyle.choices, default=MaskStyle.NONE)
+    is_identity_key = models.BooleanField(
+        _("identity key"), default=False, help_text=_("Equal normalized values identify the same person.")
+    )
+    is_core = models.BooleanField(_("core field"), default=False, editable=False)
+    validation_regex = models.CharField(_("validation pattern"), max_length=300, blank=True)
+    synonyms = models.JSONField(
+        _("header synonyms"), default=list, blank=True, help_text=_("Column headers that mean this field.")
+    )
+    choices = models.JSONField(_("allowed values"), default=list, blank=True)
+    sort_order = models.PositiveSmallIntegerField(_("order"), default=100)
+    description = models.TextField(_("description"), blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    history = _history()
+
+    class Meta:
+        ordering = ["sort_order", "name"]
+        verbose_name = _("field definition")
+        verbose_name_plural = _("data dictionary")
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return self.label_zh if (get_language() or "").startswith("zh") else self.label_en
+
+
+class CustomerQuerySet(models.QuerySet):
+    def active(self) -> "CustomerQuerySet":
+        return self.filter(status=CustomerStatus.ACTIVE)
+
+
+class Customer(models.Model):
+    """A golden record: the best known values about one person.
+
+    A merged customer stays as a tombstone (``status=merged``, ``merged_into`` set) so
+    that its old id keeps resolving. ``version`` is bumped on every change and checked by
+    steward edits (optimistic locking).
+    """
+
+    # Names
+    full_name = models.CharField(_("full name"), max_length=200, blank=True)
+    family_name = models.CharField(_("family name"), max_length=100, blank=True)
+    given_name = models.CharField(_("given name"), max_length=100, blank=True)
+    name_pinyin = models.CharField(_("name in pinyin"), max_length=200, blank=True, db_index=True)
+    gender = models.CharField(_("gender"), max_length=1, choices=Gender.choices, blank=True)
+    birth_date = models.DateField(_("birth date"), null=True, blank=True)
+    # Contact
+    mobile = models.CharField(_("mobile"), max_length=32, blank=True, db_index=True)
+    phone = models.CharField(_("phone"), max_length=32, blank=True)
+    email = models.CharField(_("email"), max_length=254, blank=True, db_index=True)
+    # Identity (id_number is secret: encrypted at rest, found through its blind index)
+    id_number = EncryptedTextField(_("ID number"), blank=True)
+    id_number_hash = models.CharField(_("ID number blind index"), max_length=64, blank=True, db_index=True, editable=False)
+    member_no = models.CharField(_("member number"), max_length=64, blank=True, db_index=True)
+    wechat_openid = models.CharField(_("WeChat openid"), max_length=64, blank=True)
+    wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True, db_index=True)
+    # Work
+    company = models.CharField(_("company"), max_length=200, blank=True)
+    job_title = models.CharField(_("job title"), max_length=100, blank=True)
+    # Address
+    province = models.CharField(_("province"), max_length=50, blank=True)
+    city = models.CharField(_("city"), max_length=50, blank=True)
+    district = models.CharField(_("district"), max_length=50, blank=True)
+    address = models.CharField(_("address"), max_length=300, blank=True)
+    postcode = models.CharField(_("postcode"), max_length=16, blank=True)
+    country = models.CharField(_("country"), max_length=2, blank=True, default="CN")
+    # Marketing
+    tags = models.JSONField(_("tags"), default=list, blank=True)
+    consent_marketing = models.BooleanField(_("marketing consent"), null=True, blank=True)
+    consent_sms = models.BooleanField(_("SMS consent"), null=True, blank=True)
+    consent_email = models.BooleanField(_("email consent"), null=True, blank=True)
+    # Admin-defined fields of the data dictionary, by FieldDefinition.name
+    custom = models.JSONField(_("custom fields"), default=dict, blank=True)
+    # Stewardship
+    status = models.CharField(
+        _("status"), max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE, db_index=True
+    )
+    merged_into = models.ForeignKey(
+        "self", verbose_name=_("merged into"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    version = models.PositiveIntegerField(_("version"), default=1)
+    quality_flags = models.JSONField(_("data-quality flags"), default=dict, blank=True)
+    # Row scoping for sales (see accounts.permissions)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="owned_customers",
+    )
+    team = models.CharField(_("team"), max_length=64, blank=True, db_index=True)
+    region = models.CharField(_("region"), max_length=64, blank=True, db_index=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    history = _history(excluded_fields=["updated_at", "name_pinyin", "id_number_hash"])
+    objects = CustomerQuerySet.as_manager()
+
+    # Data-dictionary fields that are columns here, in display order.
+    CORE_FIELDS = (
+        "full_name", "family_name", "given_name", "gender", "birth_date", "mobile", "phone", "email",
+        "id_number", "member_no", "wechat_openid", "wechat_unionid", "company", "job_title",
+        "province", "city", "district", "address", "postcode", "country", "tags",
+        "consent_marketing", "consent_sms", "consent_email",
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(status="merged") | models.Q(merged_into__isnull=False),
+                name="crmhub_customer_merged_has_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name or f"#{self.pk}"
+
+    def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        # Derived columns only; no side effects on other rows.
+        self.id_number_hash = blind_index(self.id_number)
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("customer-detail", args=[self.pk])
+
+    def get_value(self, field_name: str):  # noqa: ANN201
+        """A data-dictionary value, core or custom."""
+        if field_name in self.CORE_FIELDS:
+            return getattr(self, field_name)
+        return self.custom.get(field_name)
+
+
+class SourceRecord(models.Model):
+    """One record as a source holds it, linked to the golden record it belongs to.
+
+    ``(source, source_key)`` is the cross-reference: the key the person has in that system.
+    ``raw`` keeps the row exactly as it arrived (unmapped columns included); ``normalized``
+    holds the cleaned data-dictionary values; ``flags`` the reasons for values that failed
+    validation (kept raw, never dropped).
+    """
+
+    source = models.ForeignKey(Source, verbose_name=_("source"), on_delete=models.PROTECT, related_name="records")
+    source_key = models.CharField(_("source key"), max_length=255)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), null=True, blank=True, on_delete=models.PROTECT,
+        related_name="source_records",
+    )
+    raw = models.JSONField(_("raw values"), default=dict, blank=True)
+    normalized = models.JSONField(_("normalized values"), default=dict, blank=True)
+    flags = models.JSONField(_("validation flags"), default=dict, blank=True)
+    record_hash = models.CharField(_("content hash"), max_length=64, blank=True)
+    first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_seen_at = models.DateTimeField(_("last synced"), default=timezone.now)
+    source_updated_at = models.DateTimeField(_("updated at source"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    history = _history(excluded_fields=["last_seen_at", "updated_at"])
+
+    class Meta:
+        ordering = ["source", "source_key"]
+        verbose_name = _("source record")
+        verbose_name_plural = _("source records")
+        constraints = [
+            models.UniqueConstraint(fields=["source", "source_key"], name="crmhub_sourcerecord_unique_source_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.source_key}"
+
+
+class Interaction(models.Model):
+    """Something a customer did through some channel: an order, a ticket, a visit, a call."""
+
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="interactions"
+    )
+    source = models.ForeignKey(
+        Source, verbose_name=_("source"), null=True, blank=True, on_delete=models.PROTECT, related_name="interactions"
+    )
+    source_record = models.ForeignKey(
+        SourceRecord, verbose_name=_("source record"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="interactions",
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=InteractionKind.choices)
+    external_id = models.CharField(_("external id"), max_length=128, blank=True)
+    occurred_at = models.DateTimeField(_("when"), db_index=True)
+    title = models.CharField(_("title"), max_length=300, blank=True)
+    status = models.CharField(_("status"), max_length=32, blank=True)
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, blank=True, default="CNY")
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    history = _history()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = _("interaction")
+        verbose_name_plural = _("interactions")
+        indexes = [models.Index(fields=["customer", "-occurred_at"], name="crmhub_interaction_timeline")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"], condition=~models.Q(external_id=""),
+                name="crmhub_interaction_unique_external_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.external_id or self.pk}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Written by each Celery worker every few seconds, so that the site and the command
+    line can tell whether any worker is alive whatever the broker."""
+
+    hostname = models.CharField(_("worker"), max_length=255, unique=True)
+    last_seen = models.DateTimeField(_("last seen"))
+    started_at = models.DateTimeField(_("started"))
+    pid = models.PositiveIntegerField(_("process id"), default=0)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        verbose_name = _("worker heartbeat")
+        verbose_name_plural = _("worker heartbeats")
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -1,0 +1,6 @@
+"""API routes of the dedup app, mounted under /api/v1/."""
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver
+
+urlpatterns: list[URLPattern | URLResolver] = []

@@ -1,0 +1,7 @@
+"""Browser routes of the imports app."""
+from __future__ import annotations
+
+from django.urls import URLPattern, URLResolver
+
+app_name = "imports"
+urlpatterns: list[URLPattern | URLResolver] = []
