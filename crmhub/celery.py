@@ -62,9 +62,3 @@ class HeartbeatStep(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(HeartbeatStep)
-
-
-@app.task(name="crmhub.ping")
-def ping() -> str:
-    """Round trip check used by tests and /healthz?deep=1."""
-    return socket.gethostname()

@@ -43,3 +43,24 @@ def health_report() -> tuple[bool, dict]:
     workers = [w.hostname for w in workers_alive()] if database["ok"] else []
     ok = database["ok"] and broker["ok"]
     return ok, {"status": "ok" if ok else "unavailable", "database": database, "broker": broker, "workers": workers}
+
+
+def check_worker_roundtrip(timeout: float = 10.0) -> dict:
+    """Send a probe task and wait for a worker to record it in the database."""
+    import secrets
+
+    from crmhub.models import WorkerHeartbeat
+    from crmhub.tasks import probe
+
+    nonce = secrets.token_hex(8)
+    started = time.monotonic()
+    try:
+        probe.delay(nonce)
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "error": exc.__class__.__name__}
+    while time.monotonic() - started < timeout:
+        worker = WorkerHeartbeat.objects.filter(probe_nonce=nonce).values_list("hostname", flat=True).first()
+        if worker:
+            return {"ok": True, "ms": round(1000 * (time.monotonic() - started), 1), "worker": worker}
+        time.sleep(0.1)
+    return {"ok": False, "error": "no worker answered the probe", "seconds": timeout}

@@ -314,6 +314,8 @@ class WorkerHeartbeat(models.Model):
     last_seen = models.DateTimeField(_("last seen"))
     started_at = models.DateTimeField(_("started"))
     pid = models.PositiveIntegerField(_("process id"), default=0)
+    # Set by the probe task: proves a round trip broker -> worker -> database.
+    probe_nonce = models.CharField(_("last probe"), max_length=64, blank=True)
 
     class Meta:
         ordering = ["-last_seen"]

@@ -41,3 +41,7 @@ def source_get_or_create(*, code: str, name: str = "", kind: str = SourceKind.FI
     source.full_clean()
     source.save()
     return source, True
+
+
+def worker_probe_record(*, hostname: str, nonce: str) -> None:
+    WorkerHeartbeat.objects.filter(hostname=hostname).update(probe_nonce=nonce)

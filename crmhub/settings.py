@@ -17,13 +17,14 @@ from django.utils.translation import gettext_lazy as _
 from crmhub.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("CRMHUB_VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
 CRMHUB_ENV = env_str("CRMHUB_ENV", "development")
 if CRMHUB_ENV not in {"development", "production", "test"}:
     raise ImproperlyConfigured(f"CRMHUB_ENV must be development, production or test, got {CRMHUB_ENV!r}")
 PRODUCTION = CRMHUB_ENV == "production"
+TESTING = CRMHUB_ENV == "test"
+# Tests keep their files (SQLite test database, broker file, uploads) apart from a dev site's.
+VAR_DIR = Path(env_str("CRMHUB_VAR_DIR", str(BASE_DIR / "var" / ("test" if TESTING else ""))))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEBUG = env_bool("DEBUG", default=not PRODUCTION)
 
 
@@ -126,6 +127,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Tests use a file, not memory, so that a real worker process can see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-crmhub.sqlite3")}
+if env_bool("CRMHUB_USE_TEST_DATABASE"):
+    # Set for the Celery worker that integration tests start: it must work on the test database.
+    _db = DATABASES["default"]
+    _db["NAME"] = _db.get("TEST", {}).get("NAME") or f"test_{_db['NAME']}"
 DB_VENDOR_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -141,6 +146,9 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+if TESTING:
+    # Hashing cost is irrelevant to what the tests check; Argon2 stays first everywhere else.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -178,6 +186,8 @@ USE_TZ = True
 #
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+WHITENOISE_USE_FINDERS = not PRODUCTION  # serve straight from static/ until collectstatic runs
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -200,7 +210,7 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 4
 # Jobs report their state in the database (ImportRun, DedupRun, ...), not in a result backend.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "crmhub")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "crmhub-test" if TESTING else "crmhub")
 CELERY_TASK_ACKS_LATE = True  # a killed worker's task is delivered again
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -212,7 +222,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # How often a worker records that it is alive (see crmhub.celery).
-CRMHUB_WORKER_HEARTBEAT_SECONDS = 5
+CRMHUB_WORKER_HEARTBEAT_SECONDS = env_int("CRMHUB_WORKER_HEARTBEAT_SECONDS", 1 if TESTING else 5)
 # How long command-line tools wait for a worker before saying none is answering.
 CRMHUB_WORKER_WAIT_SECONDS = env_int("CRMHUB_WORKER_WAIT_SECONDS", 10)
 

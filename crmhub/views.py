@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.policy import policy_for, present_customer, present_values
 from crmhub import selectors
-from crmhub.health import health_report
+from crmhub.health import check_worker_roundtrip, health_report
 
 LIST_FIELDS = ["full_name", "mobile", "email", "member_no", "company", "city"]
 
@@ -19,6 +19,9 @@ LIST_FIELDS = ["full_name", "mobile", "email", "member_no", "company", "city"]
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     ok, report = health_report()
+    if request.GET.get("deep") == "1" and ok:
+        # Opt-in: a probe task through the broker to a worker and back into the database.
+        report["worker_roundtrip"] = check_worker_roundtrip(timeout=5.0)
     return JsonResponse(report, status=200 if ok else 503)
 
 

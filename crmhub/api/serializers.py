@@ -3,6 +3,8 @@ are absent and masked ones masked, for every caller, by role."""
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.policy import present_customer, present_values
@@ -15,6 +17,7 @@ class SourceSerializer(serializers.ModelSerializer):
         fields = ["id", "code", "name", "kind", "trust_rank", "is_active"]
 
 
+@extend_schema_field(OpenApiTypes.OBJECT)
 class PolicyValuesField(serializers.Field):
     """A dict of data-dictionary values, filtered and masked for the requesting user."""
 
@@ -68,10 +71,12 @@ class CustomerDetailSerializer(CustomerSerializer):
     source_records = serializers.SerializerMethodField()
     interactions = serializers.SerializerMethodField()
 
+    @extend_schema_field(SourceRecordSerializer(many=True))
     def get_source_records(self, customer: Customer) -> list:
         records = self.context["related"]["source_records"]
         return SourceRecordSerializer(records, many=True, context=self.context).data
 
+    @extend_schema_field(InteractionSerializer(many=True))
     def get_interactions(self, customer: Customer) -> list:
         interactions = self.context["related"]["interactions"]
         return InteractionSerializer(interactions, many=True, context=self.context).data
