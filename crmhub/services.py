@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from crmhub.choices import SourceKind
 from crmhub.dictionary import core_field_rows
-from crmhub.models import FieldDefinition, Source, WorkerHeartbeat
+from crmhub.models import Customer, FieldDefinition, Source, WorkerHeartbeat
 
 
 def worker_heartbeat_beat(*, hostname: str, pid: int) -> None:
@@ -45,3 +45,30 @@ def source_get_or_create(*, code: str, name: str = "", kind: str = SourceKind.FI
 
 def worker_probe_record(*, hostname: str, nonce: str) -> None:
     WorkerHeartbeat.objects.filter(hostname=hostname).update(probe_nonce=nonce)
+
+
+def customer_values_from_normalized(normalized: dict) -> dict:
+    """Customer column values (plus ``custom``) from a source record's normalized values.
+
+    Normalized values are JSON: dates arrive as ISO strings. Keys that are not core fields
+    go to ``custom``; empty values are left out so that they never overwrite known ones.
+    """
+    from datetime import date
+
+    values: dict = {}
+    custom: dict = {}
+    for name, value in normalized.items():
+        if value is None or value == "" or value == []:
+            continue
+        if name in Customer.CORE_FIELDS:
+            if name == "birth_date" and isinstance(value, str):
+                try:
+                    value = date.fromisoformat(value)
+                except ValueError:
+                    continue  # an unparsed date stays in the source record, flagged there
+            values[name] = value
+        else:
+            custom[name] = value
+    if custom:
+        values["custom"] = custom
+    return values
