@@ -82,3 +82,32 @@ class EncryptedTextField(models.TextField):
         if value.startswith(CIPHERTEXT_PREFIX):
             return value
         return encrypt(value)
+
+
+def secret_field_names() -> set[str]:
+    """Data-dictionary fields whose values are encrypted wherever they are stored."""
+    from crmhub.choices import Sensitivity
+    from crmhub.models import FieldDefinition
+
+    return set(FieldDefinition.objects.filter(sensitivity=Sensitivity.SECRET).values_list("name", flat=True))
+
+
+def seal_values(values: dict, secret_names: set[str]) -> dict:
+    """A copy of ``values`` with the values of ``secret_names`` encrypted.
+
+    For JSON columns (SourceRecord.raw/normalized, history payloads) that cannot use
+    EncryptedTextField. Values already sealed stay as they are.
+    """
+    out = dict(values)
+    for name in secret_names & out.keys():
+        value = out[name]
+        if isinstance(value, str) and value and not value.startswith(CIPHERTEXT_PREFIX):
+            out[name] = encrypt(value)
+    return out
+
+
+def unseal_values(values: dict) -> dict:
+    """A copy of ``values`` with every sealed value decrypted (for presentation and matching)."""
+    return {
+        k: decrypt(v) if isinstance(v, str) and v.startswith(CIPHERTEXT_PREFIX) else v for k, v in values.items()
+    }

@@ -108,9 +108,11 @@ def present_values(user, values: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN
     Keys that are not data-dictionary fields (unmapped columns of a raw record) are
     treated as confidential free text: shown to whoever may see confidential fields.
     """
+    from accounts.crypto import unseal_values
+
     policy = policy_for(user)
     out: dict[str, Any] = {}
-    for key, value in values.items():
+    for key, value in unseal_values(values).items():
         if key in policy.fields:
             if policy(key) > H:
                 out[key] = policy.present(key, value)

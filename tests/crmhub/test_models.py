@@ -82,3 +82,15 @@ def test_it_allows_one_external_id_per_source_but_many_blank_ones():
         InteractionFactory(source=first.source, external_id="ORD-1")
     InteractionFactory(source=first.source, external_id="")
     InteractionFactory(source=first.source, external_id="")
+
+
+def test_it_seals_secret_values_inside_json_and_presents_them_masked(support):
+    from accounts.crypto import seal_values, secret_field_names
+    from accounts.policy import present_values
+
+    sealed = seal_values({"id_number": "11010519491231002X", "mobile": "+8613800138000"}, secret_field_names())
+    assert sealed["id_number"].startswith("enc1:") and sealed["mobile"] == "+8613800138000"
+    record = SourceRecordFactory(normalized=sealed)
+    record.refresh_from_db()
+    assert "11010519491231002X" not in str(record.normalized)
+    assert present_values(support, record.normalized)["id_number"] == "110105********002X"
