@@ -111,3 +111,16 @@ def unseal_values(values: dict) -> dict:
     return {
         k: decrypt(v) if isinstance(v, str) and v.startswith(CIPHERTEXT_PREFIX) else v for k, v in values.items()
     }
+
+
+def content_hash(values: dict) -> str:
+    """Keyed hash of a record's values (sorted JSON), to tell "unchanged" on re-import.
+
+    Keyed, because a plain sha256 over content that includes an ID number could be
+    reversed by trying every plausible ID.
+    """
+    import json
+
+    payload = json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+    _, key = _keys(settings.FIELD_ENCRYPTION_KEY)
+    return hmac.new(key, b"content\x00" + payload.encode(), hashlib.sha256).hexdigest()

@@ -7,8 +7,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
-from accounts.roles import Role
-
 __all__ = ["AuditEvent", "FieldPolicy", "UserProfile"]
 
 
@@ -22,7 +20,9 @@ class AccessLevel(models.IntegerChoices):
 class FieldPolicy(models.Model):
     """What one role may do with one data-dictionary field; overrides the default matrix."""
 
-    role = models.CharField(_("role"), max_length=64, help_text=_("A group name, e.g. one of: ") + ", ".join(Role.values))
+    role = models.CharField(
+        _("role"), max_length=64, help_text=_("A group name: admin, steward, sales, support, auditor, api_client or your own.")
+    )
     field = models.ForeignKey(
         "crmhub.FieldDefinition", verbose_name=_("field"), on_delete=models.CASCADE, related_name="policies"
     )

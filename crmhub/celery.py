@@ -1,15 +1,15 @@
 """The Celery application.
 
 Jobs (imports, dedup runs, syncs) keep their state in database rows, so the broker is the
-only thing Celery needs. Each worker records a heartbeat row every few seconds: that works
-with every broker, the serverless SQLite one included, and lets the command line say
-"no worker is answering" instead of waiting forever.
+only thing Celery needs. Each worker records a heartbeat row every few seconds (from a
+spawned helper process, see crmhub.heartbeat): that works with every broker, the
+serverless SQLite one included, and lets the command line say "no worker is answering"
+instead of waiting forever.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
-import socket
-import threading
 
 from celery import Celery, bootsteps
 
@@ -21,44 +21,36 @@ app.autodiscover_tasks()
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
-    """Upsert this worker's WorkerHeartbeat row on a timer thread while it runs."""
-
-    requires = {"celery.worker.components:Timer"}
+    """Run crmhub.heartbeat in a spawned process for as long as this worker runs."""
 
     def __init__(self, worker, **kwargs) -> None:  # noqa: ANN001, ANN003
         super().__init__(worker, **kwargs)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._process = None
 
     def start(self, worker) -> None:  # noqa: ANN001
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(worker.hostname,), daemon=True, name="heartbeat")
-        self._thread.start()
+        from django.conf import settings
+
+        from crmhub import heartbeat
+
+        context = multiprocessing.get_context("spawn")
+        self._process = context.Process(
+            target=heartbeat.run,
+            args=(worker.hostname, os.getpid(), settings.CRMHUB_WORKER_HEARTBEAT_SECONDS),
+            name="crmhub-heartbeat",
+            daemon=True,
+        )
+        self._process.start()
 
     def stop(self, worker) -> None:  # noqa: ANN001
-        self._stop.set()
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)
         from crmhub.services import worker_heartbeat_clear
 
         try:
             worker_heartbeat_clear(hostname=worker.hostname)
         except Exception:  # noqa: BLE001 - the database may already be gone at shutdown
             pass
-
-    def _run(self, hostname: str) -> None:
-        from django.conf import settings
-        from django.db import close_old_connections
-
-        from crmhub.services import worker_heartbeat_beat
-
-        interval = settings.CRMHUB_WORKER_HEARTBEAT_SECONDS
-        while not self._stop.is_set():
-            try:
-                worker_heartbeat_beat(hostname=hostname, pid=os.getpid())
-            except Exception:  # noqa: BLE001 - a missed beat is retried on the next tick
-                pass
-            finally:
-                close_old_connections()
-            self._stop.wait(interval)
 
 
 app.steps["worker"].add(HeartbeatStep)

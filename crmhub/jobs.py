@@ -6,7 +6,8 @@ Commands enqueue a job and poll its database row. If no worker has checked in (s
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 
@@ -36,7 +37,11 @@ def wait_for_worker(timeout: float | None = None) -> None:
 
 
 def wait_until(
-    load: Callable[[], T], done: Callable[[T], bool], *, poll: float = 0.5, on_progress: Callable[[T], None] | None = None
+    load: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    poll: float = 0.5,
+    on_progress: Callable[[T], None] | None = None,
 ) -> T:
     """Poll ``load()`` until ``done``; if every worker disappears meanwhile, raise NoWorkerError."""
     last_worker_seen = time.monotonic()

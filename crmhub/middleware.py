@@ -1,7 +1,7 @@
 """Request middleware of the core app."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 

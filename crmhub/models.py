@@ -122,7 +122,7 @@ class FieldDefinition(models.Model):
 
 
 class CustomerQuerySet(models.QuerySet):
-    def active(self) -> "CustomerQuerySet":
+    def active(self) -> CustomerQuerySet:
         return self.filter(status=CustomerStatus.ACTIVE)
 
 
@@ -147,7 +147,9 @@ class Customer(models.Model):
     email = models.CharField(_("email"), max_length=254, blank=True, db_index=True)
     # Identity (id_number is secret: encrypted at rest, found through its blind index)
     id_number = EncryptedTextField(_("ID number"), blank=True)
-    id_number_hash = models.CharField(_("ID number blind index"), max_length=64, blank=True, db_index=True, editable=False)
+    id_number_hash = models.CharField(
+        _("ID number blind index"), max_length=64, blank=True, db_index=True, editable=False
+    )
     member_no = models.CharField(_("member number"), max_length=64, blank=True, db_index=True)
     wechat_openid = models.CharField(_("WeChat openid"), max_length=64, blank=True)
     wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True, db_index=True)

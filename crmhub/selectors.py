@@ -98,11 +98,10 @@ def workers_alive() -> list[WorkerHeartbeat]:
 
 
 def home_counts(*, user) -> dict:  # noqa: ANN001
+    from crmhub.models import Source
     from dedup.choices import CandidateStatus
     from dedup.models import MatchCandidate
     from imports.models import ImportRun
-
-    from crmhub.models import Source
 
     return {
         "customers": customer_list(user=user).count(),

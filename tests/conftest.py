@@ -96,7 +96,7 @@ def celery_worker(django_db_setup, django_db_blocker):  # noqa: ANN001, ANN201
             time.sleep(0.3)
     process.log_path = log_path  # type: ignore[attr-defined]
     yield process
-    os.killpg(process.pid, signal.SIGTERM)
+    process.terminate()  # a warm shutdown of the worker, which stops its own children
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _settings_in_subprocess(env: dict[str, str], expr: str) -> subprocess.CompletedProcess:
     code = f"import json, crmhub.settings as s; print(json.dumps({expr}, default=str))"
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "CRMHUB_", "SECRET_KEY"))}
+    dropped = ("DATABASE_URL", "CELERY_", "CRMHUB_", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     return subprocess.run(
         [sys.executable, "-c", code], env={**base, **env}, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
@@ -83,7 +84,10 @@ def test_it_rejects_an_unknown_environment_name(tmp_path):
 
 
 def test_it_passes_the_deployment_checklist_in_production(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "CRMHUB_"))}
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "CELERY_", "CRMHUB_", "DJANGO_ALLOW_ASYNC_UNSAFE"))
+    }
     env.update(
         CRMHUB_ENV="production",
         CRMHUB_VAR_DIR=str(tmp_path),

@@ -75,6 +75,7 @@ def test_it_reports_503_when_the_broker_is_down(client, monkeypatch):
     from crmhub.celery import app
 
     monkeypatch.setattr(app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    monkeypatch.setattr(app.conf, "broker_write_url", "redis://127.0.0.1:1/0")
     with override_settings(CELERY_BROKER_CONNECTION_TIMEOUT=1):
         response = client.get("/healthz")
     assert response.status_code == 503

@@ -29,7 +29,9 @@ class Command(BaseCommand):
         web_cmd = [python, "manage.py", "runserver", options["addrport"], "--noreload"]
         processes = [subprocess.Popen(worker_cmd), subprocess.Popen(web_cmd)]
         host = options["addrport"]
-        self.stdout.write(self.style.SUCCESS(f"\ncrmhub is running at http://{host}/  (API docs: http://{host}/api/v1/docs/)"))
+        self.stdout.write(
+            self.style.SUCCESS(f"\ncrmhub is running at http://{host}/  (API docs: http://{host}/api/v1/docs/)")
+        )
         self.stdout.write(f"Demo logins (password {settings.CRMHUB_DEMO_PASSWORD}): admin, steward, sales, support, auditor")
         self.stdout.write("Press Ctrl+C to stop.\n")
 
@@ -54,5 +56,6 @@ class Command(BaseCommand):
                     process.kill()
         crashed = [p for p in processes if p.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
         if crashed:
-            self.stderr.write(f"stopped because a process exited with {crashed[0].returncode}: {' '.join(crashed[0].args)}")
+            command = " ".join(crashed[0].args)
+            self.stderr.write(f"stopped because a process exited with {crashed[0].returncode}: {command}")
             sys.exit(1)
