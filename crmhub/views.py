@@ -55,5 +55,8 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "crmhub/customer_detail.html",
-        {"customer": customer, "fields": fields, "records": records, "interactions": related["interactions"]},
+        {
+            "customer": customer, "fields": fields, "records": records, "interactions": related["interactions"],
+            "field_defs": policy.fields,
+        },
     )

@@ -1,0 +1,34 @@
+"""Display helpers for customer values (already filtered and masked by accounts.policy)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django import template
+from django.utils.translation import gettext as _
+
+from crmhub.choices import Gender
+
+register = template.Library()
+
+
+@register.filter
+def field_value(value, field=None):  # noqa: ANN001, ANN201
+    """A person-readable form of one dictionary value: choices by label, yes/no, lists joined."""
+    if value is None or value == "" or value == []:
+        return ""
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if isinstance(value, (list, tuple)):
+        return "、".join(str(v) for v in value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if getattr(field, "name", None) == "gender" and value in Gender.values:
+        return Gender(value).label
+    return value
+
+
+@register.filter
+def field_label(name: str, fields) -> str:  # noqa: ANN001
+    """The dictionary label of ``name`` (``fields``: name -> FieldDefinition), else the name."""
+    field = fields.get(name) if fields else None
+    return field.label if field is not None else name
