@@ -83,3 +83,11 @@ class ChangeChannel(models.TextChoices):
     UNMERGE = "unmerge", _("Unmerge")
     COMMAND = "command", _("Command line")
     SYSTEM = "system", _("System")
+
+
+class ChangeEventType(models.TextChoices):
+    CREATED = "created", _("Created")
+    UPDATED = "updated", _("Updated")
+    MERGED = "merged", _("Merged")
+    UNMERGED = "unmerged", _("Unmerged")
+    ERASED = "erased", _("Erased")

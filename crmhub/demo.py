@@ -35,9 +35,11 @@ from stdnum.cn import ric
 from accounts.crypto import blind_index, content_hash, seal_values, secret_field_names
 from accounts.models import UserProfile
 from accounts.roles import Role
-from crmhub.choices import ChangeChannel
+from crmhub.choices import ChangeChannel, ChangeEventType
 from crmhub.context import change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
+from crmhub.outbox import Change, changes_record_bulk
+from crmhub.services import customer_values_from_normalized
 from imports.cleaning import clean_email, clean_id_number, clean_mobile
 
 # Birth dates and ages are anchored to a fixed day so that a seed always yields the same people.
@@ -1245,6 +1247,11 @@ def _sealed(plan: RecordPlan, secret_names: set[str]) -> tuple[dict[str, Any], d
     return seal_values(plan.raw, raw_secrets), seal_values(plan.normalized, secret_names)
 
 
+def _feed_values(customer: Customer) -> dict[str, Any]:
+    values = customer_values_from_normalized({n: customer.get_value(n) for n in Customer.CORE_FIELDS})
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
+
+
 def _write(data: DemoData, sources: dict[str, Source], sales_user: AbstractUser) -> None:
     rng = random.Random(len(data.records))
     customers = [
@@ -1254,6 +1261,12 @@ def _write(data: DemoData, sources: dict[str, Source], sales_user: AbstractUser)
     Customer.objects.bulk_create(customers, batch_size=1000)
     # The resident ID is sealed even if the dictionary is not loaded (e.g. after a flush): never less safe.
     secret_names = secret_field_names() | {"id_number"}
+    # Downstream systems learn of the new golden records through the change feed.
+    created = [(customer.pk, _feed_values(customer)) for customer in customers]
+    changes_record_bulk(
+        (Change(ChangeEventType.CREATED, pk, sorted(values), values) for pk, values in created),
+        secret_names=secret_names,
+    )
     source_records = []
     for plan, customer in zip(data.records, customers, strict=True):
         raw, normalized = _sealed(plan, secret_names)

@@ -2,6 +2,8 @@
 records (the cross-reference), interactions (the timeline) and worker heartbeats."""
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -14,6 +16,7 @@ from simple_history.models import HistoricalRecords
 from accounts.crypto import EncryptedTextField, blind_index
 from crmhub.choices import (
     ChangeChannel,
+    ChangeEventType,
     CustomerStatus,
     FieldType,
     Gender,
@@ -26,6 +29,7 @@ from crmhub.context import history_user
 
 __all__ = [
     "ChangeContextHistory",
+    "ChangeEvent",
     "Customer",
     "FieldDefinition",
     "Interaction",
@@ -326,3 +330,37 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class ChangeEvent(models.Model):
+    """The outbox: one change to a golden record, written in the same transaction as the change.
+
+    ``position`` is the change feed's cursor. It is assigned after commit, in the order in
+    which events become final (see crmhub.outbox), so that a consumer reading "after N" can
+    never skip an event that committed late. ``event_id`` lets consumers apply idempotently.
+    Secret-level values in ``data`` are sealed (accounts.crypto).
+    """
+
+    event_id = models.UUIDField(_("event id"), default=uuid.uuid4, unique=True, editable=False)
+    position = models.BigIntegerField(_("feed position"), null=True, blank=True, unique=True)
+    event_type = models.CharField(_("event"), max_length=16, choices=ChangeEventType.choices)
+    customer_id = models.BigIntegerField(_("customer"), db_index=True)
+    changed_fields = models.JSONField(_("changed fields"), default=list, blank=True)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    channel = models.CharField(_("channel"), max_length=16, choices=ChangeChannel.choices, default=ChangeChannel.SYSTEM)
+    ref = models.CharField(_("reference"), max_length=200, blank=True)
+    user_id = models.BigIntegerField(_("user"), null=True, blank=True)
+    occurred_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("change event")
+        verbose_name_plural = _("change events")
+        indexes = [
+            models.Index(
+                fields=["id"], condition=models.Q(position__isnull=True), name="crmhub_changeevent_unsequenced"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position or '-'} {self.event_type} customer {self.customer_id}"

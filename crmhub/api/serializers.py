@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.policy import present_customer, present_values
-from crmhub.models import Customer, Interaction, Source, SourceRecord
+from crmhub.models import ChangeEvent, Customer, Interaction, Source, SourceRecord
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -87,3 +87,15 @@ class TombstoneSerializer(serializers.Serializer):
     status = serializers.CharField()
     merged_into = serializers.IntegerField()
     merged_into_url = serializers.CharField()
+
+
+class ChangeEventSerializer(serializers.ModelSerializer):
+    """One change-feed event; ``data`` is filtered and masked by the caller's role."""
+
+    data = PolicyValuesField()
+    cursor = serializers.IntegerField(source="position")
+    customer = serializers.IntegerField(source="customer_id")
+
+    class Meta:
+        model = ChangeEvent
+        fields = ["cursor", "event_id", "event_type", "customer", "changed_fields", "data", "channel", "occurred_at"]

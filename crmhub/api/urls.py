@@ -26,6 +26,7 @@ urlpatterns = [
         views.CustomerInteractionsViewSet.as_view({"get": "list"}),
         name="customer-interactions",
     ),
+    path("changes/", views.ChangeFeedView.as_view(), name="changes"),
     path("", include("accounts.api.urls")),
     path("", include("imports.api.urls")),
     path("", include("dedup.api.urls")),

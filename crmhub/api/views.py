@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from crmhub import selectors
+from crmhub import outbox, selectors
+from crmhub.api.permissions import CanReadChangeFeed
 from crmhub.api.serializers import (
+    ChangeEventSerializer,
     CustomerDetailSerializer,
     CustomerSerializer,
     InteractionSerializer,
@@ -77,3 +80,51 @@ def _int_or_404(value) -> int:  # noqa: ANN001
     except (TypeError, ValueError) as exc:
         raise Http404("No such customer") from exc
 
+
+
+class ChangeFeedView(APIView):
+    """The change feed: events after ``after`` (a cursor from a previous page; 0 to start),
+    oldest first. Store ``next_cursor`` and ask again with it; apply events idempotently by
+    ``event_id``. An event appears once its transaction is final, so no event is skipped."""
+
+    permission_classes = [CanReadChangeFeed]
+    max_limit = 1000
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="Cursor: the last event's cursor (0 to start)"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many events (max 1000)"),
+        ],
+        responses=inline_serializer(
+            "ChangeFeedPage",
+            {
+                "results": ChangeEventSerializer(many=True),
+                "next_cursor": serializers.IntegerField(),
+                "has_more": serializers.BooleanField(),
+            },
+        ),
+    )
+    def get(self, request):  # noqa: ANN001, ANN201
+        after = _non_negative_int(request.query_params.get("after", "0"), "after")
+        limit = min(_non_negative_int(request.query_params.get("limit", "100"), "limit") or 100, self.max_limit)
+        events = list(outbox.changes_after(after=after, limit=limit + 1))
+        page, has_more = events[:limit], len(events) > limit
+        return Response(
+            {
+                "results": ChangeEventSerializer(page, many=True, context={"request": request}).data,
+                "next_cursor": page[-1].position if page else after,
+                "has_more": has_more,
+            }
+        )
+
+
+def _non_negative_int(value: str, name: str) -> int:
+    from rest_framework.exceptions import ValidationError
+
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError({name: f"must be a whole number, got {value!r}"}) from None
+    if number < 0:
+        raise ValidationError({name: "must not be negative"})
+    return number

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+from rest_framework.test import APIClient
+
+from crmhub.choices import ChangeEventType
+from crmhub.context import change_context
+from crmhub.models import ChangeEvent
+from crmhub.outbox import change_record, changes_after, outbox_sequence
+from tests.conftest import make_user
+from tests.factories import CustomerFactory
+
+
+@pytest.fixture
+def api_client_user(django_user_model):  # noqa: ANN001, ANN201
+    return make_user(django_user_model, "erp_sync", "api_client")
+
+
+def feed(user, **params) -> dict:  # noqa: ANN001, ANN003
+    client = APIClient()
+    client.force_authenticate(user)
+    response = client.get("/api/v1/changes/", params)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_writes_events_only_with_the_change_that_commits(steward):
+    customer = CustomerFactory()
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk)
+    try:
+        with transaction.atomic(), change_context(channel="web", ref="edit", user=steward):
+            change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk, changed_fields=["city"],
+                          data={"city": "上海"})
+            raise ValueError("the edit failed")
+    except ValueError:
+        pass
+    assert not ChangeEvent.objects.exists()
+    with transaction.atomic(), change_context(channel="web", ref="edit", user=steward):
+        change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk, changed_fields=["city"],
+                      data={"city": "上海"})
+    event = ChangeEvent.objects.get()
+    assert (event.channel, event.ref, event.user_id, event.position) == ("web", "edit", steward.pk, None)
+
+
+@pytest.mark.django_db
+def test_it_pages_through_the_feed_with_a_cursor_and_masks_by_role(api_client_user, steward):
+    customers = CustomerFactory.create_batch(3)
+    with transaction.atomic():
+        for c in customers:
+            change_record(event_type=ChangeEventType.CREATED, customer_id=c.pk, changed_fields=["mobile"],
+                          data={"mobile": c.mobile, "id_number": "11010519491231002X"})
+    first = feed(api_client_user, after=0, limit=2)
+    assert [e["customer"] for e in first["results"]] == [customers[0].pk, customers[1].pk]
+    assert first["has_more"] is True
+    rest = feed(api_client_user, after=first["next_cursor"], limit=2)
+    assert [e["customer"] for e in rest["results"]] == [customers[2].pk]
+    assert rest["has_more"] is False
+    # Asking again from the end returns nothing and keeps the cursor.
+    assert feed(api_client_user, after=rest["next_cursor"]) == {"results": [], "next_cursor": rest["next_cursor"],
+                                                               "has_more": False}
+    event = rest["results"][0]
+    assert event["data"]["mobile"] == customers[2].mobile  # API clients see confidential values
+    assert event["data"]["id_number"] == "110105********002X"  # but secret ones masked
+    stored = ChangeEvent.objects.get(customer_id=customers[2].pk).data
+    assert stored["id_number"].startswith("enc1:")  # sealed at rest
+
+
+@pytest.mark.django_db
+def test_it_refuses_roles_without_access_and_bad_cursors(support, api_client_user):
+    client = APIClient()
+    client.force_authenticate(support)
+    response = client.get("/api/v1/changes/")
+    assert response.status_code == 403 and "change feed" in response.json()["message"]
+    client.force_authenticate(api_client_user)
+    response = client.get("/api/v1/changes/", {"after": "abc"})
+    assert response.status_code == 400 and "after" in response.json()["details"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_never_skips_an_event_that_commits_late():
+    """A transaction that wrote its event first but commits last is still delivered after
+    the cursor has moved past later events (PostgreSQL; SQLite serializes writers)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("only PostgreSQL runs writers concurrently")
+    early, late = CustomerFactory(), CustomerFactory()
+    wrote, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                change_record(event_type=ChangeEventType.UPDATED, customer_id=early.pk)
+                wrote.set()
+                release.wait(20)
+        finally:
+            connections.close_all()
+            done.set()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert wrote.wait(20)
+    with transaction.atomic():
+        change_record(event_type=ChangeEventType.UPDATED, customer_id=late.pk)
+    # The later event committed, but the earlier transaction is still open: nothing is final yet.
+    assert list(changes_after(after=0, limit=10)) == []
+    release.set()
+    assert done.wait(20)
+    thread.join()
+    events = list(changes_after(after=0, limit=10))
+    assert sorted(e.customer_id for e in events) == sorted([early.pk, late.pk])
+    assert [e.position for e in events] == [1, 2]
+    assert outbox_sequence() == 0
