@@ -37,7 +37,7 @@ CFB_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_SIGNATURE = b"PK\x03\x04"
 # An encrypted OOXML workbook is a CFB container with this stream (names are UTF-16LE).
 ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
-_DATA_LIKE = re.compile(r"^[+\d\s\-().]{5,}$|@|^\d{4}[-/年]\d{1,2}")
+_DATA_LIKE = re.compile(r"\d{3,}|@|^\d{4}[-/年]\d{1,2}")
 
 
 class FileRefused(ValueError):
