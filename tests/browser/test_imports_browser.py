@@ -1,19 +1,19 @@
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.imports.helpers import csv_bytes
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
 @pytest.fixture
-def page(live_server):  # noqa: ANN001, ANN201
+def page(live_server, monkeypatch):  # noqa: ANN001, ANN201
     from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop; set here, not at import, so that it does not leak into
+    # the deployment-checklist test of the same session.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
