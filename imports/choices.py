@@ -22,3 +22,13 @@ class RunKind(models.TextChoices):
     FILE = "file", _("File upload")
     CONNECTOR = "connector", _("Connector sync")
     PUSH = "push", _("Push API")
+
+
+class ChangeAction(models.TextChoices):
+    CREATED = "created", _("Created")
+    UPDATED = "updated", _("Updated")
+
+
+class IssueKind(models.TextChoices):
+    ERROR = "error", _("Not stored")
+    INVALID = "invalid", _("Stored with flagged values")

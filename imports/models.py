@@ -6,9 +6,9 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from imports.choices import RunKind, RunStatus
+from imports.choices import ChangeAction, IssueKind, RunKind, RunStatus
 
-__all__ = ["ImportRun"]
+__all__ = ["ImportRun", "ImportRunChange", "ImportRunIssue", "MappingTemplate"]
 
 
 class ImportRun(models.Model):
@@ -42,6 +42,21 @@ class ImportRun(models.Model):
     errors = models.PositiveIntegerField(_("errors"), default=0)
     message = models.TextField(_("message"), blank=True)
     log = models.JSONField(_("log"), default=list, blank=True)
+    template = models.ForeignKey(
+        "imports.MappingTemplate", verbose_name=_("mapping template"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="runs",
+    )
+    preview_of = models.ForeignKey(
+        "self", verbose_name=_("commit of dry run"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="commits", help_text=_("The dry run this run commits."),
+    )
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
+    samples = models.JSONField(_("dry-run samples"), default=dict, blank=True)
+    rolled_back_at = models.DateTimeField(_("rolled back"), null=True, blank=True)
+    rolled_back_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("rolled back by"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="+",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -64,6 +79,30 @@ class ImportRun(models.Model):
             return 100 if self.is_terminal else 0
         return min(100, int(100 * self.rows_done / self.rows_total))
 
+    @property
+    def rows_per_second(self) -> float:
+        if not self.started_at or not self.rows_done:
+            return 0.0
+        from django.utils import timezone
+
+        elapsed = ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+        return self.rows_done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> int | None:
+        rate = self.rows_per_second
+        if self.is_terminal or not rate or not self.rows_total:
+            return None
+        return max(0, int((self.rows_total - self.rows_done) / rate))
+
+    @property
+    def mapping(self) -> dict[str, str]:
+        return self.options.get("mapping", {})
+
+    @property
+    def can_rollback(self) -> bool:
+        return not self.dry_run and self.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
     def summary(self) -> dict:
         """The JSON object the command line and the API report."""
         return {
@@ -76,3 +115,82 @@ class ImportRun(models.Model):
             "invalid": self.invalid,
             "errors": self.errors,
         }
+
+
+class MappingTemplate(models.Model):
+    """A saved mapping of a file layout to the data dictionary, for one source.
+
+    A later file of the source whose headers give the same ``header_signature`` uses it
+    without asking."""
+
+    source = models.ForeignKey(
+        "crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE, related_name="mapping_templates"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    headers = models.JSONField(_("headers"), default=list)
+    header_signature = models.CharField(_("header signature"), max_length=64, db_index=True)
+    mapping = models.JSONField(_("mapping"), default=dict, help_text=_("Column header → data-dictionary field."))
+    key_columns = models.JSONField(_("key columns"), default=list)
+    dayfirst = models.BooleanField(_("day first in dates"), default=False, help_text=_("05-01-2024 is 5 January."))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["source", "name"]
+        verbose_name = _("mapping template")
+        verbose_name_plural = _("mapping templates")
+        constraints = [
+            models.UniqueConstraint(fields=["source", "name"], name="imports_mappingtemplate_unique_source_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportRunChange(models.Model):
+    """What a committed run did to one source record, so that the run can be rolled back:
+    created (the record, and the golden customer made for it) or updated (the values before)."""
+
+    run = models.ForeignKey(ImportRun, verbose_name=_("run"), on_delete=models.CASCADE, related_name="changes")
+    action = models.CharField(_("action"), max_length=8, choices=ChangeAction.choices)
+    source_record = models.ForeignKey(
+        "crmhub.SourceRecord", verbose_name=_("source record"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", db_constraint=False,
+    )
+    customer = models.ForeignKey(
+        "crmhub.Customer", verbose_name=_("customer created"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", db_constraint=False,
+    )
+    before = models.JSONField(_("values before"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        verbose_name = _("import run change")
+        verbose_name_plural = _("import run changes")
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.action} {self.source_record_id}"
+
+
+class ImportRunIssue(models.Model):
+    """A row of a run that could not be stored (error) or was stored with flagged values
+    (invalid): the original row (secret values sealed) and the reasons; the error report."""
+
+    run = models.ForeignKey(ImportRun, verbose_name=_("run"), on_delete=models.CASCADE, related_name="issues")
+    row_number = models.PositiveIntegerField(_("row"))
+    kind = models.CharField(_("kind"), max_length=8, choices=IssueKind.choices)
+    source_key = models.CharField(_("source key"), max_length=255, blank=True)
+    raw = models.JSONField(_("original row"), default=dict)
+    reasons = models.JSONField(_("reasons"), default=dict, help_text=_("Column (or '' for the row) → reason."))
+
+    class Meta:
+        ordering = ["run", "row_number"]
+        verbose_name = _("import run issue")
+        verbose_name_plural = _("import run issues")
+
+    def __str__(self) -> str:
+        return f"{self.run_id} row {self.row_number}"

@@ -1,0 +1,260 @@
+"""The import pipeline: read a file in chunks, clean, classify against what the source
+already holds, and write (or, for a dry run, only count and sample).
+
+Per chunk, in one transaction: prepare rows (key, raw, cleaned values, flags, a keyed
+content hash), look up the existing records of those keys, classify each row as created
+/ updated / unchanged / error, hand new records to ``link_new_records_to_customers``, write
+through the connection's writer, store the rows of the error report, and save progress.
+Between chunks the run's cancel flag is checked.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.crypto import blind_index, seal_values, secret_field_names
+from crmhub.context import current_change_context
+from crmhub.models import FieldDefinition, SourceRecord
+from imports.choices import IssueKind
+from imports.cleaning.frame import clean_columns
+from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
+from imports.linking import link_new_records_to_customers
+from imports.models import ImportRun, ImportRunIssue
+from imports.readers import FileLayout, iter_chunks
+from imports.writers import Existing, PreparedRow, writer_for_connection
+
+OUTCOMES = ("created", "updated", "unchanged", "rejected")
+
+
+@dataclass
+class Issue:
+    row_number: int
+    key: str
+    raw: dict[str, Any]
+    reasons: dict[str, str]
+    kind: str = IssueKind.ERROR
+
+
+@dataclass
+class Tally:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    errors: int = 0
+    issues_kept: int = 0
+    samples: dict[str, list] = field(default_factory=lambda: {k: [] for k in OUTCOMES})
+
+    def sample(self, kind: str, item: dict) -> None:
+        if len(self.samples[kind]) < SAMPLES_PER_KIND:
+            self.samples[kind].append(item)
+
+    def wants(self, kind: str) -> bool:
+        return len(self.samples[kind]) < SAMPLES_PER_KIND
+
+
+class ImportPipeline:
+    def __init__(self, run: ImportRun, *, chunk_rows: int = CHUNK_ROWS) -> None:
+        self.run = run
+        self.chunk_rows = chunk_rows
+        options = run.options
+        self.layout = FileLayout.from_options(options["layout"])
+        self.mapping: dict[str, str] = dict(options.get("mapping", {}))
+        self.key_columns: list[str] = list(options.get("key_columns", []))
+        self.dayfirst = bool(options.get("dayfirst", False))
+        self.field_types = dict(FieldDefinition.objects.values_list("name", "field_type"))
+        self.secret_fields = secret_field_names()
+        self.secret_headers = {h for h, f in self.mapping.items() if f in self.secret_fields}
+        self.header_of = {f: h for h, f in self.mapping.items()}
+        self.seen: dict[str, int] = {}
+        self.tally = Tally()
+        self.writer = writer_for_connection()
+
+    #
+    # Driving
+    #
+
+    def execute(self) -> bool:
+        """Process every chunk; False when the run was cancelled midway."""
+        row_number = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
+        for frame in iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows):
+            rows, issues = self.prepare(frame, row_number)
+            row_number += len(frame)
+            with transaction.atomic():
+                self.process(rows, issues)
+                self._save_progress(final=False)
+            if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                self._save_progress(final=True)
+                return False
+        self._save_progress(final=True)
+        return True
+
+    def _save_progress(self, *, final: bool) -> None:
+        t = self.tally
+        values: dict[str, Any] = {
+            "rows_done": t.rows, "created": t.created, "updated": t.updated, "unchanged": t.unchanged,
+            "invalid": t.invalid, "errors": t.errors, "samples": t.samples,
+        }
+        if final or (self.run.rows_total is not None and t.rows > self.run.rows_total):
+            values["rows_total"] = t.rows
+        ImportRun.objects.filter(pk=self.run.pk).update(**values)
+
+    #
+    # Preparing a chunk
+    #
+
+    def _keys(self, frame: pd.DataFrame) -> list[str]:
+        if not self.key_columns:
+            return [""] * len(frame)
+        parts = [frame[c].str.strip() for c in self.key_columns]
+        if len(parts) == 1:
+            return parts[0].tolist()
+        joined = parts[0].str.cat(parts[1:], sep="|")
+        complete = pd.concat([p.ne("") for p in parts], axis=1).all(axis=1)
+        return joined.where(complete, "").tolist()
+
+    def prepare(self, frame: pd.DataFrame, first_row: int) -> tuple[list[PreparedRow], list[Issue]]:
+        headers = list(frame.columns)
+        mapped = {h: f for h, f in self.mapping.items() if h in frame.columns}
+        values, flags = clean_columns(frame, mapped, self.field_types, dayfirst=self.dayfirst)
+        names = list(values)
+        value_columns = [values[n] for n in names]
+        flag_columns = [flags[n] for n in names]
+        keys = self._keys(frame)
+        matrix = frame.to_numpy().tolist()
+        rows: list[PreparedRow] = []
+        issues: list[Issue] = []
+        key_label = ", ".join(self.key_columns)
+        for i, cells in enumerate(matrix):
+            row_number = first_row + i
+            raw = {h: v for h, v in zip(headers, cells, strict=True) if v != ""}
+            key = keys[i]
+            if not key:
+                reason = (_("the key column %(column)s is empty") % {"column": key_label}) if self.key_columns else _(
+                    "no key column was chosen")
+                issues.append(Issue(row_number, "", raw, {"": reason}))
+                continue
+            if len(key) > 255:
+                issues.append(Issue(row_number, key[:255], raw, {"": _("the key is longer than 255 characters")}))
+                continue
+            first = self.seen.get(key)
+            if first is not None:
+                issues.append(Issue(row_number, key, raw, {"": _("the key appears again; its first row is %(row)s")
+                                                            % {"row": first}}))
+                continue
+            self.seen[key] = row_number
+            normalized: dict[str, Any] = {}
+            row_flags: dict[str, str] = {}
+            for name, column, flag_column in zip(names, value_columns, flag_columns, strict=True):
+                value = column[i]
+                if value is not None and value != "" and value != []:
+                    normalized[name] = value
+                if flag_column[i]:
+                    row_flags[name] = flag_column[i]
+            digest = blind_index(json.dumps([raw, normalized], ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+            rows.append(PreparedRow(row_number, key, raw, normalized, row_flags, digest))
+        return rows, issues
+
+    def _seal(self, row: PreparedRow) -> None:
+        row.sealed_raw = seal_values(row.raw, self.secret_headers) if self.secret_headers else row.raw
+        row.sealed_normalized = seal_values(row.normalized, self.secret_fields) if self.secret_fields else row.normalized
+
+    def _reasons(self, flags: dict[str, str]) -> dict[str, str]:
+        return {self.header_of.get(name, name): reason for name, reason in flags.items()}
+
+    #
+    # Classifying and writing a chunk
+    #
+
+    def process(self, rows: list[PreparedRow], issues: list[Issue]) -> None:
+        run, t = self.run, self.tally
+        dry = run.dry_run
+        if not dry:
+            self.writer.lock_source(run.source_id)
+        existing = self.writer.existing(run.source_id, [r.key for r in rows]) if rows else {}
+        new: list[PreparedRow] = []
+        changed: list[tuple[PreparedRow, Existing]] = []
+        unchanged: list[int] = []
+        for row in rows:
+            found = existing.get(row.key)
+            if found is None:
+                new.append(row)
+                if t.wants("created"):
+                    t.sample("created", {"row": row.row_number, "key": row.key,
+                                         "values": seal_values(row.normalized, self.secret_fields)})
+            elif found.record_hash != row.record_hash:
+                changed.append((row, found))
+            else:
+                unchanged.append(found.pk)
+                if t.wants("unchanged"):
+                    t.sample("unchanged", {"row": row.row_number, "key": row.key})
+            if row.flags:
+                t.invalid += 1
+                issues.append(Issue(row.row_number, row.key, row.raw, self._reasons(row.flags), IssueKind.INVALID))
+        self._sample_updates(changed)
+        t.rows += len(rows) + sum(1 for i in issues if i.kind == IssueKind.ERROR)
+        t.created += len(new)
+        t.updated += len(changed)
+        t.unchanged += len(unchanged)
+        for issue in issues:
+            if issue.kind == IssueKind.ERROR:
+                t.errors += 1
+                if t.wants("rejected"):
+                    t.sample("rejected", {"row": issue.row_number, "key": issue.key, "reasons": issue.reasons})
+        if not dry:
+            for row in new:
+                self._seal(row)
+            for row, _existing in changed:
+                self._seal(row)
+            links = link_new_records_to_customers(records=[(r.normalized, r.flags) for r in new], creator=self.writer) \
+                if new else []
+            self.writer.write(
+                run_id=run.pk, source_id=run.source_id, new=list(zip(new, links, strict=True)), changed=changed,
+                unchanged=unchanged, ctx=current_change_context(), now=timezone.now(),
+            )
+        self._store_issues(issues)
+
+    def _sample_updates(self, changed: list[tuple[PreparedRow, Existing]]) -> None:
+        t = self.tally
+        want = SAMPLES_PER_KIND - len(t.samples["updated"])
+        if want <= 0 or not changed:
+            return
+        picked = changed[:want]
+        from accounts.crypto import unseal_values
+
+        before = dict(SourceRecord.objects.filter(pk__in=[e.pk for _r, e in picked]).values_list("pk", "normalized"))
+        for row, existing in picked:
+            old = unseal_values(before.get(existing.pk) or {})
+            names = sorted(set(old) | set(row.normalized))
+            diff_before = {n: old.get(n) for n in names if old.get(n) != row.normalized.get(n)}
+            diff_after = {n: row.normalized.get(n) for n in diff_before}
+            raw_note = not diff_before  # only unmapped columns changed
+            t.sample("updated", {
+                "row": row.row_number, "key": row.key, "raw_only": raw_note,
+                "before": seal_values(diff_before, self.secret_fields),
+                "after": seal_values(diff_after, self.secret_fields),
+            })
+
+    def _store_issues(self, issues: list[Issue]) -> None:
+        room = ISSUES_KEPT - self.tally.issues_kept
+        if room <= 0 or not issues:
+            return
+        kept = sorted(issues, key=lambda i: i.row_number)[:room]
+        ImportRunIssue.objects.bulk_create(
+            [
+                ImportRunIssue(
+                    run_id=self.run.pk, row_number=i.row_number, kind=i.kind, source_key=i.key,
+                    raw=seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw, reasons=i.reasons,
+                )
+                for i in kept
+            ],
+            batch_size=1000,
+        )
+        self.tally.issues_kept += len(kept)

@@ -1,0 +1,18 @@
+"""Celery tasks of the imports app: thin, they receive ids and call services."""
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="imports.run", ignore_result=True, acks_late=True)
+def import_run_task(run_id: int) -> None:
+    from imports.services import import_run_execute
+
+    import_run_execute(run_id=run_id)
+
+
+@shared_task(name="imports.rollback", ignore_result=True)
+def import_run_rollback_task(run_id: int) -> None:
+    from imports.services import import_run_rollback_execute
+
+    import_run_rollback_execute(run_id=run_id)

@@ -1,0 +1,258 @@
+"""Writing a classified chunk: new source records (and their golden customers), changed
+ones (recording the values before, for rollback) and unchanged ones.
+
+Two writers give the same results. ``PostgresWriter`` streams rows with COPY into the
+customer table and into a temporary staging table, then runs one set-based upsert into
+``crmhub_sourcerecord`` and set-based INSERT … SELECTs into the history tables and the run's
+change log. ``PortableWriter`` (SQLite and anything else) uses bulk_create/bulk_update in
+batches and writes the historical rows as objects. Neither sends per-object signals.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, models
+
+from accounts.crypto import blind_index, encrypt
+from crmhub.context import ChangeContext
+from crmhub.models import Customer, SourceRecord
+from imports.choices import ChangeAction
+from imports.history import history_insert_sql, history_objects, history_params
+from imports.linking import Link
+from imports.models import ImportRunChange
+
+BATCH = 500
+
+
+@dataclass
+class PreparedRow:
+    row_number: int
+    key: str
+    raw: dict[str, Any]  # plaintext, {header: value}
+    normalized: dict[str, Any]  # plaintext, {field: value}
+    flags: dict[str, str]
+    record_hash: str
+    sealed_raw: dict[str, Any] = field(default_factory=dict)
+    sealed_normalized: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Existing:
+    pk: int
+    record_hash: str
+    customer_id: int | None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class PortableWriter:
+    def lock_source(self, source_id: int) -> None:
+        """SQLite serialises writers already (IMMEDIATE transactions)."""
+
+    def existing(self, source_id: int, keys: list[str]) -> dict[str, Existing]:
+        found: dict[str, Existing] = {}
+        for i in range(0, len(keys), BATCH):
+            for key, pk, record_hash, customer_id in SourceRecord.objects.filter(
+                source_id=source_id, source_key__in=keys[i : i + BATCH]
+            ).values_list("source_key", "pk", "record_hash", "customer_id"):
+                found[key] = Existing(pk, record_hash, customer_id)
+        return found
+
+    def create_customers(self, rows: list[dict[str, Any]]) -> list[int]:
+        objs = [Customer(**row) for row in rows]
+        for obj in objs:
+            obj.id_number_hash = blind_index(obj.id_number)
+        Customer.objects.bulk_create(objs, batch_size=BATCH)
+        self._pending_customer_history = objs
+        return [obj.pk for obj in objs]
+
+    def write(
+        self, *, run_id: int, source_id: int, new: list[tuple[PreparedRow, Link]],
+        changed: list[tuple[PreparedRow, Existing]], unchanged: list[int], ctx: ChangeContext, now: datetime,
+    ) -> None:
+        customers = getattr(self, "_pending_customer_history", [])
+        if customers:
+            Customer.history.model.objects.bulk_create(history_objects(Customer, customers, "+", ctx, now), batch_size=BATCH)
+            self._pending_customer_history = []
+        if new:
+            objs = [
+                SourceRecord(
+                    source_id=source_id, source_key=row.key, customer_id=link.customer_id, raw=row.sealed_raw,
+                    normalized=row.sealed_normalized, flags=row.flags, record_hash=row.record_hash,
+                    first_seen_at=now, last_seen_at=now, updated_at=now,
+                )
+                for row, link in new
+            ]
+            SourceRecord.objects.bulk_create(objs, batch_size=BATCH)
+            SourceRecord.history.model.objects.bulk_create(history_objects(SourceRecord, objs, "+", ctx, now), batch_size=BATCH)
+            ImportRunChange.objects.bulk_create(
+                [
+                    ImportRunChange(run_id=run_id, action=ChangeAction.CREATED, source_record_id=obj.pk,
+                                    customer_id=link.customer_id if link.created else None)
+                    for obj, (_row, link) in zip(objs, new, strict=True)
+                ],
+                batch_size=BATCH,
+            )
+        if changed:
+            records = SourceRecord.objects.in_bulk([e.pk for _row, e in changed])
+            log, objs = [], []
+            for row, existing in changed:
+                obj = records[existing.pk]
+                log.append(ImportRunChange(
+                    run_id=run_id, action=ChangeAction.UPDATED, source_record_id=obj.pk,
+                    before={"raw": obj.raw, "normalized": obj.normalized, "flags": obj.flags,
+                            "record_hash": obj.record_hash},
+                ))
+                obj.raw, obj.normalized, obj.flags = row.sealed_raw, row.sealed_normalized, row.flags
+                obj.record_hash, obj.last_seen_at, obj.updated_at = row.record_hash, now, now
+                objs.append(obj)
+            ImportRunChange.objects.bulk_create(log, batch_size=BATCH)
+            SourceRecord.objects.bulk_update(
+                objs, ["raw", "normalized", "flags", "record_hash", "last_seen_at", "updated_at"], batch_size=BATCH
+            )
+            SourceRecord.history.model.objects.bulk_create(history_objects(SourceRecord, objs, "~", ctx, now), batch_size=BATCH)
+        for i in range(0, len(unchanged), BATCH):
+            SourceRecord.objects.filter(pk__in=unchanged[i : i + BATCH]).update(last_seen_at=now)
+
+
+def _customer_copy_plan() -> list[tuple[str, Any]]:
+    """(column, how to get its value from a customer row dict) for COPY into crmhub_customer."""
+    plan: list[tuple[str, Any]] = []
+    for f in Customer._meta.concrete_fields:
+        name = f.attname
+        if name == "id":
+            continue
+        if name == "id_number":
+            plan.append((f.column, lambda row, _now: encrypt(row["id_number"]) if row.get("id_number") else ""))
+        elif name == "id_number_hash":
+            plan.append((f.column, lambda row, _now: blind_index(row.get("id_number") or "")))
+        elif name in ("created_at", "updated_at"):
+            plan.append((f.column, lambda row, now: now))
+        elif isinstance(f, models.JSONField):
+            default = f.get_default()
+            plan.append((f.column, lambda row, _now, n=name, d=default: _dumps(row.get(n, d))))
+        else:
+            default = None if f.null and not f.has_default() else f.get_default()
+            plan.append((f.column, lambda row, _now, n=name, d=default: row.get(n, d)))
+    return plan
+
+
+STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS imports_stage (
+    sr_id bigint NOT NULL, is_new boolean NOT NULL, customer_id bigint, customer_created boolean NOT NULL,
+    source_key varchar(255) NOT NULL, raw jsonb NOT NULL, normalized jsonb NOT NULL, flags jsonb NOT NULL,
+    record_hash varchar(64) NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+STAGE_COLUMNS = "sr_id, is_new, customer_id, customer_created, source_key, raw, normalized, flags, record_hash"
+
+
+class PostgresWriter:
+    def __init__(self) -> None:
+        self._customer_plan = _customer_copy_plan()
+        self._new_customer_ids: list[int] = []
+
+    def lock_source(self, source_id: int) -> None:
+        """One writer per source at a time: classification and upsert see the same rows."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x637268, source_id])
+
+    def existing(self, source_id: int, keys: list[str]) -> dict[str, Existing]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT source_key, id, record_hash, customer_id FROM crmhub_sourcerecord "
+                "WHERE source_id = %s AND source_key = ANY(%s)",
+                [source_id, keys],
+            )
+            return {key: Existing(pk, h, c) for key, pk, h, c in cursor.fetchall()}
+
+    @staticmethod
+    def _allocate(table: str, n: int) -> list[int]:
+        if not n:
+            return []
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n]
+            )
+            return [r[0] for r in cursor.fetchall()]
+
+    def create_customers(self, rows: list[dict[str, Any]]) -> list[int]:
+        from django.utils import timezone
+
+        ids = self._allocate(Customer._meta.db_table, len(rows))
+        now = timezone.now()
+        columns = ", ".join(["id"] + [c for c, _get in self._customer_plan])
+        with connection.cursor() as cursor, cursor.copy(f"COPY {Customer._meta.db_table} ({columns}) FROM STDIN") as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                copy.write_row([pk] + [get(row, now) for _c, get in self._customer_plan])
+        self._new_customer_ids = ids
+        return ids
+
+    def write(
+        self, *, run_id: int, source_id: int, new: list[tuple[PreparedRow, Link]],
+        changed: list[tuple[PreparedRow, Existing]], unchanged: list[int], ctx: ChangeContext, now: datetime,
+    ) -> None:
+        with connection.cursor() as cursor:
+            if self._new_customer_ids:
+                cursor.execute(
+                    history_insert_sql(Customer, from_sql=f"FROM {Customer._meta.db_table} t WHERE t.id = ANY(%(ids)s)"),
+                    history_params(ctx, now, history_type="+", ids=self._new_customer_ids),
+                )
+                self._new_customer_ids = []
+            if new or changed:
+                new_ids = self._allocate(SourceRecord._meta.db_table, len(new))
+                cursor.execute(STAGE_DDL)
+                with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
+                    for pk, (row, link) in zip(new_ids, new, strict=True):
+                        copy.write_row([pk, True, link.customer_id, link.created, row.key, _dumps(row.sealed_raw),
+                                        _dumps(row.sealed_normalized), _dumps(row.flags), row.record_hash])
+                    for row, existing in changed:
+                        copy.write_row([existing.pk, False, existing.customer_id, False, row.key, _dumps(row.sealed_raw),
+                                        _dumps(row.sealed_normalized), _dumps(row.flags), row.record_hash])
+                params = {"run": run_id, "source": source_id, "now": now}
+                # The values before, for rollback; then one upsert for new and changed records.
+                cursor.execute(
+                    "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
+                    "SELECT %(run)s, 'updated', sr.id, NULL, jsonb_build_object('raw', sr.raw, 'normalized', "
+                    "sr.normalized, 'flags', sr.flags, 'record_hash', sr.record_hash) "
+                    "FROM imports_stage s JOIN crmhub_sourcerecord sr ON sr.id = s.sr_id WHERE NOT s.is_new ORDER BY sr.id",
+                    params,
+                )
+                cursor.execute(
+                    "INSERT INTO crmhub_sourcerecord (id, source_id, source_key, customer_id, raw, normalized, flags, "
+                    "record_hash, first_seen_at, last_seen_at, source_updated_at, updated_at) "
+                    "SELECT s.sr_id, %(source)s, s.source_key, s.customer_id, s.raw, s.normalized, s.flags, "
+                    "s.record_hash, %(now)s, %(now)s, NULL, %(now)s FROM imports_stage s "
+                    "ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw, "
+                    "normalized = EXCLUDED.normalized, flags = EXCLUDED.flags, record_hash = EXCLUDED.record_hash, "
+                    "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at",
+                    params,
+                )
+                cursor.execute(
+                    history_insert_sql(
+                        SourceRecord,
+                        from_sql="FROM imports_stage s JOIN crmhub_sourcerecord t ON t.id = s.sr_id",
+                        history_type_sql="CASE WHEN s.is_new THEN '+' ELSE '~' END",
+                    ),
+                    history_params(ctx, now),
+                )
+                cursor.execute(
+                    "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
+                    "SELECT %(run)s, 'created', s.sr_id, CASE WHEN s.customer_created THEN s.customer_id END, NULL "
+                    "FROM imports_stage s WHERE s.is_new ORDER BY s.sr_id",
+                    params,
+                )
+                cursor.execute("TRUNCATE imports_stage")
+            if unchanged:
+                cursor.execute(
+                    "UPDATE crmhub_sourcerecord SET last_seen_at = %s WHERE id = ANY(%s)", [now, unchanged]
+                )
+
+
+def writer_for_connection() -> PortableWriter | PostgresWriter:
+    return PostgresWriter() if connection.vendor == "postgresql" else PortableWriter()
