@@ -24,7 +24,8 @@ def check_broker() -> dict:
 
     started = time.monotonic()
     try:
-        with app.connection_for_write() as conn:
+        # A fresh connection to the configured broker, not the app's pooled one.
+        with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "error": exc.__class__.__name__}

@@ -8,9 +8,12 @@ customer's id, with ``created=False``, for records it recognises).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
 
+from crmhub.choices import ChangeEventType
 from crmhub.models import Customer
+from crmhub.outbox import Change, changes_record_bulk
 from crmhub.services import customer_values_from_normalized
 from imports.cleaning import name_pinyin
 
@@ -47,5 +50,15 @@ def link_new_records_to_customers(
     *, records: list[tuple[dict[str, Any], dict[str, str]]], creator: CustomerCreator
 ) -> list[Link]:
     """A Link per new record (``(normalized plaintext, flags)``), in order."""
-    ids = creator.create_customers([customer_row(normalized, flags) for normalized, flags in records])
+    rows = [customer_row(normalized, flags) for normalized, flags in records]
+    ids = creator.create_customers(rows)
+    # Downstream systems learn of each new golden record through the change feed, in this
+    # chunk's transaction.
+    created = [(customer_id, _feed_values(row)) for customer_id, row in zip(ids, rows, strict=True)]
+    changes_record_bulk(Change(ChangeEventType.CREATED, pk, sorted(values), values) for pk, values in created)
     return [Link(customer_id=i, created=True) for i in ids]
+
+
+def _feed_values(row: dict[str, Any]) -> dict[str, Any]:
+    values = {k: v for k, v in row.items() if k != "name_pinyin"}
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}

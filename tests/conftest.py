@@ -16,6 +16,27 @@ from accounts.roles import Role
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _core_data(request):  # noqa: ANN001, ANN202
+    """Put back what data migrations load (the core data dictionary, the role groups):
+    a transactional test's flush empties every table, data migrations' rows included."""
+    if request.node.get_closest_marker("django_db"):
+        request.getfixturevalue("_django_db_helper")
+    elif "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
+    elif "db" in request.fixturenames:
+        request.getfixturevalue("db")
+    else:
+        return
+    from django.contrib.auth.models import Group
+
+    from crmhub.services import field_definitions_sync
+
+    field_definitions_sync()
+    for role in Role.values:
+        Group.objects.get_or_create(name=role)
+
+
 def make_user(django_user_model, username: str, role: str | None, **extra):  # noqa: ANN001, ANN003, ANN201
     from django.contrib.auth.models import Group
 

@@ -114,3 +114,17 @@ def test_it_never_skips_an_event_that_commits_late():
     assert sorted(e.customer_id for e in events) == sorted([early.pk, late.pk])
     assert [e.position for e in events] == [1, 2]
     assert outbox_sequence() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_announces_the_golden_records_an_import_creates(tmp_path, api_client_user):
+    from tests.imports.helpers import csv_bytes, write
+    from tests.imports.test_services import run_cli
+
+    summary = run_cli(write(tmp_path, "c.csv", csv_bytes()), "--source", "crm", "--auto-map", "--inline")
+    body = feed(api_client_user, after=0)
+    assert [e["event_type"] for e in body["results"]] == ["created"] * summary["created"]
+    first = body["results"][0]
+    assert first["data"]["mobile"] == "+8613800138000" and first["data"]["full_name"] == "张三"
+    assert first["channel"] == "import"
+    assert "11010519491231002X" not in str(ChangeEvent.objects.values_list("data", flat=True))
