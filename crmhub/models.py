@@ -77,6 +77,11 @@ class Source(models.Model):
         ordering = ["-trust_rank", "code"]
         verbose_name = _("source")
         verbose_name_plural = _("sources")
+        # Granted per source with django-guardian (accounts.permissions).
+        permissions = [
+            ("manage_source", _("Can manage the source's imports, mappings and connectors")),
+            ("push_to_source", _("Can push records to the source through the API")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
