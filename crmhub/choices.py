@@ -91,3 +91,10 @@ class ChangeEventType(models.TextChoices):
     MERGED = "merged", _("Merged")
     UNMERGED = "unmerged", _("Unmerged")
     ERASED = "erased", _("Erased")
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting")
+    DELIVERED = "delivered", _("Delivered")
+    FAILED = "failed", _("Failed, will retry")
+    DEAD = "dead", _("Given up")

@@ -17,6 +17,7 @@ from accounts.crypto import EncryptedTextField, blind_index
 from crmhub.choices import (
     ChangeChannel,
     ChangeEventType,
+    DeliveryStatus,
     CustomerStatus,
     FieldType,
     Gender,
@@ -34,6 +35,8 @@ __all__ = [
     "FieldDefinition",
     "Interaction",
     "Source",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "SourceRecord",
     "WorkerHeartbeat",
 ]
@@ -369,3 +372,72 @@ class ChangeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.position or '-'} {self.event_type} customer {self.customer_id}"
+
+
+class WebhookSubscription(models.Model):
+    """A downstream system that receives change events by HTTP POST.
+
+    Payloads are masked by ``role`` exactly as for a user with that role, signed with
+    ``secret`` (HMAC-SHA256), delivered at least once and in order per customer.
+    ``cursor`` is the last feed position fanned out to this subscription.
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    url = models.URLField(_("URL"), max_length=500)
+    event_types = models.JSONField(
+        _("event types"), default=list, blank=True, help_text=_("Empty means every event type.")
+    )
+    fields = models.JSONField(
+        _("fields"), default=list, blank=True, help_text=_("Data-dictionary fields to send; empty means all.")
+    )
+    role = models.CharField(_("role for masking"), max_length=64, default="api_client")
+    secret = EncryptedTextField(_("signing secret"))
+    is_active = models.BooleanField(_("active"), default=True)
+    cursor = models.BigIntegerField(_("fanned out up to"), default=0)
+    consecutive_failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    disabled_reason = models.CharField(_("why disabled"), max_length=300, blank=True)
+    dispatch_lease_until = models.DateTimeField(_("dispatching until"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    history = _history(excluded_fields=["cursor", "consecutive_failures", "dispatch_lease_until"])
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("webhook subscription")
+        verbose_name_plural = _("webhook subscriptions")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookDelivery(models.Model):
+    """One event for one subscription: the delivery log and the retry state."""
+
+    subscription = models.ForeignKey(
+        WebhookSubscription, verbose_name=_("subscription"), on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event = models.ForeignKey(ChangeEvent, verbose_name=_("event"), on_delete=models.CASCADE, related_name="+")
+    position = models.BigIntegerField(_("feed position"))
+    customer_id = models.BigIntegerField(_("customer"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(_("last HTTP status"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    last_duration_ms = models.PositiveIntegerField(_("last duration (ms)"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["subscription", "position"]
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "event"], name="crmhub_webhookdelivery_unique_event"),
+        ]
+        indexes = [models.Index(fields=["subscription", "status", "position"], name="crmhub_delivery_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id}:{self.position} {self.status}"

@@ -300,7 +300,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    # httpx logs every request (with its URL) at INFO: keep webhook and connector traffic out of logs.
+    "loggers": {"axes": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
 #
@@ -310,3 +311,15 @@ CRMHUB_IMPORT_MAX_UPLOAD_BYTES = env_int("CRMHUB_IMPORT_MAX_UPLOAD_BYTES", 512 *
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 CRMHUB_DEMO_PASSWORD = "crmhub-demo"
+
+#
+# Webhooks
+#
+CRMHUB_WEBHOOK_CONNECT_TIMEOUT = float(env_int("CRMHUB_WEBHOOK_CONNECT_TIMEOUT", 3))
+CRMHUB_WEBHOOK_READ_TIMEOUT = float(env_int("CRMHUB_WEBHOOK_READ_TIMEOUT", 10))
+CRMHUB_WEBHOOK_BACKOFF_BASE_SECONDS = float(env_int("CRMHUB_WEBHOOK_BACKOFF_BASE_SECONDS", 5))
+CRMHUB_WEBHOOK_BACKOFF_MAX_SECONDS = float(env_int("CRMHUB_WEBHOOK_BACKOFF_MAX_SECONDS", 3600))
+CRMHUB_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("CRMHUB_WEBHOOK_DISABLE_AFTER_FAILURES", 25)
+CELERY_BEAT_SCHEDULE = {
+    "webhooks": {"task": "crmhub.webhooks_dispatch_all", "schedule": 5.0},
+}

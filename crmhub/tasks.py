@@ -12,3 +12,19 @@ def probe(nonce: str) -> None:
     from crmhub.services import worker_probe_record
 
     worker_probe_record(hostname=current_task.request.hostname or "", nonce=nonce)
+
+
+@shared_task(name="crmhub.webhook_dispatch", ignore_result=True, acks_late=True)
+def webhook_dispatch(subscription_id: int) -> None:
+    from crmhub.webhooks import webhook_dispatch as dispatch
+
+    dispatch(subscription_id)
+
+
+@shared_task(name="crmhub.webhooks_dispatch_all", ignore_result=True)
+def webhooks_dispatch_all() -> None:
+    """Beat: one dispatch task per active subscription (each holds its own lease)."""
+    from crmhub.models import WebhookSubscription
+
+    for pk in WebhookSubscription.objects.filter(is_active=True).values_list("pk", flat=True):
+        webhook_dispatch.delay(pk)
