@@ -10,7 +10,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.crypto import blind_index
+from accounts.crypto import blind_index_candidates
 from accounts.permissions import restrict_customers
 from accounts.policy import Access, policy_for
 from crmhub.choices import CustomerStatus
@@ -50,7 +50,7 @@ def customer_search(*, user, q: str) -> QuerySet[Customer]:  # noqa: ANN001
         if not email.flag:
             conditions |= Q(email=email.value)
     if _ID_LIKE.match(q) and policy("id_number") >= Access.MASKED:
-        conditions |= Q(id_number_hash=blind_index(clean_id_number(q).value))
+        conditions |= Q(id_number_hash__in=blind_index_candidates(clean_id_number(q).value))
     if policy("member_no") >= Access.MASKED:
         conditions |= Q(member_no=q)
     name_access = policy("full_name")

@@ -234,7 +234,10 @@ REST_FRAMEWORK = {
         "accounts.authentication.CrmhubTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.authentication.TokenScopePermission",
+    ],
     "DEFAULT_PAGINATION_CLASS": "crmhub.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -310,3 +313,8 @@ CRMHUB_IMPORT_MAX_UPLOAD_BYTES = env_int("CRMHUB_IMPORT_MAX_UPLOAD_BYTES", 512 *
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 CRMHUB_DEMO_PASSWORD = "crmhub-demo"
+# Access control (accounts): reveals per user per hour, rows above which an export needs an
+# admin's approval, lifetime of tokens issued by POST /api/v1/auth/token/.
+CRMHUB_REVEAL_LIMIT_PER_HOUR = env_int("CRMHUB_REVEAL_LIMIT_PER_HOUR", 20)
+CRMHUB_EXPORT_APPROVAL_ROWS = env_int("CRMHUB_EXPORT_APPROVAL_ROWS", 1000)
+CRMHUB_API_TOKEN_DAYS = env_int("CRMHUB_API_TOKEN_DAYS", 90)
