@@ -57,6 +57,8 @@ def restrict(qs: QuerySet, user, action: str = "view") -> QuerySet:  # noqa: ANN
     """
     from guardian.shortcuts import get_objects_for_user
 
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     if user is None or not user.is_authenticated:
         return qs.none()
     if user_roles(user) & UNRESTRICTED_ROLES[action]:
