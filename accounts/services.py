@@ -95,7 +95,7 @@ def field_policy_set(*, actor, changes: dict[tuple[str, str], int | None], reque
 
     if Role.ADMIN not in user_roles(actor):
         raise PermissionDenied(_("Only administrators may change field policies."))
-    fields = {f.name: f for f in FieldDefinition.objects.filter(name__in={name for _, name in changes})}
+    fields = {f.name: f for f in FieldDefinition.objects.filter(name__in={name for _role, name in changes})}
     known_roles = set(Group.objects.values_list("name", flat=True))
     existing = {
         (p.role, p.field.name): p
@@ -314,7 +314,7 @@ def api_token_for_password_exchange(*, user, request: HttpRequest | None = None)
     if roles & {Role.ADMIN, Role.STEWARD, Role.API_CLIENT}:
         scopes += [ApiTokenScope.WRITE, ApiTokenScope.PUSH]
     expires = timezone.now() + timedelta(days=settings.CRMHUB_API_TOKEN_DAYS)
-    _, key = api_token_create(user=user, name="password exchange", scopes=scopes, expires_at=expires, request=request)
+    _token, key = api_token_create(user=user, name="password exchange", scopes=scopes, expires_at=expires, request=request)
     return key
 
 

@@ -57,7 +57,7 @@ def policy_matrix(request: HttpRequest) -> HttpResponse:
             if not key.startswith("cell:"):
                 continue
             try:
-                _, role, field = key.split(":", 2)
+                _prefix, role, field = key.split(":", 2)
                 changes[(role, field)] = None if value == "" else int(value)
             except ValueError:
                 messages.error(request, _("A cell of the form was malformed; nothing was saved."))
