@@ -1,15 +1,18 @@
 """A support user sees masked values, reveals one with a reason; the auditor sees the reveal."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from tests.factories import CustomerFactory
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _async_unsafe(monkeypatch):  # noqa: ANN001, ANN202
+    # Playwright's sync API runs an event loop. Set per test, not at import: a variable left in
+    # os.environ would reach `check --deploy` subprocesses of other tests (async.E001).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture
@@ -40,7 +43,17 @@ def login(browser, live_server, username: str, password: str):  # noqa: ANN001, 
     return page
 
 
-def test_it_reveals_a_masked_value_and_the_auditor_sees_it(browser, live_server, support, auditor):
+@pytest.fixture
+def baseline():  # noqa: ANN201
+    """The data migrations' rows (dictionary, role permissions): an earlier transactional test's flush removes them."""
+    from accounts.roles import roles_sync
+    from crmhub.services import field_definitions_sync
+
+    field_definitions_sync()
+    roles_sync()
+
+
+def test_it_reveals_a_masked_value_and_the_auditor_sees_it(baseline, browser, live_server, support, auditor):
     customer = CustomerFactory(full_name="张伟", mobile="+8613800138000", email="zhang.wei@example.com")
     page = login(browser, live_server, support.username, "pw-sue_support")
     page.goto(f"{live_server.url}/customers/{customer.pk}/")
