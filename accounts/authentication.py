@@ -61,7 +61,9 @@ def token_allows_source(request, source) -> bool:  # noqa: ANN001
 
 class TokenScopePermission(BasePermission):
     """Reads need the ``read`` scope; writes ``write``, or the scope a view names in
-    ``required_scope`` (the record push endpoint names ``push``)."""
+    ``required_scope`` (the record push endpoint should name ``push``). A view whose URL
+    names a source by code declares the kwarg in ``token_source_kwarg`` (e.g. "code"): a
+    token limited to other sources is then refused."""
 
     message = _("This API token does not have the scope this request needs.")
 
@@ -73,4 +75,14 @@ class TokenScopePermission(BasePermission):
             needed = ApiTokenScope.READ
         else:
             needed = getattr(view, "required_scope", ApiTokenScope.WRITE)
-        return needed in scopes
+        if needed not in scopes:
+            return False
+        source_kwarg = getattr(view, "token_source_kwarg", None)
+        if source_kwarg and source_kwarg in getattr(view, "kwargs", {}):
+            from crmhub.models import Source
+
+            source = Source.objects.filter(code=view.kwargs[source_kwarg]).first()
+            if source is not None and not token_allows_source(request, source):
+                self.message = _("This API token may not use this source.")
+                return False
+        return True

@@ -8,7 +8,8 @@ an interruption.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.db import models, transaction
 from django.db.models.functions import Cast
@@ -65,7 +66,7 @@ def _rotate_json_columns(model: type[models.Model], columns: list[str], *, batch
             for row in model._default_manager.filter(pk__in=pks).values_list("pk", *columns):
                 counts["rows"] += 1
                 updates = {}
-                for column, values in zip(columns, row[1:]):
+                for column, values in zip(columns, row[1:], strict=False):
                     if isinstance(values, dict) and values:
                         rotated, changed = rotate_values(values)
                         if changed:

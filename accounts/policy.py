@@ -10,8 +10,9 @@ matrix below). Admin-configured per-role, per-field policies override the matrix
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
-from typing import Any, Iterable
+from typing import Any
 
 from accounts.masking import mask
 from accounts.roles import Role, user_roles

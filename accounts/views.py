@@ -1,8 +1,8 @@
 """Browser views of access control: thin; the services decide and audit."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Callable
 
 from django.conf import settings
 from django.contrib import messages

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from accounts.channels import CHANNELS, NOT_CHANNELS
 from accounts.masking import mask
-from accounts.models import AccessLevel, AuditEvent, AuditEventKind, FieldPolicy, UserProfile
+from accounts.models import AuditEvent, AuditEventKind, FieldPolicy, UserProfile
 from accounts.policy import field_access, present_error_row, present_webhook_payload, value_as_text
 from accounts.roles import Role
 from crmhub.choices import MaskStyle, Sensitivity
@@ -173,7 +173,7 @@ def channel_export(user, customer, fields):  # noqa: ANN001, ANN201
     by_label = {f.label_en: f.name for f in fields.values()}
     header = [by_label[h] if h in by_label else h for h in rows[0]]
     (row,) = [r for r in rows[1:] if r[0] == str(customer.pk)]
-    return {name: _unquote(cell) for name, cell in zip(header, row) if name != "id"}, None
+    return {name: _unquote(cell) for name, cell in zip(header, row, strict=False) if name != "id"}, None
 
 
 ADAPTERS = {

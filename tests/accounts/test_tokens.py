@@ -132,3 +132,25 @@ def test_it_manages_tokens_in_the_browser(admin_user, steward):
     # Missing scopes: a form error, nothing created.
     response = client.post("/accounts/tokens/", {"user": steward.pk, "name": "no scopes"})
     assert response.status_code == 200 and response.context["form"].errors and not ApiToken.objects.filter(name="no scopes").exists()
+
+
+def test_it_refuses_a_source_outside_the_tokens_sources(steward, rf):
+    from rest_framework.views import APIView
+
+    from accounts.authentication import TokenScopePermission
+
+    crm, erp = SourceFactory(code="crm"), SourceFactory(code="erp")
+    token, _key = api_token_create(user=steward, name="erp push", scopes=["push"], sources=[erp])
+
+    class PushView(APIView):
+        required_scope = "push"
+        token_source_kwarg = "code"
+
+    request = rf.post("/")
+    request.auth = token
+    request.method = "POST"
+    for code, allowed in (("erp", True), ("crm", False)):
+        view = PushView()
+        view.kwargs = {"code": code}
+        assert TokenScopePermission().has_permission(request, view) is allowed
+    assert crm.pk and erp.pk
