@@ -66,18 +66,13 @@ def write_csv_bytes(*, user, qs: QuerySet) -> bytes:  # noqa: ANN001
 
 def write_xlsx_bytes(*, user, qs: QuerySet) -> bytes:  # noqa: ANN001
     from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
 
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("customers")
     for row in export_rows(user=user, qs=qs):
-        cells = []
-        for text in row:
-            cell = WriteOnlyCell(sheet, value=text)
-            # Text, always: openpyxl would otherwise store a leading "=" as a formula.
-            cell.data_type = "s"
-            cells.append(cell)
-        sheet.append(cells)
+        # Plain strings are stored as text; openpyxl would store one starting with "=" as a
+        # formula, which safe_cell has already ruled out by quoting it.
+        sheet.append(row)
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

@@ -40,6 +40,7 @@ def _rotate_encrypted_column(model: type[models.Model], column: str, *, hash_col
                 .annotate(stored=Cast(column, output_field=models.TextField()))
                 .values_list(*fields)
             )
+            changed = []
             for row in rows:
                 pk, stored = row[0], row[1]
                 counts["rows"] += 1
@@ -54,15 +55,29 @@ def _rotate_encrypted_column(model: type[models.Model], column: str, *, hash_col
                         updates[hash_column] = wanted
                         counts["reindexed"] += 1
                 if updates:
-                    # .update(): no history row and no version bump, the values themselves are unchanged.
-                    model._default_manager.filter(pk=pk).update(**updates)
+                    changed.append((pk, updates))
+            _bulk_write(model, changed)
     return counts
+
+
+def _bulk_write(model: type[models.Model], changed: list[tuple[Any, dict[str, Any]]]) -> None:
+    """One UPDATE per column set for a batch (bulk_update: no save(), so no history row and
+    no version bump; the values themselves are unchanged)."""
+    by_fields: dict[tuple[str, ...], list[models.Model]] = {}
+    for pk, updates in changed:
+        obj = model(pk=pk)
+        for name, value in updates.items():
+            setattr(obj, name, value)
+        by_fields.setdefault(tuple(sorted(updates)), []).append(obj)
+    for fields, objs in by_fields.items():
+        model._default_manager.bulk_update(objs, list(fields))
 
 
 def _rotate_json_columns(model: type[models.Model], columns: list[str], *, batch_size: int) -> dict[str, int]:
     counts = {"rows": 0, "values": 0}
     for pks in _batches(model._default_manager.all(), batch_size):
         with transaction.atomic():
+            changed_rows = []
             for row in model._default_manager.filter(pk__in=pks).values_list("pk", *columns):
                 counts["rows"] += 1
                 updates = {}
@@ -73,7 +88,8 @@ def _rotate_json_columns(model: type[models.Model], columns: list[str], *, batch
                             updates[column] = rotated
                             counts["values"] += changed
                 if updates:
-                    model._default_manager.filter(pk=row[0]).update(**updates)
+                    changed_rows.append((row[0], updates))
+            _bulk_write(model, changed_rows)
     return counts
 
 
