@@ -24,7 +24,7 @@ from accounts.models import AuditEvent, AuditEventKind, FieldPolicy, UserProfile
 from accounts.policy import field_access, present_error_row, present_webhook_payload, value_as_text
 from accounts.roles import Role
 from crmhub.choices import MaskStyle, Sensitivity
-from crmhub.models import Customer, FieldDefinition
+from crmhub.models import Customer, FieldDefinition, SourceRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +75,15 @@ def world(db):  # noqa: ANN001, ANN201
     values = {k: v for k, v in SAMPLES.items() if k in Customer.CORE_FIELDS}
     customer = Customer.objects.create(
         **values, custom={"loyalty_tier": SAMPLES["loyalty_tier"]}, name_pinyin="ouyangnana", team="east"
+    )
+    # A source record holding every field too (normalized, the secret one sealed): the API
+    # presents it through present_values, which must agree with the golden record's presentation.
+    from accounts.crypto import seal_values
+    from tests.factories import SourceFactory
+
+    SourceRecord.objects.create(
+        source=SourceFactory(code="matrix"), source_key="K1", customer=customer,
+        normalized=seal_values({k: value_as_text(v) for k, v in SAMPLES.items()}, {"id_number"}),
     )
     users = {}
     from django.contrib.auth import get_user_model
@@ -131,7 +140,11 @@ def channel_api(user, customer, fields):  # noqa: ANN001, ANN201
     client = APIClient()
     client.force_authenticate(user)
     data = client.get(f"/api/v1/customers/{customer.pk}/").json()
-    return {k: value_as_text(v) for k, v in data["values"].items()}, None
+    values = {k: value_as_text(v) for k, v in data["values"].items()}
+    (record,) = client.get(f"/api/v1/customers/{customer.pk}/source-records/").json()["results"]
+    assert {k: value_as_text(v) for k, v in record["normalized"].items()} == values
+    assert [{k: value_as_text(v) for k, v in r["normalized"].items()} for r in data["source_records"]] == [values]
+    return values, None
 
 
 def channel_history(user, customer, fields):  # noqa: ANN001, ANN201
