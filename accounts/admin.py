@@ -5,6 +5,7 @@ token page (which shows a new key once), and the audit log is append-only: here 
 be added, changed or deleted. Customer and SourceRecord are deliberately not registered in
 the admin (it would show raw personal values and bypass masking; see accounts.channels).
 """
+
 from __future__ import annotations
 
 from django.contrib import admin

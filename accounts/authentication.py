@@ -4,6 +4,7 @@ Keys are ``ApiToken`` rows (scoped, expiring, revocable, stored hashed). Keys of
 ``rest_framework.authtoken`` issued before ApiToken existed keep working with full scopes
 until they are deleted; they are logged as token use all the same.
 """
+
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _

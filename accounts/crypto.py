@@ -6,6 +6,7 @@ of them decrypt, so a new key can be put in front and the data re-encrypted afte
 key derived from the primary key: equal values give equal hashes, so exact search and
 deterministic matching work without decrypting anything.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,7 +50,7 @@ def decrypt(value: str) -> str:
         return value  # written before encryption was switched on
     fernet, _ = _keys(settings.FIELD_ENCRYPTION_KEY)
     try:
-        return fernet.decrypt(value[len(CIPHERTEXT_PREFIX):].encode()).decode()
+        return fernet.decrypt(value[len(CIPHERTEXT_PREFIX) :].encode()).decode()
     except InvalidToken as exc:
         raise ValueError("cannot decrypt a value: FIELD_ENCRYPTION_KEY lacks the key it was written with") from exc
 
@@ -59,7 +60,7 @@ def rotate(value: str) -> str:
     fernet, _ = _keys(settings.FIELD_ENCRYPTION_KEY)
     if not value.startswith(CIPHERTEXT_PREFIX):
         return encrypt(value)
-    return CIPHERTEXT_PREFIX + fernet.rotate(value[len(CIPHERTEXT_PREFIX):].encode()).decode()
+    return CIPHERTEXT_PREFIX + fernet.rotate(value[len(CIPHERTEXT_PREFIX) :].encode()).decode()
 
 
 def is_current(value: str) -> bool:
@@ -68,7 +69,7 @@ def is_current(value: str) -> bool:
         return False
     _, primary, _ = _all_keys(settings.FIELD_ENCRYPTION_KEY)
     try:
-        primary.decrypt(value[len(CIPHERTEXT_PREFIX):].encode())
+        primary.decrypt(value[len(CIPHERTEXT_PREFIX) :].encode())
     except InvalidToken:
         return False
     return True
@@ -150,6 +151,4 @@ def seal_values(values: dict, secret_names: set[str]) -> dict:
 
 def unseal_values(values: dict) -> dict:
     """A copy of ``values`` with every sealed value decrypted (for presentation and matching)."""
-    return {
-        k: decrypt(v) if isinstance(v, str) and v.startswith(CIPHERTEXT_PREFIX) else v for k, v in values.items()
-    }
+    return {k: decrypt(v) if isinstance(v, str) and v.startswith(CIPHERTEXT_PREFIX) else v for k, v in values.items()}

@@ -3,6 +3,7 @@
 A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run
 as a formula by Excel/LibreOffice (CSV injection); such cells get a leading quote.
 """
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Forms of the access-control pages."""
+
 from __future__ import annotations
 
 from django import forms
@@ -31,14 +32,22 @@ class AuditFilterForm(forms.Form):
 
 
 class ApiTokenForm(forms.Form):
-    user = forms.ModelChoiceField(label=_("User"), queryset=get_user_model().objects.filter(is_active=True).order_by("username"))
+    user = forms.ModelChoiceField(
+        label=_("User"), queryset=get_user_model().objects.filter(is_active=True).order_by("username")
+    )
     name = forms.CharField(label=_("Name"), max_length=100)
-    scopes = forms.MultipleChoiceField(label=_("Scopes"), choices=ApiTokenScope.choices,
-                                       widget=forms.CheckboxSelectMultiple)
-    sources = forms.ModelMultipleChoiceField(label=_("Allowed sources"), queryset=None, required=False,
-                                             help_text=_("None selected: every source the user may reach."))
-    expires_at = forms.DateTimeField(label=_("Expires"), required=False,
-                                     widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"), choices=ApiTokenScope.choices, widget=forms.CheckboxSelectMultiple
+    )
+    sources = forms.ModelMultipleChoiceField(
+        label=_("Allowed sources"),
+        queryset=None,
+        required=False,
+        help_text=_("None selected: every source the user may reach."),
+    )
+    expires_at = forms.DateTimeField(
+        label=_("Expires"), required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         from crmhub.models import Source

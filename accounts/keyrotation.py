@@ -6,6 +6,7 @@ batches, each in its own transaction; rows already under the primary key (and wi
 to date blind index) are left alone, so the command is idempotent and can be re-run after
 an interruption.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,8 +28,9 @@ def _batches(qs: models.QuerySet, batch_size: int) -> Any:
         last = pks[-1]
 
 
-def _rotate_encrypted_column(model: type[models.Model], column: str, *, hash_column: str | None,
-                             batch_size: int, pk_name: str = "pk") -> dict[str, int]:
+def _rotate_encrypted_column(
+    model: type[models.Model], column: str, *, hash_column: str | None, batch_size: int, pk_name: str = "pk"
+) -> dict[str, int]:
     """Re-encrypt an EncryptedTextField column, reading the stored ciphertext directly."""
     counts = {"rows": 0, "reencrypted": 0, "reindexed": 0}
     base = model._default_manager.exclude(**{column: ""}).exclude(**{f"{column}__isnull": True})
@@ -98,14 +100,26 @@ def rotate_field_keys(*, batch_size: int = 1000, progress: Callable[[str], None]
 
     report: dict[str, Any] = {}
     plan = [
-        ("customer.id_number", lambda: _rotate_encrypted_column(
-            Customer, "id_number", hash_column="id_number_hash", batch_size=batch_size)),
-        ("customer_history.id_number", lambda: _rotate_encrypted_column(
-            Customer.history.model, "id_number", hash_column=None, batch_size=batch_size)),
-        ("source_record.raw_normalized", lambda: _rotate_json_columns(
-            SourceRecord, ["raw", "normalized"], batch_size=batch_size)),
-        ("source_record_history.raw_normalized", lambda: _rotate_json_columns(
-            SourceRecord.history.model, ["raw", "normalized"], batch_size=batch_size)),
+        (
+            "customer.id_number",
+            lambda: _rotate_encrypted_column(
+                Customer, "id_number", hash_column="id_number_hash", batch_size=batch_size
+            ),
+        ),
+        (
+            "customer_history.id_number",
+            lambda: _rotate_encrypted_column(
+                Customer.history.model, "id_number", hash_column=None, batch_size=batch_size
+            ),
+        ),
+        (
+            "source_record.raw_normalized",
+            lambda: _rotate_json_columns(SourceRecord, ["raw", "normalized"], batch_size=batch_size),
+        ),
+        (
+            "source_record_history.raw_normalized",
+            lambda: _rotate_json_columns(SourceRecord.history.model, ["raw", "normalized"], batch_size=batch_size),
+        ),
     ]
     for name, run in plan:
         report[name] = run()

@@ -1,4 +1,5 @@
 """Access control: field-level policies per role, and the security audit log."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -22,7 +23,9 @@ class AccessLevel(models.IntegerChoices):
 class FieldPolicy(models.Model):
     """What one role may do with one data-dictionary field; overrides the default matrix."""
 
-    role = models.CharField(_("role"), max_length=64, help_text=_("A group name, e.g. one of: ") + ", ".join(Role.values))
+    role = models.CharField(
+        _("role"), max_length=64, help_text=_("A group name, e.g. one of: ") + ", ".join(Role.values)
+    )
     field = models.ForeignKey(
         "crmhub.FieldDefinition", verbose_name=_("field"), on_delete=models.CASCADE, related_name="policies"
     )
@@ -69,7 +72,11 @@ class AuditEvent(models.Model):
     at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
     kind = models.CharField(_("event"), max_length=32, choices=AuditEventKind.choices, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     username = models.CharField(_("username"), max_length=150, blank=True)
@@ -126,7 +133,9 @@ class ApiTokenScope(models.TextChoices):
 class ApiTokenQuerySet(models.QuerySet):
     def usable(self) -> ApiTokenQuerySet:
         now = timezone.now()
-        return self.filter(revoked_at__isnull=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
 
 
 class ApiToken(models.Model):
@@ -144,7 +153,10 @@ class ApiToken(models.Model):
     key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
     scopes = models.JSONField(_("scopes"), default=list)
     sources = models.ManyToManyField(
-        "crmhub.Source", verbose_name=_("allowed sources"), blank=True, related_name="+",
+        "crmhub.Source",
+        verbose_name=_("allowed sources"),
+        blank=True,
+        related_name="+",
         help_text=_("Empty: every source the user may reach."),
     )
     expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
@@ -152,7 +164,11 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
 
@@ -207,7 +223,11 @@ class ExportRequest(models.Model):
         _("status"), max_length=16, choices=ExportStatus.choices, default=ExportStatus.REQUESTED, db_index=True
     )
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("decided by"), null=True, blank=True, on_delete=models.PROTECT,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("decided by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="+",
     )
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)

@@ -7,6 +7,7 @@ Two mechanisms:
   later connectors, match rules and webhook subscriptions. A steward manages only the
   objects granted to them or to one of their groups (``accounts.services.object_permission_grant``).
 """
+
 from __future__ import annotations
 
 from django.db.models import Model, Q, QuerySet

@@ -8,6 +8,7 @@ The decision comes from the user's roles and each field's sensitivity (the defau
 matrix below). Admin-configured per-role, per-field policies override the matrix
 (``accounts.models.FieldPolicy``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -35,9 +36,19 @@ DEFAULT_MATRIX: dict[str, dict[str, Access]] = {
     Role.SALES: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: V, Sensitivity.CONFIDENTIAL: M, Sensitivity.SECRET: H},
     Role.SUPPORT: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: V, Sensitivity.CONFIDENTIAL: M, Sensitivity.SECRET: M},
     Role.AUDITOR: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: M, Sensitivity.CONFIDENTIAL: M, Sensitivity.SECRET: H},
-    Role.API_CLIENT: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: V, Sensitivity.CONFIDENTIAL: V, Sensitivity.SECRET: M},
+    Role.API_CLIENT: {
+        Sensitivity.PUBLIC: V,
+        Sensitivity.INTERNAL: V,
+        Sensitivity.CONFIDENTIAL: V,
+        Sensitivity.SECRET: M,
+    },
 }
-NO_ROLE: dict[str, Access] = {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: H, Sensitivity.CONFIDENTIAL: H, Sensitivity.SECRET: H}
+NO_ROLE: dict[str, Access] = {
+    Sensitivity.PUBLIC: V,
+    Sensitivity.INTERNAL: H,
+    Sensitivity.CONFIDENTIAL: H,
+    Sensitivity.SECRET: H,
+}
 
 
 class Policy:
@@ -205,8 +216,13 @@ def present_error_row(user, row: dict[str, Any], column_fields: dict[str, str]) 
 # viewer may find a person by a value they already know, never by part of it), "partial"
 # (substring, prefix) needs VISIBLE. See crmhub.selectors.customer_search.
 SEARCH_LOOKUPS: dict[str, str] = {
-    "mobile": "exact", "phone": "exact", "email": "exact", "id_number": "exact", "member_no": "exact",
-    "full_name": "partial", "company": "partial",
+    "mobile": "exact",
+    "phone": "exact",
+    "email": "exact",
+    "id_number": "exact",
+    "member_no": "exact",
+    "full_name": "partial",
+    "company": "partial",
 }
 
 

@@ -1,5 +1,6 @@
 """The roles crmhub ships with. Each is a Django group; admins may edit their members and
 permissions, and add groups of their own."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -30,8 +31,12 @@ def user_roles(user) -> set[str]:  # noqa: ANN001
 
 # Model permissions each role's group carries by default (object permissions come on top).
 DEFAULT_ROLE_PERMISSIONS: dict[str, list[str]] = {
-    Role.ADMIN: ["accounts.export_customers", "accounts.approve_exports", "accounts.reveal_values",
-                 "accounts.view_auditevent"],
+    Role.ADMIN: [
+        "accounts.export_customers",
+        "accounts.approve_exports",
+        "accounts.reveal_values",
+        "accounts.view_auditevent",
+    ],
     Role.STEWARD: ["accounts.export_customers", "accounts.reveal_values"],
     Role.SUPPORT: ["accounts.reveal_values"],
     Role.AUDITOR: ["accounts.view_auditevent"],

@@ -1,4 +1,5 @@
 """Reads of access control."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, time
@@ -10,8 +11,14 @@ from accounts.models import AuditEvent
 
 
 def audit_event_list(
-    *, user, kind: str = "", date_from: date | None = None, date_to: date | None = None,  # noqa: ANN001
-    object_type: str = "", object_id: str = "", username: str = "",
+    *,
+    user,
+    kind: str = "",
+    date_from: date | None = None,
+    date_to: date | None = None,  # noqa: ANN001
+    object_type: str = "",
+    object_id: str = "",
+    username: str = "",
 ) -> QuerySet[AuditEvent]:
     """Audit events filtered by kind, user (username), date range (inclusive days) and object."""
     qs = AuditEvent.objects.select_related("user").order_by("-at", "-id")

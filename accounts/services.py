@@ -1,6 +1,7 @@
 """Write operations of access control. Each writes its AuditEvent in the same transaction
 (the Zulip ``do_*`` pattern): a policy change, a reveal or an export without its audit row
 cannot happen."""
+
 from __future__ import annotations
 
 import hashlib
@@ -126,12 +127,22 @@ def field_policy_set(*, actor, changes: dict[tuple[str, str], int | None], reque
             current.save(update_fields=["access"])
         default = default_access(role, field.sensitivity)
         audit_event_record(
-            kind=AuditEventKind.POLICY_CHANGE, user=actor, request=request, object_type="field_policy",
-            object_id=f"{role}:{name}", field=name,
+            kind=AuditEventKind.POLICY_CHANGE,
+            user=actor,
+            request=request,
+            object_type="field_policy",
+            object_id=f"{role}:{name}",
+            field=name,
             details={
                 "role": role,
-                "before": {"override": _level_name(before), "effective": _level_name(before if before is not None else default)},
-                "after": {"override": _level_name(access), "effective": _level_name(access if access is not None else default)},
+                "before": {
+                    "override": _level_name(before),
+                    "effective": _level_name(before if before is not None else default),
+                },
+                "after": {
+                    "override": _level_name(access),
+                    "effective": _level_name(access if access is not None else default),
+                },
             },
         )
         changed += 1
@@ -156,7 +167,11 @@ def field_policy_matrix() -> dict[str, Any]:
     rows = []
     for field in FieldDefinition.objects.filter(is_active=True).order_by("sort_order", "name"):
         cells = [
-            {"role": role, "override": overrides.get((role, field.pk)), "default": default_access(role, field.sensitivity)}
+            {
+                "role": role,
+                "override": overrides.get((role, field.pk)),
+                "default": default_access(role, field.sensitivity),
+            }
             for role in roles
         ]
         rows.append({"field": field, "cells": cells})
@@ -204,8 +219,13 @@ def customer_value_reveal(*, user, customer, field_name: str, reason: str, reque
             % {"limit": limit}
         )
     audit_event_record(
-        kind=AuditEventKind.REVEAL, user=user, request=request, object_type="customer", object_id=customer.pk,
-        field=field_name, reason=reason,
+        kind=AuditEventKind.REVEAL,
+        user=user,
+        request=request,
+        object_type="customer",
+        object_id=customer.pk,
+        field=field_name,
+        reason=reason,
     )
     return customer.get_value(field_name)
 
@@ -238,7 +258,10 @@ def _object_permission_change(*, actor, grantee, obj, action: str, grant: bool, 
     (assign_perm if grant else remove_perm)(perm, grantee, obj)
     kind = "group" if isinstance(grantee, Group) else "user"
     audit_event_record(
-        kind=AuditEventKind.PERMISSION_CHANGE, user=actor, request=request, object_type=obj._meta.label_lower,
+        kind=AuditEventKind.PERMISSION_CHANGE,
+        user=actor,
+        request=request,
+        object_type=obj._meta.label_lower,
         object_id=obj.pk,
         details={"action": "grant" if grant else "revoke", "permission": perm, kind: str(grantee)},
     )
@@ -277,18 +300,30 @@ def api_token_create(
         raise ValidationError(_("The expiry must be in the future."))
     key = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
-        name=name.strip()[:100] or "token", user=user, key_prefix=key[:12], key_hash=hash_token_key(key),
-        scopes=scopes, expires_at=expires_at, created_by=actor or user,
+        name=name.strip()[:100] or "token",
+        user=user,
+        key_prefix=key[:12],
+        key_hash=hash_token_key(key),
+        scopes=scopes,
+        expires_at=expires_at,
+        created_by=actor or user,
     )
     token.full_clean()
     token.save()
     token.sources.set(list(sources))
     audit_event_record(
-        kind=AuditEventKind.TOKEN_CREATED, user=actor or user, request=request, object_type="api_token",
+        kind=AuditEventKind.TOKEN_CREATED,
+        user=actor or user,
+        request=request,
+        object_type="api_token",
         object_id=token.pk,
-        details={"name": token.name, "owner": user.get_username(), "scopes": scopes,
-                 "sources": sorted(s.code for s in token.sources.all()),
-                 "expires_at": expires_at.isoformat() if expires_at else None},
+        details={
+            "name": token.name,
+            "owner": user.get_username(),
+            "scopes": scopes,
+            "sources": sorted(s.code for s in token.sources.all()),
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
     )
     return token, key
 
@@ -301,8 +336,12 @@ def api_token_revoke(*, token: ApiToken, actor, request: HttpRequest | None = No
     updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     if updated:
         audit_event_record(
-            kind=AuditEventKind.TOKEN_REVOKED, user=actor, request=request, object_type="api_token",
-            object_id=token.pk, details={"name": token.name, "owner": token.user.get_username()},
+            kind=AuditEventKind.TOKEN_REVOKED,
+            user=actor,
+            request=request,
+            object_type="api_token",
+            object_id=token.pk,
+            details={"name": token.name, "owner": token.user.get_username()},
         )
     return bool(updated)
 
@@ -315,7 +354,9 @@ def api_token_for_password_exchange(*, user, request: HttpRequest | None = None)
     if roles & {Role.ADMIN, Role.STEWARD, Role.API_CLIENT}:
         scopes += [ApiTokenScope.WRITE, ApiTokenScope.PUSH]
     expires = timezone.now() + timedelta(days=settings.CRMHUB_API_TOKEN_DAYS)
-    _token, key = api_token_create(user=user, name="password exchange", scopes=scopes, expires_at=expires, request=request)
+    _token, key = api_token_create(
+        user=user, name="password exchange", scopes=scopes, expires_at=expires, request=request
+    )
     return key
 
 
@@ -333,8 +374,12 @@ def api_token_touch(*, token: ApiToken, request: HttpRequest | None = None) -> N
     token.last_used_at = now
     if claimed:
         audit_event_record(
-            kind=AuditEventKind.TOKEN_USE, user=token.user, request=request, object_type="api_token",
-            object_id=token.pk, details={"name": token.name, "path": request.path[:200] if request else ""},
+            kind=AuditEventKind.TOKEN_USE,
+            user=token.user,
+            request=request,
+            object_type="api_token",
+            object_id=token.pk,
+            details={"name": token.name, "path": request.path[:200] if request else ""},
         )
 
 
@@ -346,8 +391,12 @@ def legacy_token_touch(*, token, request: HttpRequest | None = None) -> None:  #
     ).exists()
     if not recent:
         audit_event_record(
-            kind=AuditEventKind.TOKEN_USE, user=token.user, request=request, object_type="legacy_token",
-            object_id=token.user_id, details={"path": request.path[:200] if request else ""},
+            kind=AuditEventKind.TOKEN_USE,
+            user=token.user,
+            request=request,
+            object_type="legacy_token",
+            object_id=token.user_id,
+            details={"path": request.path[:200] if request else ""},
         )
 
 
@@ -361,21 +410,38 @@ def user_may_export(user) -> bool:  # noqa: ANN001
 
 
 @transaction.atomic
-def export_request_create(*, user, fmt: str, filters: dict, row_count: int, reason: str = "",  # noqa: ANN001
-                          request: HttpRequest | None = None) -> ExportRequest:
+def export_request_create(
+    *,
+    user,
+    fmt: str,
+    filters: dict,
+    row_count: int,
+    reason: str = "",  # noqa: ANN001
+    request: HttpRequest | None = None,
+) -> ExportRequest:
     export = ExportRequest(requested_by=user, format=fmt, filters=filters, row_count=row_count, reason=reason[:1000])
     export.full_clean()
     export.save()
     audit_event_record(
-        kind=AuditEventKind.EXPORT_REQUESTED, user=user, request=request, object_type="export_request",
-        object_id=export.pk, details={"filter": filters, "rows": row_count, "format": fmt},
+        kind=AuditEventKind.EXPORT_REQUESTED,
+        user=user,
+        request=request,
+        object_type="export_request",
+        object_id=export.pk,
+        details={"filter": filters, "rows": row_count, "format": fmt},
     )
     return export
 
 
 @transaction.atomic
-def export_request_decide(*, export: ExportRequest, actor, approve: bool, message: str = "",  # noqa: ANN001
-                          request: HttpRequest | None = None) -> ExportRequest:
+def export_request_decide(
+    *,
+    export: ExportRequest,
+    actor,
+    approve: bool,
+    message: str = "",  # noqa: ANN001
+    request: HttpRequest | None = None,
+) -> ExportRequest:
     """An admin approves (the file is then generated by a worker) or rejects a request."""
     from accounts.tasks import export_request_generate_task
 
@@ -391,9 +457,17 @@ def export_request_decide(*, export: ExportRequest, actor, approve: bool, messag
         raise ValidationError(_("This export was already decided."))
     export.refresh_from_db()
     audit_event_record(
-        kind=AuditEventKind.EXPORT_DECIDED, user=actor, request=request, object_type="export_request",
-        object_id=export.pk, details={"decision": new_status, "requested_by": export.requested_by.get_username(),
-                                      "rows": export.row_count, "filter": export.filters},
+        kind=AuditEventKind.EXPORT_DECIDED,
+        user=actor,
+        request=request,
+        object_type="export_request",
+        object_id=export.pk,
+        details={
+            "decision": new_status,
+            "requested_by": export.requested_by.get_username(),
+            "rows": export.row_count,
+            "filter": export.filters,
+        },
     )
     if approve:
         transaction.on_commit(lambda: export_request_generate_task.delay(export.pk))
@@ -430,12 +504,18 @@ def export_request_download(*, export: ExportRequest, user, request: HttpRequest
     if export.requested_by_id != user.pk:
         raise PermissionDenied(_("Only the person who requested this export may download it."))
     if export.status not in (ExportStatus.READY, ExportStatus.DOWNLOADED):
-        raise ValidationError(_("This export is not ready (status: %(status)s).") % {"status": export.get_status_display()})
+        raise ValidationError(
+            _("This export is not ready (status: %(status)s).") % {"status": export.get_status_display()}
+        )
     with export.file.open("rb") as fh:
         data = fh.read()
     ExportRequest.objects.filter(pk=export.pk).update(status=ExportStatus.DOWNLOADED, downloaded_at=timezone.now())
     audit_event_record(
-        kind=AuditEventKind.EXPORT, user=user, request=request, object_type="export_request", object_id=export.pk,
+        kind=AuditEventKind.EXPORT,
+        user=user,
+        request=request,
+        object_type="export_request",
+        object_id=export.pk,
         details={"filter": export.filters, "rows": export.row_count, "format": export.format, "approved": True},
     )
     return data
@@ -443,14 +523,29 @@ def export_request_download(*, export: ExportRequest, user, request: HttpRequest
 
 def export_log(*, user, fmt: str, filters: dict, row_count: int, request: HttpRequest | None = None) -> None:  # noqa: ANN001
     audit_event_record(
-        kind=AuditEventKind.EXPORT, user=user, request=request, object_type="customer_list",
+        kind=AuditEventKind.EXPORT,
+        user=user,
+        request=request,
+        object_type="customer_list",
         details={"filter": filters, "rows": row_count, "format": fmt},
     )
 
 
 __all__ = [
-    "RevealLimitExceeded", "api_token_create", "api_token_for_password_exchange", "api_token_revoke",
-    "api_token_touch", "audit_event_record", "customer_value_reveal", "export_request_create",
-    "export_request_decide", "export_request_download", "export_request_generate", "field_access",
-    "field_policy_matrix", "field_policy_set", "object_permission_grant", "object_permission_revoke",
+    "RevealLimitExceeded",
+    "api_token_create",
+    "api_token_for_password_exchange",
+    "api_token_revoke",
+    "api_token_touch",
+    "audit_event_record",
+    "customer_value_reveal",
+    "export_request_create",
+    "export_request_decide",
+    "export_request_download",
+    "export_request_generate",
+    "field_access",
+    "field_policy_matrix",
+    "field_policy_set",
+    "object_permission_grant",
+    "object_permission_revoke",
 ]

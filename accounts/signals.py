@@ -6,6 +6,7 @@ membership or group permissions edited in the admin change only through m2m sign
 receivers therefore do one thing only: append an AuditEvent. They write no other model
 and enqueue nothing (see docs/STYLE: signals are otherwise avoided).
 """
+
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
@@ -61,13 +62,20 @@ def audit_user_groups(sender, instance, action, reverse, model, pk_set, **kwargs
     else:
         groups = (
             list(Group.objects.filter(pk__in=pk_set).values_list("name", flat=True))
-            if pk_set else list(instance.groups.values_list("name", flat=True))
+            if pk_set
+            else list(instance.groups.values_list("name", flat=True))
         )
         details = {"user": instance.get_username(), "groups": groups}
         object_type, object_id = "user", instance.pk
     details["action"] = {"post_add": "add", "post_remove": "remove", "pre_clear": "clear"}[action]
-    _record(kind=AuditEventKind.PERMISSION_CHANGE, user=actor, request=request, object_type=object_type,
-            object_id=object_id, details=details)
+    _record(
+        kind=AuditEventKind.PERMISSION_CHANGE,
+        user=actor,
+        request=request,
+        object_type=object_type,
+        object_id=object_id,
+        details=details,
+    )
 
 
 @receiver(m2m_changed, sender=Group.permissions.through, dispatch_uid="accounts_audit_group_permissions")
@@ -79,7 +87,15 @@ def audit_group_permissions(sender, instance, action, reverse, model, pk_set, **
     actor, request = _acting_user()
     perms = Permission.objects.filter(pk__in=pk_set) if pk_set else instance.permissions.all()
     names = sorted(f"{p.content_type.app_label}.{p.codename}" for p in perms.select_related("content_type"))
-    _record(kind=AuditEventKind.PERMISSION_CHANGE, user=actor, request=request, object_type="group",
-            object_id=instance.pk,
-            details={"group": instance.name, "permissions": names,
-                     "action": {"post_add": "add", "post_remove": "remove", "pre_clear": "clear"}[action]})
+    _record(
+        kind=AuditEventKind.PERMISSION_CHANGE,
+        user=actor,
+        request=request,
+        object_type="group",
+        object_id=instance.pk,
+        details={
+            "group": instance.name,
+            "permissions": names,
+            "action": {"post_add": "add", "post_remove": "remove", "pre_clear": "clear"}[action],
+        },
+    )

@@ -1,4 +1,5 @@
 """Celery tasks of access control: thin wrappers around services."""
+
 from __future__ import annotations
 
 from celery import shared_task

@@ -1,4 +1,5 @@
 """Browser routes of the accounts app."""
+
 from __future__ import annotations
 
 from django.urls import path

@@ -1,4 +1,5 @@
 """Browser views of access control: thin; the services decide and audit."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -91,7 +92,10 @@ def customer_reveal(request: HttpRequest, pk: int) -> HttpResponse:
         field = form.cleaned_data["field"]
         try:
             value = services.customer_value_reveal(
-                user=request.user, customer=customer, field_name=field, reason=form.cleaned_data["reason"],
+                user=request.user,
+                customer=customer,
+                field_name=field,
+                reason=form.cleaned_data["reason"],
                 request=request,
             )
         except services.RevealLimitExceeded as exc:
@@ -144,12 +148,18 @@ def customer_export(request: HttpRequest) -> HttpResponse:
     count = qs.count()
     if count > settings.CRMHUB_EXPORT_APPROVAL_ROWS:
         export = services.export_request_create(
-            user=request.user, fmt=fmt, filters=filters, row_count=count, reason=form.cleaned_data["reason"],
+            user=request.user,
+            fmt=fmt,
+            filters=filters,
+            row_count=count,
+            reason=form.cleaned_data["reason"],
             request=request,
         )
-        messages.info(request, _(
-            "%(n)d rows is more than %(max)d: export #%(id)d awaits an administrator's approval."
-        ) % {"n": count, "max": settings.CRMHUB_EXPORT_APPROVAL_ROWS, "id": export.pk})
+        messages.info(
+            request,
+            _("%(n)d rows is more than %(max)d: export #%(id)d awaits an administrator's approval.")
+            % {"n": count, "max": settings.CRMHUB_EXPORT_APPROVAL_ROWS, "id": export.pk},
+        )
         return redirect("accounts:export-requests")
     services.export_log(user=request.user, fmt=fmt, filters=filters, row_count=count, request=request)
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
@@ -171,8 +181,9 @@ def export_request_list(request: HttpRequest) -> HttpResponse:
     if not approver:
         qs = qs.filter(requested_by=request.user)
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    return render(request, "accounts/export_requests.html", {"page": page, "approver": approver,
-                                                             "statuses": ExportStatus})
+    return render(
+        request, "accounts/export_requests.html", {"page": page, "approver": approver, "statuses": ExportStatus}
+    )
 
 
 @login_required
@@ -181,13 +192,16 @@ def export_request_decide(request: HttpRequest, pk: int) -> HttpResponse:
     export = get_object_or_404(ExportRequest, pk=pk)
     approve = request.POST.get("decision") == "approve"
     try:
-        services.export_request_decide(export=export, actor=request.user, approve=approve,
-                                       message=request.POST.get("message", ""), request=request)
+        services.export_request_decide(
+            export=export, actor=request.user, approve=approve, message=request.POST.get("message", ""), request=request
+        )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, _("Export #%(id)d approved.") % {"id": pk} if approve
-                         else _("Export #%(id)d rejected.") % {"id": pk})
+        messages.success(
+            request,
+            _("Export #%(id)d approved.") % {"id": pk} if approve else _("Export #%(id)d rejected.") % {"id": pk},
+        )
     return redirect("accounts:export-requests")
 
 
@@ -236,14 +250,20 @@ def token_list(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             token, new_key = services.api_token_create(
-                user=data["user"], name=data["name"], scopes=data["scopes"], sources=data["sources"],
-                expires_at=data["expires_at"], actor=request.user, request=request,
+                user=data["user"],
+                name=data["name"],
+                scopes=data["scopes"],
+                sources=data["sources"],
+                expires_at=data["expires_at"],
+                actor=request.user,
+                request=request,
             )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, _("Token “%(name)s” created. Copy the key now: it is not shown again.")
-                             % {"name": token.name})
+            messages.success(
+                request, _("Token “%(name)s” created. Copy the key now: it is not shown again.") % {"name": token.name}
+            )
             form = ApiTokenForm()
     tokens = ApiToken.objects.select_related("user").prefetch_related("sources")
     page = Paginator(tokens, 50).get_page(request.GET.get("page"))

@@ -11,6 +11,7 @@ each, then measures, each from the same data:
 - an XLSX export of up to 20k rows (the size the approval threshold keeps direct exports to);
 - rotate_field_keys after putting a new key first, rows/s, and a second (idempotent) run.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,13 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import override_settings  # noqa: E402
 
-TABLES = ["crmhub_historicalsourcerecord", "crmhub_sourcerecord", "crmhub_historicalcustomer", "crmhub_customer",
-          "crmhub_source"]
+TABLES = [
+    "crmhub_historicalsourcerecord",
+    "crmhub_sourcerecord",
+    "crmhub_historicalcustomer",
+    "crmhub_customer",
+    "crmhub_source",
+]
 
 
 def reset() -> None:
@@ -53,20 +59,33 @@ def load(n: int) -> float:
     for start in range(0, n, batch):
         customers = [
             Customer(
-                full_name=f"张{i % 977}伟", mobile=f"+86138{i:08d}", email=f"user{i}@example.com",
-                id_number=f"110105{19490000 + i % 9999:08d}{i % 1000:03d}X"[:18], member_no=f"M{i:08d}",
-                company="=HYPERLINK(\"x\")" if i % 100 == 0 else "Acme", city="北京", district="朝阳区",
-                address="北京市朝阳区建国路88号", tags=["vip"], consent_sms=True,
+                full_name=f"张{i % 977}伟",
+                mobile=f"+86138{i:08d}",
+                email=f"user{i}@example.com",
+                id_number=f"110105{19490000 + i % 9999:08d}{i % 1000:03d}X"[:18],
+                member_no=f"M{i:08d}",
+                company='=HYPERLINK("x")' if i % 100 == 0 else "Acme",
+                city="北京",
+                district="朝阳区",
+                address="北京市朝阳区建国路88号",
+                tags=["vip"],
+                consent_sms=True,
                 id_number_hash=f"h{i}",
             )
             for i in range(start, min(start + batch, n))
         ]
         Customer.objects.bulk_create(customers)
-        SourceRecord.objects.bulk_create([
-            SourceRecord(source=source, source_key=f"K{c.pk}", customer=c,
-                         normalized=seal_values({"id_number": c.id_number, "mobile": c.mobile}, {"id_number"}))
-            for c in customers
-        ])
+        SourceRecord.objects.bulk_create(
+            [
+                SourceRecord(
+                    source=source,
+                    source_key=f"K{c.pk}",
+                    customer=c,
+                    normalized=seal_values({"id_number": c.id_number, "mobile": c.mobile}, {"id_number"}),
+                )
+                for c in customers
+            ]
+        )
     return time.monotonic() - started
 
 
@@ -111,15 +130,26 @@ def main() -> None:
 
         measure("present_customer (support: masked)", n, present_all)
         for who in (steward, support):
-            measure(f"CSV export, streamed ({who.username})", n,
-                    lambda who=who: sum(len(chunk) for chunk in stream_csv(user=who, qs=Customer.objects.order_by("id"))))
+            measure(
+                f"CSV export, streamed ({who.username})",
+                n,
+                lambda who=who: sum(len(chunk) for chunk in stream_csv(user=who, qs=Customer.objects.order_by("id"))),
+            )
         x = min(n, 20_000)
-        measure("XLSX export (steward)", x, lambda: write_xlsx_bytes(user=steward, qs=Customer.objects.order_by("id")[:x]))
+        measure(
+            "XLSX export (steward)", x, lambda: write_xlsx_bytes(user=steward, qs=Customer.objects.order_by("id")[:x])
+        )
     with override_settings(FIELD_ENCRYPTION_KEY=f"bench-key-new,{key}"):
-        measure("rotate_field_keys (customers + records + history)", n,
-                lambda: call_command("rotate_field_keys", "--batch-size", "2000", stdout=open(os.devnull, "w")))
-        measure("rotate_field_keys again (idempotent, nothing to do)", n,
-                lambda: call_command("rotate_field_keys", "--batch-size", "2000", stdout=open(os.devnull, "w")))
+        measure(
+            "rotate_field_keys (customers + records + history)",
+            n,
+            lambda: call_command("rotate_field_keys", "--batch-size", "2000", stdout=open(os.devnull, "w")),
+        )
+        measure(
+            "rotate_field_keys again (idempotent, nothing to do)",
+            n,
+            lambda: call_command("rotate_field_keys", "--batch-size", "2000", stdout=open(os.devnull, "w")),
+        )
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

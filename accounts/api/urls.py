@@ -1,4 +1,5 @@
 """API routes of the accounts app, mounted under /api/v1/."""
+
 from __future__ import annotations
 
 from django.urls import path

@@ -1,4 +1,5 @@
 """API of access control: token exchange, reveal and customer history."""
+
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -28,7 +29,9 @@ class ObtainTokenView(APIView):
     throttle_classes = [AnonRateThrottle]
 
     @extend_schema(
-        request=inline_serializer("TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}),
+        request=inline_serializer(
+            "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
+        ),
         responses=inline_serializer("TokenResponse", {"token": serializers.CharField()}),
     )
     def post(self, request, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
@@ -48,17 +51,28 @@ class CustomerRevealView(APIView):
 
     required_scope = "read"  # reading a value, even though it is a POST
 
-    @extend_schema(request=RevealInput, responses=inline_serializer(
-        "RevealResponse", {"customer": serializers.IntegerField(), "field": serializers.CharField(),
-                           "value": serializers.CharField()}))
+    @extend_schema(
+        request=RevealInput,
+        responses=inline_serializer(
+            "RevealResponse",
+            {
+                "customer": serializers.IntegerField(),
+                "field": serializers.CharField(),
+                "value": serializers.CharField(),
+            },
+        ),
+    )
     def post(self, request, pk: int):  # noqa: ANN001, ANN201
         customer = selectors.customer_get(user=request.user, pk=pk)
         data = RevealInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             value = services.customer_value_reveal(
-                user=request.user, customer=customer, field_name=data.validated_data["field"],
-                reason=data.validated_data["reason"], request=request,
+                user=request.user,
+                customer=customer,
+                field_name=data.validated_data["field"],
+                reason=data.validated_data["reason"],
+                request=request,
             )
         except services.RevealLimitExceeded as exc:
             raise exceptions.Throttled(detail=str(exc)) from exc
@@ -66,21 +80,30 @@ class CustomerRevealView(APIView):
             raise exceptions.PermissionDenied(str(exc) or None) from exc
         except ValidationError as exc:
             raise exceptions.ValidationError({"field": exc.messages}) from exc
-        return Response({"customer": customer.pk, "field": data.validated_data["field"], "value": value_as_text(value)},
-                        status=status.HTTP_200_OK)
+        return Response(
+            {"customer": customer.pk, "field": data.validated_data["field"], "value": value_as_text(value)},
+            status=status.HTTP_200_OK,
+        )
 
 
 class CustomerHistoryView(APIView):
     """A customer's change history, newest first, each change masked per field."""
 
-    @extend_schema(responses=inline_serializer("CustomerHistory", {
-        "customer": serializers.IntegerField(), "results": serializers.ListField(child=serializers.DictField())}))
+    @extend_schema(
+        responses=inline_serializer(
+            "CustomerHistory",
+            {"customer": serializers.IntegerField(), "results": serializers.ListField(child=serializers.DictField())},
+        )
+    )
     def get(self, request, pk: int):  # noqa: ANN001, ANN201
         customer = selectors.customer_get(user=request.user, pk=pk)
         entries = present_customer_history(request.user, customer)
         results = [
-            {**e, "at": e["at"].isoformat(),
-             "changes": [{**c, "old": _json(c["old"]), "new": _json(c["new"])} for c in e["changes"]]}
+            {
+                **e,
+                "at": e["at"].isoformat(),
+                "changes": [{**c, "old": _json(c["old"]), "new": _json(c["new"])} for c in e["changes"]],
+            }
             for e in entries
         ]
         return Response({"customer": customer.pk, "results": results})

@@ -1,4 +1,5 @@
 """Template helpers of access control."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -30,8 +30,9 @@ def test_it_locks_a_login_after_repeated_failures_with_a_clear_message(client, s
     settings.AXES_FAILURE_LIMIT = 3
     for _ in range(3):
         client.post("/login/", {"username": steward.username, "password": "wrong"})
-    response = client.post("/login/", {"username": steward.username, "password": "pw-sam_steward"},
-                           HTTP_ACCEPT_LANGUAGE="en")
+    response = client.post(
+        "/login/", {"username": steward.username, "password": "pw-sam_steward"}, HTTP_ACCEPT_LANGUAGE="en"
+    )
     assert response.status_code == 429
     html = response.content.decode()
     assert 'id="locked-out"' in html and "After 3 failed attempts" in html
@@ -60,10 +61,18 @@ def test_it_keeps_the_audit_log_append_only(admin_user):
 
 
 def test_it_shows_the_audit_log_to_auditors_with_filters(client, auditor, support, steward):
-    AuditEvent.objects.create(kind=AuditEventKind.REVEAL, user=support, username=support.username,
-                              object_type="customer", object_id="7", field="mobile", reason="ticket 1")
-    AuditEvent.objects.create(kind=AuditEventKind.EXPORT, user=steward, username=steward.username,
-                              at=timezone.now() - timedelta(days=10))
+    AuditEvent.objects.create(
+        kind=AuditEventKind.REVEAL,
+        user=support,
+        username=support.username,
+        object_type="customer",
+        object_id="7",
+        field="mobile",
+        reason="ticket 1",
+    )
+    AuditEvent.objects.create(
+        kind=AuditEventKind.EXPORT, user=steward, username=steward.username, at=timezone.now() - timedelta(days=10)
+    )
     client.force_login(support)
     assert client.get("/accounts/audit/").status_code == 403
     client.force_login(auditor)
@@ -71,12 +80,14 @@ def test_it_shows_the_audit_log_to_auditors_with_filters(client, auditor, suppor
     assert [e.kind for e in page.context["page"]] == ["reveal"]
     assert "ticket 1" in page.content.decode()
     assert [e.username for e in client.get("/accounts/audit/", {"username": "SAM_STEWARD"}).context["page"]] == [
-        steward.username]
+        steward.username
+    ]
     today = timezone.localdate()
     recent = client.get("/accounts/audit/", {"date_from": today - timedelta(days=1), "kind": ""}).context["page"]
     assert AuditEventKind.EXPORT not in [e.kind for e in recent]
-    assert [e.kind for e in client.get("/accounts/audit/", {"object_type": "customer", "object_id": "7"})
-            .context["page"]] == ["reveal"]
+    assert [
+        e.kind for e in client.get("/accounts/audit/", {"object_type": "customer", "object_id": "7"}).context["page"]
+    ] == ["reveal"]
     bad = client.get("/accounts/audit/", {"date_from": today, "date_to": today - timedelta(days=3)})
     assert "The start date is after the end date." in bad.content.decode() or bad.context["form"].errors
 
@@ -91,24 +102,33 @@ def test_it_paginates_the_audit_log(client, auditor):
 
 def test_it_edits_the_policy_matrix_and_logs_before_and_after(client, admin_user, support, steward):
     mobile = FieldDefinition.objects.get(name="mobile")
-    custom = FieldDefinition.objects.create(name="shoe_size", label_en="Shoe size", label_zh="鞋码", sensitivity="internal")
+    custom = FieldDefinition.objects.create(
+        name="shoe_size", label_en="Shoe size", label_zh="鞋码", sensitivity="internal"
+    )
     client.force_login(steward)
     assert client.get("/accounts/policies/").status_code == 403
     client.force_login(admin_user)
     page = client.get("/accounts/policies/")
     assert 'name="cell:support:shoe_size"' in page.content.decode()  # custom fields included
-    response = client.post("/accounts/policies/", {
-        "cell:support:mobile": str(AccessLevel.HIDDEN), "cell:support:shoe_size": str(AccessLevel.MASKED),
-        "cell:sales:mobile": "",
-    })
+    response = client.post(
+        "/accounts/policies/",
+        {
+            "cell:support:mobile": str(AccessLevel.HIDDEN),
+            "cell:support:shoe_size": str(AccessLevel.MASKED),
+            "cell:sales:mobile": "",
+        },
+    )
     assert response.status_code == 302
     assert FieldPolicy.objects.get(role="support", field=mobile).access == AccessLevel.HIDDEN
     assert field_access(support, "mobile") == AccessLevel.HIDDEN
     assert field_access(support, "shoe_size") == AccessLevel.MASKED
     events = AuditEvent.objects.filter(kind=AuditEventKind.POLICY_CHANGE).order_by("object_id")
     assert [e.object_id for e in events] == ["support:mobile", "support:shoe_size"]
-    assert events[0].details == {"role": "support", "before": {"override": None, "effective": "masked"},
-                                 "after": {"override": "hidden", "effective": "hidden"}}
+    assert events[0].details == {
+        "role": "support",
+        "before": {"override": None, "effective": "masked"},
+        "after": {"override": "hidden", "effective": "hidden"},
+    }
     # Back to the default: the override row goes, and that is logged too.
     client.post("/accounts/policies/", {"cell:support:mobile": ""})
     assert not FieldPolicy.objects.filter(role="support", field=mobile).exists()
@@ -126,11 +146,18 @@ def test_it_logs_role_and_permission_changes(admin_user, outsider):
     client.force_login(admin_user)
     group = Group.objects.get(name="support")
     # Through the Django admin (roles are groups, edited there).
-    response = client.post(f"/admin/auth/user/{outsider.pk}/change/", {
-        "username": outsider.username, "groups": [group.pk], "is_active": "on",
-        "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00", "initial-date_joined_0": "2026-01-01",
-        "initial-date_joined_1": "00:00:00",
-    })
+    response = client.post(
+        f"/admin/auth/user/{outsider.pk}/change/",
+        {
+            "username": outsider.username,
+            "groups": [group.pk],
+            "is_active": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "initial-date_joined_0": "2026-01-01",
+            "initial-date_joined_1": "00:00:00",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     event = AuditEvent.objects.filter(kind=AuditEventKind.PERMISSION_CHANGE, object_type="user").latest("id")
     assert event.details == {"user": outsider.username, "groups": ["support"], "action": "add"}

@@ -54,8 +54,9 @@ def test_it_rotates_keys_and_the_old_key_can_then_be_dropped(steward):
         record = SourceRecordFactory(
             customer=customer,
             raw=seal_values({"id_number": "11010519491231002X", "手机": "13800138000"}, {"id_number"}),
-            normalized=seal_values({"id_number": "11010519491231002X", "mobile": "+8613800138000"},
-                                   secret_field_names()),
+            normalized=seal_values(
+                {"id_number": "11010519491231002X", "mobile": "+8613800138000"}, secret_field_names()
+            ),
         )
         old_hash = blind_index("11010519491231002X")
     with override_settings(FIELD_ENCRYPTION_KEY=f"{NEW},{OLD}"):

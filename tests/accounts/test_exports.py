@@ -14,7 +14,7 @@ from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
-EVIL = ["=HYPERLINK(\"http://evil\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+EVIL = ['=HYPERLINK("http://evil")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
 
 
 def test_it_quotes_cells_that_would_start_a_formula():
@@ -30,8 +30,13 @@ def _csv(response) -> list[list[str]]:  # noqa: ANN001
 
 
 def test_it_exports_a_masked_formula_safe_csv_of_the_current_search(client, steward):
-    evil = CustomerFactory(full_name="=cmd|' /C calc'!A0", company="@SUM(1+1)", member_no="M1",
-                           id_number="11010519491231002X", mobile="+8613800138000")
+    evil = CustomerFactory(
+        full_name="=cmd|' /C calc'!A0",
+        company="@SUM(1+1)",
+        member_no="M1",
+        id_number="11010519491231002X",
+        mobile="+8613800138000",
+    )
     CustomerFactory(member_no="M2")
     client.force_login(steward)
     response = client.get("/accounts/export/", {"format": "csv", "q": "M1"}, HTTP_ACCEPT_LANGUAGE="en")
@@ -68,7 +73,9 @@ def test_it_needs_the_export_permission(client, support, sales):
 
 
 @override_settings(CRMHUB_EXPORT_APPROVAL_ROWS=2)
-def test_it_needs_an_admins_approval_above_the_row_limit(client, steward, admin_user, django_capture_on_commit_callbacks):
+def test_it_needs_an_admins_approval_above_the_row_limit(
+    client, steward, admin_user, django_capture_on_commit_callbacks
+):
     CustomerFactory.create_batch(3, company="=evil()")
     client.force_login(steward)
     response = client.get("/accounts/export/", {"format": "csv", "reason": "quarterly report"})

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def customer(steward):  # noqa: ANN001, ANN201
-    customer = CustomerFactory(full_name="张伟", mobile="+8613800138000", id_number="11010519491231002X",
-                               company="甲公司", custom={})
+    customer = CustomerFactory(
+        full_name="张伟", mobile="+8613800138000", id_number="11010519491231002X", company="甲公司", custom={}
+    )
     with change_context(channel=ChangeChannel.WEB, user=steward):
         customer.mobile = "+8613900139000"
         customer.company = "乙公司"

@@ -5,6 +5,7 @@ defaults must change this table too), with FieldPolicy overrides and a custom fi
 test fails when a field has no sample value or a channel in accounts.channels has no check
 below, so neither can be added without coverage.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,30 +41,58 @@ EXPECTED_DEFAULTS = {
 }
 # FieldPolicy rows the test configures: (role, field) -> access.
 OVERRIDES = {
-    (Role.SUPPORT, "mobile"): V,          # support may read mobiles in full
-    (Role.SALES, "company"): H,           # and sales may not see companies at all
-    (Role.SALES, "loyalty_tier"): E,      # custom field, made editable for sales
+    (Role.SUPPORT, "mobile"): V,  # support may read mobiles in full
+    (Role.SALES, "company"): H,  # and sales may not see companies at all
+    (Role.SALES, "loyalty_tier"): E,  # custom field, made editable for sales
     (Role.AUDITOR, "loyalty_tier"): H,
     (Role.API_CLIENT, "id_number"): V,
     (Role.STEWARD, "birth_date"): M,
 }
-CUSTOM_FIELD = {"name": "loyalty_tier", "label_en": "Loyalty tier", "label_zh": "会员等级",
-                "sensitivity": S.CONFIDENTIAL, "mask_style": MaskStyle.PARTIAL}
+CUSTOM_FIELD = {
+    "name": "loyalty_tier",
+    "label_en": "Loyalty tier",
+    "label_zh": "会员等级",
+    "sensitivity": S.CONFIDENTIAL,
+    "mask_style": MaskStyle.PARTIAL,
+}
 
 # One distinct, non-empty value per data-dictionary field.
 SAMPLES = {
-    "full_name": "欧阳娜娜", "family_name": "欧阳", "given_name": "娜娜", "gender": "F",
-    "birth_date": date(1990, 5, 17), "mobile": "+8613812345678", "phone": "+8613987654321",
-    "email": "nana.ouyang@example.com", "id_number": "11010519491231002X", "member_no": "M778899",
-    "wechat_openid": "oWXopenid123456", "wechat_unionid": "uWXunion654321", "company": "Acme Widgets Ltd",
-    "job_title": "Buyer", "province": "北京市", "city": "北京", "district": "朝阳区",
-    "address": "北京市朝阳区建国路88号", "postcode": "100022", "country": "CN", "tags": ["vip", "gold"],
-    "consent_marketing": True, "consent_sms": False, "consent_email": True,
+    "full_name": "欧阳娜娜",
+    "family_name": "欧阳",
+    "given_name": "娜娜",
+    "gender": "F",
+    "birth_date": date(1990, 5, 17),
+    "mobile": "+8613812345678",
+    "phone": "+8613987654321",
+    "email": "nana.ouyang@example.com",
+    "id_number": "11010519491231002X",
+    "member_no": "M778899",
+    "wechat_openid": "oWXopenid123456",
+    "wechat_unionid": "uWXunion654321",
+    "company": "Acme Widgets Ltd",
+    "job_title": "Buyer",
+    "province": "北京市",
+    "city": "北京",
+    "district": "朝阳区",
+    "address": "北京市朝阳区建国路88号",
+    "postcode": "100022",
+    "country": "CN",
+    "tags": ["vip", "gold"],
+    "consent_marketing": True,
+    "consent_sms": False,
+    "consent_email": True,
     "loyalty_tier": "platinum-3",
 }
 # Search: fields found by their exact value (needs MASKED) and by a part of it (needs VISIBLE).
-SEARCH_EXACT = {"mobile": "+8613812345678", "phone": "+8613987654321", "email": "nana.ouyang@example.com",
-                "id_number": "11010519491231002X", "member_no": "M778899", "full_name": "欧阳娜娜"}
+SEARCH_EXACT = {
+    "mobile": "+8613812345678",
+    "phone": "+8613987654321",
+    "email": "nana.ouyang@example.com",
+    "id_number": "11010519491231002X",
+    "member_no": "M778899",
+    "full_name": "欧阳娜娜",
+}
 SEARCH_PARTIAL = {"full_name": "阳娜", "company": "Widgets"}
 
 
@@ -82,7 +111,9 @@ def world(db):  # noqa: ANN001, ANN201
     from tests.factories import SourceFactory
 
     SourceRecord.objects.create(
-        source=SourceFactory(code="matrix"), source_key="K1", customer=customer,
+        source=SourceFactory(code="matrix"),
+        source_key="K1",
+        customer=customer,
         normalized=seal_values({k: value_as_text(v) for k, v in SAMPLES.items()}, {"id_number"}),
     )
     users = {}
@@ -169,7 +200,7 @@ def channel_error_report(user, customer, fields):  # noqa: ANN001, ANN201
     row = {f"col {name}": value_as_text(SAMPLES[name]) for name in fields}
     row["备注"] = "free text"
     shown = present_error_row(user, row, {f"col {name}": name for name in fields})
-    return {k[len("col "):]: value_as_text(v) for k, v in shown.items() if k.startswith("col ")}, shown.get("备注")
+    return {k[len("col ") :]: value_as_text(v) for k, v in shown.items() if k.startswith("col ")}, shown.get("备注")
 
 
 def channel_export(user, customer, fields):  # noqa: ANN001, ANN201

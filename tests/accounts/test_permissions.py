@@ -81,8 +81,12 @@ def test_it_keeps_sales_to_their_team_by_api_id(sales, scoped):
     api = APIClient()
     api.force_authenticate(sales)
     assert api.get(f"/api/v1/customers/{mine.pk}/").status_code == 200
-    for path in [f"/api/v1/customers/{theirs.pk}/", f"/api/v1/customers/{theirs.pk}/source-records/",
-                 f"/api/v1/customers/{theirs.pk}/interactions/", f"/api/v1/customers/{theirs.pk}/history/"]:
+    for path in [
+        f"/api/v1/customers/{theirs.pk}/",
+        f"/api/v1/customers/{theirs.pk}/source-records/",
+        f"/api/v1/customers/{theirs.pk}/interactions/",
+        f"/api/v1/customers/{theirs.pk}/history/",
+    ]:
         assert api.get(path).status_code == 404, path
     assert api.get("/api/v1/customers/", {"q": "W001"}).json()["results"] == []
     ids = {c["id"] for c in api.get("/api/v1/customers/").json()["results"]}

@@ -31,13 +31,20 @@ def test_it_reveals_one_value_with_a_reason_and_logs_it_without_the_value(suppor
     client.force_login(support)
     page = client.get(customer.get_absolute_url())
     token = page.cookies["csrftoken"].value
-    response = client.post(f"/accounts/customers/{customer.pk}/reveal/",
-                           {"field": "email", "reason": "customer called about an order", "csrfmiddlewaretoken": token},
-                           HTTP_HX_REQUEST="true")
+    response = client.post(
+        f"/accounts/customers/{customer.pk}/reveal/",
+        {"field": "email", "reason": "customer called about an order", "csrfmiddlewaretoken": token},
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 200
     assert "zhang.wei@example.com" in response.content.decode()
     event = reveals().get()
-    assert (event.user, event.object_type, event.object_id, event.field) == (support, "customer", str(customer.pk), "email")
+    assert (event.user, event.object_type, event.object_id, event.field) == (
+        support,
+        "customer",
+        str(customer.pk),
+        "email",
+    )
     assert event.reason == "customer called about an order"
     assert "zhang.wei@example.com" not in str(event.details) and "zhang.wei" not in event.reason
 
@@ -70,7 +77,10 @@ def test_it_rate_limits_reveals_per_user_per_hour(support, steward):
     api = APIClient()
     api.force_authenticate(support)
     for _ in range(3):
-        assert api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "ticket 7"}).status_code == 200
+        assert (
+            api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "ticket 7"}).status_code
+            == 200
+        )
     response = api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "ticket 7"})
     assert response.status_code == 429
     assert "3" in response.json()["message"] and "a.b@example.com" not in response.content.decode()
@@ -78,7 +88,12 @@ def test_it_rate_limits_reveals_per_user_per_hour(support, steward):
     # The limit is per user: a colleague is not affected.
     other = APIClient()
     other.force_authenticate(steward)
-    assert other.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "id_number", "reason": "KYC check"}).status_code == 200
+    assert (
+        other.post(
+            f"/api/v1/customers/{customer.pk}/reveal/", {"field": "id_number", "reason": "KYC check"}
+        ).status_code
+        == 200
+    )
     # Events older than an hour no longer count.
     from datetime import timedelta
 
@@ -92,7 +107,10 @@ def test_it_rate_limits_reveals_per_user_per_hour(support, steward):
 
         with connection.cursor() as cursor:
             cursor.execute("UPDATE accounts_auditevent SET at = %s WHERE id = %s", [old, pk])
-    assert api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "ticket 8"}).status_code == 200
+    assert (
+        api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "ticket 8"}).status_code
+        == 200
+    )
 
 
 def test_it_refuses_reveals_to_roles_without_the_permission_and_for_hidden_fields(sales, auditor):
@@ -103,9 +121,17 @@ def test_it_refuses_reveals_to_roles_without_the_permission_and_for_hidden_field
     api = APIClient()
     api.force_authenticate(sales)
     # email is masked for sales, but sales may not reveal; id_number is hidden from sales.
-    assert api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "x" * 5}).status_code == 403
-    assert api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "id_number", "reason": "x" * 5}).status_code == 403
-    assert api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "nonexistent", "reason": "x" * 5}).status_code == 400
+    assert (
+        api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "x" * 5}).status_code == 403
+    )
+    assert (
+        api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "id_number", "reason": "x" * 5}).status_code
+        == 403
+    )
+    assert (
+        api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "nonexistent", "reason": "x" * 5}).status_code
+        == 400
+    )
     assert not reveals().exists()
 
 

@@ -37,17 +37,26 @@ def test_it_enforces_scopes(steward):
     assert api(read_key).get("/api/v1/customers/").status_code == 200
     assert api(write_key).get("/api/v1/customers/").status_code == 403
     # Revealing is reading, even though it is a POST.
-    assert api(read_key).post(f"/api/v1/customers/{customer.pk}/reveal/",
-                              {"field": "id_number", "reason": "check"}).status_code == 200
-    assert api(write_key).post(f"/api/v1/customers/{customer.pk}/reveal/",
-                               {"field": "id_number", "reason": "check"}).status_code == 403
+    assert (
+        api(read_key)
+        .post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "id_number", "reason": "check"})
+        .status_code
+        == 200
+    )
+    assert (
+        api(write_key)
+        .post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "id_number", "reason": "check"})
+        .status_code
+        == 403
+    )
     response = api(write_key).get("/api/v1/customers/")
     assert "scope" in response.json()["message"]
 
 
 def test_it_refuses_revoked_and_expired_tokens_with_a_clear_message(steward, admin_user):
-    token, key = api_token_create(user=steward, name="old", scopes=["read"],
-                                  expires_at=timezone.now() + timedelta(seconds=60))
+    token, key = api_token_create(
+        user=steward, name="old", scopes=["read"], expires_at=timezone.now() + timedelta(seconds=60)
+    )
     assert api(key).get("/api/v1/customers/").status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     response = api(key).get("/api/v1/customers/")
@@ -99,7 +108,11 @@ def test_it_keeps_legacy_tokens_working_and_logged(steward):
 
 def test_it_issues_role_scoped_expiring_tokens_for_a_password(support, steward, settings):
     settings.CRMHUB_API_TOKEN_DAYS = 7
-    key = APIClient().post("/api/v1/auth/token/", {"username": support.username, "password": "pw-sue_support"}).json()["token"]
+    key = (
+        APIClient()
+        .post("/api/v1/auth/token/", {"username": support.username, "password": "pw-sue_support"})
+        .json()["token"]
+    )
     token = ApiToken.objects.get(user=support)
     assert token.scopes == ["read"]
     assert timedelta(days=6) < token.expires_at - timezone.now() <= timedelta(days=7)
@@ -115,8 +128,9 @@ def test_it_manages_tokens_in_the_browser(admin_user, steward):
     client.force_login(steward)
     assert client.get("/accounts/tokens/").status_code == 403
     client.force_login(admin_user)
-    response = client.post("/accounts/tokens/", {"user": steward.pk, "name": "erp sync", "scopes": ["read", "push"],
-                                                  "sources": [erp.pk]})
+    response = client.post(
+        "/accounts/tokens/", {"user": steward.pk, "name": "erp sync", "scopes": ["read", "push"], "sources": [erp.pk]}
+    )
     assert response.status_code == 200
     key = response.context["new_key"]
     token = ApiToken.objects.get(name="erp sync")
@@ -128,10 +142,16 @@ def test_it_manages_tokens_in_the_browser(admin_user, steward):
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert api(key).get("/api/v1/customers/").status_code == 401
-    assert AuditEvent.objects.filter(kind=AuditEventKind.TOKEN_REVOKED, object_id=str(token.pk), user=admin_user).exists()
+    assert AuditEvent.objects.filter(
+        kind=AuditEventKind.TOKEN_REVOKED, object_id=str(token.pk), user=admin_user
+    ).exists()
     # Missing scopes: a form error, nothing created.
     response = client.post("/accounts/tokens/", {"user": steward.pk, "name": "no scopes"})
-    assert response.status_code == 200 and response.context["form"].errors and not ApiToken.objects.filter(name="no scopes").exists()
+    assert (
+        response.status_code == 200
+        and response.context["form"].errors
+        and not ApiToken.objects.filter(name="no scopes").exists()
+    )
 
 
 def test_it_refuses_a_source_outside_the_tokens_sources(steward, rf):

@@ -1,4 +1,5 @@
 """A support user sees masked values, reveals one with a reason; the auditor sees the reveal."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,9 +22,15 @@ def browser():  # noqa: ANN201
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()

@@ -1,4 +1,5 @@
 """Re-encrypt sealed values under the first key of FIELD_ENCRYPTION_KEY; prints JSON counts."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ class Command(BaseCommand):
         started = time.monotonic()
         try:
             report = rotate_field_keys(
-                batch_size=batch_size, progress=lambda line: self.stderr.write(line) if options["verbosity"] > 1 else None
+                batch_size=batch_size,
+                progress=lambda line: self.stderr.write(line) if options["verbosity"] > 1 else None,
             )
         except ValueError as exc:  # a value written under a key no longer configured
             raise CommandError(str(exc)) from exc
