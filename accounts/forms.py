@@ -60,3 +60,27 @@ class ExportForm(forms.Form):
     q = forms.CharField(required=False, max_length=200)
     format = forms.ChoiceField(choices=ExportFormat.choices, initial=ExportFormat.CSV)
     reason = forms.CharField(required=False, max_length=1000)
+
+
+class ObjectPermissionForm(forms.Form):
+    """Grant an action on one object to a user or a group (exactly one of them)."""
+
+    user = forms.ModelChoiceField(
+        label=_("User"), required=False, queryset=get_user_model().objects.filter(is_active=True).order_by("username")
+    )
+    group = forms.ModelChoiceField(label=_("Role / group"), required=False, queryset=None)
+    action = forms.ChoiceField(
+        label=_("Permission"), choices=[("view", _("View")), ("change", _("Manage")), ("delete", _("Delete"))]
+    )
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        from django.contrib.auth.models import Group
+
+        super().__init__(*args, **kwargs)
+        self.fields["group"].queryset = Group.objects.order_by("name")
+
+    def clean(self):  # noqa: ANN201
+        data = super().clean()
+        if bool(data.get("user")) == bool(data.get("group")):
+            raise forms.ValidationError(_("Choose a user or a group (one of them)."))
+        return data

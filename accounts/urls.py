@@ -17,4 +17,5 @@ urlpatterns = [
     path("audit/", views.audit_log, name="audit-log"),
     path("tokens/", views.token_list, name="tokens"),
     path("tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+    path("sources/<slug:code>/permissions/", views.source_permissions, name="source-permissions"),
 ]

@@ -70,8 +70,11 @@ def policy_matrix(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("%(n)d policy cells changed.") % {"n": changed})
         return redirect("accounts:policy-matrix")
+    from crmhub.models import Source
+
     matrix = services.field_policy_matrix()
-    return render(request, "accounts/policy_matrix.html", {**matrix, "levels": AccessLevel.choices})
+    sources = Source.objects.order_by("code").only("code", "name")
+    return render(request, "accounts/policy_matrix.html", {**matrix, "levels": AccessLevel.choices, "sources": sources})
 
 
 #
@@ -281,3 +284,44 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 def policy_preview(user) -> dict:  # noqa: ANN001
     return dict(policy_for(user).access)
+
+
+#
+# Object permissions on sources
+#
+
+
+@role_required(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
+def source_permissions(request: HttpRequest, code: str) -> HttpResponse:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from accounts.forms import ObjectPermissionForm
+    from accounts.selectors import object_permission_list
+    from crmhub.models import Source
+
+    source = get_object_or_404(Source, code=code)
+    form = ObjectPermissionForm(request.POST or None)
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            kind, _sep, rest = request.POST["revoke"].partition(":")
+            pk, _sep, action = rest.partition(":")
+            if kind not in ("user", "group") or not pk.isdigit() or action not in ("view", "change", "delete"):
+                messages.error(request, _("The revoke request was malformed; nothing changed."))
+                return redirect("accounts:source-permissions", code=code)
+            model = get_user_model() if kind == "user" else Group
+            grantee = get_object_or_404(model, pk=pk)
+            services.object_permission_revoke(
+                actor=request.user, grantee=grantee, obj=source, action=action, request=request
+            )
+            messages.success(request, _("Permission revoked."))
+            return redirect("accounts:source-permissions", code=code)
+        if form.is_valid():
+            grantee = form.cleaned_data["user"] or form.cleaned_data["group"]
+            services.object_permission_grant(actor=request.user, grantee=grantee, obj=source,
+                                             action=form.cleaned_data["action"], request=request)
+            messages.success(request, _("Permission granted."))
+            return redirect("accounts:source-permissions", code=code)
+    return render(request, "accounts/source_permissions.html",
+                  {"source": source, "form": form, "grants": object_permission_list(obj=source)})

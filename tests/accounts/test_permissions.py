@@ -97,3 +97,28 @@ def test_it_shows_users_without_a_role_no_customer(client, outsider, scoped):
     mine, _, _ = scoped
     client.force_login(outsider)
     assert client.get(mine.get_absolute_url()).status_code == 404
+
+
+def test_it_grants_and_revokes_sources_in_the_browser(client, admin_user, steward):
+    erp = SourceFactory(code="erp")
+    client.force_login(steward)
+    assert client.get("/accounts/sources/erp/permissions/").status_code == 403
+    client.force_login(admin_user)
+    response = client.post("/accounts/sources/erp/permissions/", {"user": steward.pk, "action": "change"})
+    assert response.status_code == 302
+    assert list(restrict(Source.objects.all(), steward, "change")) == [erp]
+    page = client.get("/accounts/sources/erp/permissions/")
+    assert page.context["grants"] == [{"kind": "user", "grantee": steward, "action": "change"}]
+    both = client.post("/accounts/sources/erp/permissions/", {"user": steward.pk, "group": 1, "action": "view"})
+    assert both.status_code == 200 and both.context["form"].errors
+    client.post("/accounts/sources/erp/permissions/", {"revoke": f"user:{steward.pk}:change"})
+    assert list(restrict(Source.objects.all(), steward, "change")) == []
+    assert AuditEvent.objects.filter(kind=AuditEventKind.PERMISSION_CHANGE, object_type="crmhub.source").count() == 2
+
+
+def test_it_refuses_a_malformed_revoke(client, admin_user):
+    SourceFactory(code="erp")
+    client.force_login(admin_user)
+    response = client.post("/accounts/sources/erp/permissions/", {"revoke": "user:1:explode"}, follow=True)
+    assert response.status_code == 200 and "malformed" in response.content.decode()
+    assert "erp" in client.get("/accounts/policies/").content.decode()
