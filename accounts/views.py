@@ -107,7 +107,13 @@ def customer_reveal(request: HttpRequest, pk: int) -> HttpResponse:
             status, error = 403, str(exc) or _("You may not reveal this value.")
         except ValidationError as exc:
             status, error = 400, " ".join(exc.messages)
-    context = {"customer": customer, "field": field, "value": value_as_text(value), "error": error}
+    masked = ""
+    if error:
+        # Keep showing what the user could already see, next to the reason for the refusal.
+        policy = policy_for(request.user)
+        if field in policy.fields and policy(field) > 0:
+            masked = value_as_text(policy.present(field, customer.get_value(field)))
+    context = {"customer": customer, "field": field, "value": value_as_text(value), "error": error, "masked": masked}
     if request.headers.get("HX-Request"):
         # htmx swaps 200 responses only; errors are shown in place as well.
         response = render(request, "accounts/_revealed.html", context)

@@ -140,3 +140,16 @@ def test_it_answers_404_when_revealing_on_a_customer_out_of_scope(sales):
     api = APIClient()
     api.force_authenticate(sales)
     assert api.post(f"/api/v1/customers/{customer.pk}/reveal/", {"field": "email", "reason": "look"}).status_code == 404
+
+
+@override_settings(CRMHUB_REVEAL_LIMIT_PER_HOUR=0)
+def test_it_keeps_the_masked_value_in_place_when_a_reveal_is_refused(client, support):
+    customer = CustomerFactory(email="zhang.wei@example.com")
+    client.force_login(support)
+    response = client.post(
+        f"/accounts/customers/{customer.pk}/reveal/", {"field": "email", "reason": "ticket 9"}, HTTP_HX_REQUEST="true"
+    )
+    html = response.content.decode()
+    assert response.status_code == 200  # htmx swaps only successful responses
+    assert "z***@example.com" in html and 'role="alert"' in html and "zhang.wei@example.com" not in html
+    assert not reveals().exists()
