@@ -45,8 +45,9 @@ def object_permission_list(*, obj) -> list[dict]:  # noqa: ANN001
 
     suffix = f"_{obj._meta.model_name}"
     rows = []
-    for user, perms in get_users_with_perms(obj, attach_perms=True, with_superusers=False,
-                                            with_group_users=False).items():
+    for user, perms in get_users_with_perms(
+        obj, attach_perms=True, with_superusers=False, with_group_users=False
+    ).items():
         rows += [{"kind": "user", "grantee": user, "action": p.removesuffix(suffix)} for p in sorted(perms)]
     for group, perms in get_groups_with_perms(obj, attach_perms=True).items():
         rows += [{"kind": "group", "grantee": group, "action": p.removesuffix(suffix)} for p in sorted(perms)]

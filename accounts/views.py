@@ -325,9 +325,13 @@ def source_permissions(request: HttpRequest, code: str) -> HttpResponse:
             return redirect("accounts:source-permissions", code=code)
         if form.is_valid():
             grantee = form.cleaned_data["user"] or form.cleaned_data["group"]
-            services.object_permission_grant(actor=request.user, grantee=grantee, obj=source,
-                                             action=form.cleaned_data["action"], request=request)
+            services.object_permission_grant(
+                actor=request.user, grantee=grantee, obj=source, action=form.cleaned_data["action"], request=request
+            )
             messages.success(request, _("Permission granted."))
             return redirect("accounts:source-permissions", code=code)
-    return render(request, "accounts/source_permissions.html",
-                  {"source": source, "form": form, "grants": object_permission_list(obj=source)})
+    return render(
+        request,
+        "accounts/source_permissions.html",
+        {"source": source, "form": form, "grants": object_permission_list(obj=source)},
+    )
