@@ -154,3 +154,22 @@ def test_it_generates_an_approved_export_in_a_worker(live_worker, steward, admin
         time.sleep(0.3)
     assert export.status == ExportStatus.READY, export.message
     assert client.get(f"/accounts/exports/{export.pk}/download/").status_code == 200
+
+
+@override_settings(CRMHUB_EXPORT_APPROVAL_ROWS=0)
+def test_it_lists_export_requests_with_the_right_actions(client, steward, admin_user, support):
+    CustomerFactory()
+    client.force_login(steward)
+    client.get("/accounts/export/", {"format": "csv", "q": ""})
+    export = ExportRequest.objects.get()
+    mine = client.get("/accounts/exports/").content.decode()
+    assert f'data-export="{export.pk}"' in mine and 'value="approve"' not in mine  # no self-approval
+    admin = Client()
+    admin.force_login(admin_user)
+    assert 'value="approve"' in admin.get("/accounts/exports/").content.decode()
+    other = Client()
+    other.force_login(support)
+    assert f'data-export="{export.pk}"' not in other.get("/accounts/exports/").content.decode()
+    # The customer list offers export links only to those who may export.
+    assert "/accounts/export/?format=csv" in client.get("/customers/").content.decode()
+    assert "/accounts/export/?format=csv" not in other.get("/customers/").content.decode()
