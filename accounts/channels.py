@@ -37,7 +37,8 @@ CHANNELS: dict[str, Channel] = {
             "search",
             "user",
             "accounts.policy.SEARCH_LOOKUPS",
-            "crmhub.selectors.customer_search: only fields seen masked (exact) or visible (partial)",
+            "crmhub.selectors.customer_search: only fields seen masked (exact) or visible (partial); "
+            "?ordering= through accounts.policy.customer_ordering (fields seen in full only)",
         ),
         Channel(
             "export", "user", "accounts.exports.export_rows", "/accounts/export/ (CSV, XLSX), approved export files"

@@ -238,3 +238,28 @@ def may_sort(user, field_name: str) -> bool:  # noqa: ANN001
 
 def may_edit(user, field_name: str) -> bool:  # noqa: ANN001
     return field_access(user, field_name) >= E
+
+
+# Dictionary fields a customer list may be ordered by (columns; the encrypted ID number and
+# JSON columns have no meaningful order).
+SORTABLE_FIELDS = (
+    "full_name", "family_name", "given_name", "gender", "birth_date", "mobile", "phone", "email", "member_no",
+    "wechat_openid", "wechat_unionid", "company", "job_title", "province", "city", "district", "address",
+    "postcode", "country", "consent_marketing", "consent_sms", "consent_email",
+)
+
+
+def customer_ordering(user, text: str) -> list[str]:  # noqa: ANN001
+    """``order_by`` terms for a comma-separated ``ordering`` parameter ("city,-id").
+
+    Sorting by a field reveals the order of its values, so only fields the user sees in full
+    (``may_sort``) are allowed; "id" always is. Raises ValueError naming the refused term.
+    """
+    terms = [t.strip() for t in (text or "").split(",") if t.strip()]
+    out = []
+    for term in terms:
+        name = term.lstrip("-")
+        if name != "id" and (name not in SORTABLE_FIELDS or not may_sort(user, name)):
+            raise ValueError(f"cannot order by {name!r}: use id or a field you can see in full")
+        out.append(term if term.startswith("-") or term == name else name)
+    return [*out, "-id"] if out else ["-id"]

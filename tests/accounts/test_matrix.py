@@ -300,6 +300,22 @@ def test_it_searches_only_by_fields_the_role_may_see(world, role):
 
 
 @pytest.mark.parametrize("role", Role.values)
+def test_it_sorts_only_by_fields_the_role_sees_in_full(world, role):
+    from accounts.policy import SORTABLE_FIELDS
+
+    _customer, users = world
+    client = APIClient()
+    client.force_authenticate(users[role])
+    for field in FieldDefinition.objects.filter(is_active=True):
+        response = client.get("/api/v1/customers/", {"ordering": f"-{field.name}"})
+        allowed = field.name in SORTABLE_FIELDS and expected_access(role, field) >= V
+        assert response.status_code == (200 if allowed else 400), (role, field.name)
+        if not allowed:
+            assert "ordering" in response.json()["details"]
+    assert client.get("/api/v1/customers/", {"ordering": "id"}).status_code == 200
+
+
+@pytest.mark.parametrize("role", Role.values)
 @override_settings(CRMHUB_REVEAL_LIMIT_PER_HOUR=1000)
 def test_it_reveals_only_masked_fields_to_permitted_roles(world, role):
     customer, users = world
