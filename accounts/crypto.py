@@ -6,6 +6,7 @@ of them decrypt, so a new key can be put in front and the data re-encrypted afte
 key derived from the primary key: equal values give equal hashes, so exact search and
 deterministic matching work without decrypting anything.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,12 +26,18 @@ def _derive(secret: str, purpose: bytes) -> bytes:
 
 
 @lru_cache(maxsize=8)
-def _keys(raw: str) -> tuple[MultiFernet, bytes]:
+def _all_keys(raw: str) -> tuple[MultiFernet, Fernet, list[bytes]]:
+    """(all keys for decryption, the primary key alone, the blind-index key of every key)."""
     secrets_ = [k.strip() for k in raw.split(",") if k.strip()]
     if not secrets_:
         raise ValueError("FIELD_ENCRYPTION_KEY is empty")
     fernets = [Fernet(base64.urlsafe_b64encode(_derive(s, b"crmhub-field-encryption"))) for s in secrets_]
-    return MultiFernet(fernets), _derive(secrets_[0], b"crmhub-blind-index")
+    return MultiFernet(fernets), fernets[0], [_derive(s, b"crmhub-blind-index") for s in secrets_]
+
+
+def _keys(raw: str) -> tuple[MultiFernet, bytes]:
+    fernet, _, index_keys = _all_keys(raw)
+    return fernet, index_keys[0]
 
 
 def encrypt(value: str) -> str:
@@ -43,7 +50,7 @@ def decrypt(value: str) -> str:
         return value  # written before encryption was switched on
     fernet, _ = _keys(settings.FIELD_ENCRYPTION_KEY)
     try:
-        return fernet.decrypt(value[len(CIPHERTEXT_PREFIX):].encode()).decode()
+        return fernet.decrypt(value[len(CIPHERTEXT_PREFIX) :].encode()).decode()
     except InvalidToken as exc:
         raise ValueError("cannot decrypt a value: FIELD_ENCRYPTION_KEY lacks the key it was written with") from exc
 
@@ -53,7 +60,43 @@ def rotate(value: str) -> str:
     fernet, _ = _keys(settings.FIELD_ENCRYPTION_KEY)
     if not value.startswith(CIPHERTEXT_PREFIX):
         return encrypt(value)
-    return CIPHERTEXT_PREFIX + fernet.rotate(value[len(CIPHERTEXT_PREFIX):].encode()).decode()
+    return CIPHERTEXT_PREFIX + fernet.rotate(value[len(CIPHERTEXT_PREFIX) :].encode()).decode()
+
+
+def is_current(value: str) -> bool:
+    """Whether ciphertext ``value`` is encrypted under the primary key (rotation skips it)."""
+    if not value.startswith(CIPHERTEXT_PREFIX):
+        return False
+    _, primary, _ = _all_keys(settings.FIELD_ENCRYPTION_KEY)
+    try:
+        primary.decrypt(value[len(CIPHERTEXT_PREFIX) :].encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+def rotate_values(values: dict) -> tuple[dict, int]:
+    """A copy of a JSON dict with every sealed value not under the primary key re-encrypted,
+    and how many values changed."""
+    out = dict(values)
+    changed = 0
+    for key, value in values.items():
+        if isinstance(value, str) and value.startswith(CIPHERTEXT_PREFIX) and not is_current(value):
+            out[key] = rotate(value)
+            changed += 1
+    return out, changed
+
+
+def blind_index_candidates(value: str | None) -> list[str]:
+    """The blind index of ``value`` under every configured key, primary first.
+
+    Searching by all of them keeps exact search working between putting a new key first
+    and ``rotate_field_keys`` recomputing the stored indexes.
+    """
+    if not value:
+        return []
+    _, _, index_keys = _all_keys(settings.FIELD_ENCRYPTION_KEY)
+    return [hmac.new(key, value.encode(), hashlib.sha256).hexdigest() for key in index_keys]
 
 
 def blind_index(value: str | None) -> str:

@@ -2,6 +2,7 @@
 
 Pure functions of a string; ``accounts.policy`` decides who gets which.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Access control: field-level policies per role, and the security audit log."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -7,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
-__all__ = ["AuditEvent", "FieldPolicy", "UserProfile"]
+__all__ = ["ApiToken", "AuditEvent", "ExportRequest", "FieldPolicy", "UserProfile"]
 
 
 class AccessLevel(models.IntegerChoices):
@@ -21,7 +22,9 @@ class FieldPolicy(models.Model):
     """What one role may do with one data-dictionary field; overrides the default matrix."""
 
     role = models.CharField(
-        _("role"), max_length=64, help_text=_("A group name: admin, steward, sales, support, auditor, api_client or your own.")
+        _("role"),
+        max_length=64,
+        help_text=_("A group name: admin, steward, sales, support, auditor, api_client or your own."),
     )
     field = models.ForeignKey(
         "crmhub.FieldDefinition", verbose_name=_("field"), on_delete=models.CASCADE, related_name="policies"
@@ -51,6 +54,8 @@ class AuditEventKind(models.TextChoices):
     TOKEN_USE = "token_use", _("API token used")
     TOKEN_CREATED = "token_created", _("API token created")
     TOKEN_REVOKED = "token_revoked", _("API token revoked")
+    EXPORT_REQUESTED = "export_requested", _("Export requested")
+    EXPORT_DECIDED = "export_decided", _("Export approved or rejected")
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -67,7 +72,11 @@ class AuditEvent(models.Model):
     at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
     kind = models.CharField(_("event"), max_length=32, choices=AuditEventKind.choices, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     username = models.CharField(_("username"), max_length=150, blank=True)
@@ -84,6 +93,7 @@ class AuditEvent(models.Model):
         ordering = ["-at", "-id"]
         verbose_name = _("audit event")
         verbose_name_plural = _("audit log")
+        permissions = [("reveal_values", _("Can reveal masked values, stating a reason"))]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.kind} {self.username}"
@@ -112,3 +122,128 @@ class UserProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.team or '-'}/{self.region or '-'})"
+
+
+class ApiTokenScope(models.TextChoices):
+    READ = "read", _("Read")
+    WRITE = "write", _("Write")
+    PUSH = "push", _("Push records")
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def usable(self) -> ApiTokenQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiToken(models.Model):
+    """A named API key of one user, limited to scopes and (optionally) to some sources.
+
+    Only a SHA-256 hash of the key is stored: the key itself is shown once, when created.
+    Revoking keeps the row, so that the audit log can still name the token.
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    key_prefix = models.CharField(_("key prefix"), max_length=12, db_index=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(_("scopes"), default=list)
+    sources = models.ManyToManyField(
+        "crmhub.Source",
+        verbose_name=_("allowed sources"),
+        blank=True,
+        related_name="+",
+        help_text=_("Empty: every source the user may reach."),
+    )
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class ExportStatus(models.TextChoices):
+    REQUESTED = "requested", _("Awaiting approval")
+    APPROVED = "approved", _("Approved, being generated")
+    REJECTED = "rejected", _("Rejected")
+    READY = "ready", _("Ready to download")
+    DOWNLOADED = "downloaded", _("Downloaded")
+    FAILED = "failed", _("Failed")
+
+
+class ExportFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    XLSX = "xlsx", "XLSX"
+
+
+class ExportRequest(models.Model):
+    """An export of a customer list too large to hand out without an admin's approval.
+
+    requested -> approved (a Celery task writes the file, masked per the requester's
+    policy) -> ready -> downloaded; or requested -> rejected.
+    """
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("requested by"), on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(_("requested"), default=timezone.now)
+    format = models.CharField(_("format"), max_length=8, choices=ExportFormat.choices, default=ExportFormat.CSV)
+    filters = models.JSONField(_("filter"), default=dict, blank=True)
+    row_count = models.PositiveIntegerField(_("rows"), default=0)
+    reason = models.TextField(_("reason"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=ExportStatus.choices, default=ExportStatus.REQUESTED, db_index=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("decided by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    file = models.FileField(_("file"), upload_to="exports/%Y/%m/", blank=True)
+    generated_at = models.DateTimeField(_("generated"), null=True, blank=True)
+    downloaded_at = models.DateTimeField(_("downloaded"), null=True, blank=True)
+    message = models.TextField(_("message"), blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = _("export request")
+        verbose_name_plural = _("export requests")
+        permissions = [
+            ("export_customers", _("Can export customer lists")),
+            ("approve_exports", _("Can approve large exports")),
+        ]
+
+    def __str__(self) -> str:
+        return f"export #{self.pk} ({self.status})"

@@ -8,6 +8,7 @@ The decision comes from the user's roles and each field's sensitivity (the defau
 matrix below). Admin-configured per-role, per-field policies override the matrix
 (``accounts.models.FieldPolicy``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ from typing import Any
 
 from accounts.masking import mask
 from accounts.roles import Role, user_roles
-from crmhub.choices import Sensitivity
+from crmhub.choices import MaskStyle, Sensitivity
 
 
 class Access(IntEnum):
@@ -35,38 +36,55 @@ DEFAULT_MATRIX: dict[str, dict[str, Access]] = {
     Role.SALES: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: V, Sensitivity.CONFIDENTIAL: M, Sensitivity.SECRET: H},
     Role.SUPPORT: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: V, Sensitivity.CONFIDENTIAL: M, Sensitivity.SECRET: M},
     Role.AUDITOR: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: M, Sensitivity.CONFIDENTIAL: M, Sensitivity.SECRET: H},
-    Role.API_CLIENT: {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: V, Sensitivity.CONFIDENTIAL: V, Sensitivity.SECRET: M},
+    Role.API_CLIENT: {
+        Sensitivity.PUBLIC: V,
+        Sensitivity.INTERNAL: V,
+        Sensitivity.CONFIDENTIAL: V,
+        Sensitivity.SECRET: M,
+    },
 }
-NO_ROLE: dict[str, Access] = {Sensitivity.PUBLIC: V, Sensitivity.INTERNAL: H, Sensitivity.CONFIDENTIAL: H, Sensitivity.SECRET: H}
+NO_ROLE: dict[str, Access] = {
+    Sensitivity.PUBLIC: V,
+    Sensitivity.INTERNAL: H,
+    Sensitivity.CONFIDENTIAL: H,
+    Sensitivity.SECRET: H,
+}
 
 
 class Policy:
-    """A user's resolved access to every data-dictionary field (built once per request)."""
+    """Resolved access to every data-dictionary field, for a user (built once per request)
+    or for a bare set of roles (webhook subscriptions, which have a role and no user)."""
 
-    def __init__(self, user) -> None:  # noqa: ANN001
+    def __init__(self, user, roles: set[str] | None = None) -> None:  # noqa: ANN001
         from accounts.models import FieldPolicy
         from crmhub.models import FieldDefinition
 
         self.user = user
         self.fields = {f.name: f for f in FieldDefinition.objects.filter(is_active=True)}
-        roles = user_roles(user)
-        overrides: dict[str, Access] = {}
+        if roles is None:
+            roles = user_roles(user)
+            authenticated = user is not None and user.is_authenticated
+        else:
+            authenticated = True
+        self.roles = set(roles)
+        # role -> field -> access, from admin-configured FieldPolicy rows.
+        overrides: dict[str, dict[str, Access]] = {}
         if roles:
             for field_name, role, access in FieldPolicy.objects.filter(role__in=roles).values_list(
                 "field__name", "role", "access"
             ):
-                # With several roles, the most generous one wins.
-                overrides[field_name] = max(overrides.get(field_name, H), Access(access))
+                overrides.setdefault(role, {})[field_name] = Access(access)
         self.access: dict[str, Access] = {}
         for name, field in self.fields.items():
-            if name in overrides:
-                self.access[name] = overrides[name]
-            elif roles:
+            if roles:
+                # Each role's own decision (its override, else the default for the field's
+                # sensitivity); with several roles, the most generous one wins.
                 self.access[name] = max(
-                    (DEFAULT_MATRIX.get(role, NO_ROLE)[field.sensitivity] for role in roles), default=H
+                    overrides.get(role, {}).get(name, DEFAULT_MATRIX.get(role, NO_ROLE)[field.sensitivity])
+                    for role in roles
                 )
             else:
-                self.access[name] = NO_ROLE[field.sensitivity] if user is not None and user.is_authenticated else H
+                self.access[name] = NO_ROLE[field.sensitivity] if authenticated else H
 
     def __call__(self, field_name: str) -> Access:
         return self.access.get(field_name, H)
@@ -78,7 +96,12 @@ class Policy:
             return value
         if access == M:
             field = self.fields[field_name]
-            return mask(value if isinstance(value, str) or value in (None, "", []) else str(value), field.mask_style)
+            if value is None or value == "" or value == []:
+                return value
+            # A masked value never equals the value: a field without a mask style of its own
+            # (booleans, codes) is hidden completely when masked.
+            style = field.mask_style if field.mask_style != MaskStyle.NONE else MaskStyle.FULL
+            return mask(value_as_text(value), style)
         return None
 
     def visible_fields(self, names: Iterable[str] | None = None) -> list[str]:
@@ -132,3 +155,111 @@ def present_customer(user, customer, field_names: Iterable[str] | None = None) -
     policy = policy_for(user)
     names = policy.visible_fields(field_names)
     return {name: policy.present(name, customer.get_value(name)) for name in names}
+
+
+def value_as_text(value: Any) -> str:
+    """The one text form of a value, for pages, exports and masking: dates ISO, lists joined."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return ", ".join(value_as_text(v) for v in value)
+    return str(value)
+
+
+def policy_for_role(role: str) -> Policy:
+    """The policy of a role without a user (a webhook subscription's role)."""
+    return Policy(None, roles={role})
+
+
+def present_webhook_payload(role: str, customer) -> dict[str, Any]:  # noqa: ANN001
+    """A customer's values for a webhook subscription acting as ``role``: JSON-ready,
+    hidden fields absent, masked ones masked."""
+    policy = policy_for_role(role)
+    out: dict[str, Any] = {}
+    for name in policy.visible_fields():
+        value = policy.present(name, customer.get_value(name))
+        out[name] = value.isoformat() if hasattr(value, "isoformat") else value
+    return {"id": customer.pk, "status": customer.status, "version": customer.version, "values": out}
+
+
+def present_error_row(user, row: dict[str, Any], column_fields: dict[str, str]) -> dict[str, Any]:  # noqa: ANN001
+    """An import error report's row as ``user`` may see it.
+
+    ``column_fields`` maps a column header to the data-dictionary field it was mapped to:
+    such a column is shown, masked or dropped per that field. Unmapped columns are treated
+    as ``present_values`` treats keys outside the dictionary (confidential free text).
+    """
+    from accounts.crypto import unseal_values
+
+    policy = policy_for(user)
+    out: dict[str, Any] = {}
+    for column, value in unseal_values(row).items():
+        field_name = column_fields.get(column)
+        if field_name is None and column in policy.fields:
+            field_name = column
+        if field_name is not None:
+            if field_name not in policy.fields:
+                # Mapped to a field that is no longer in the dictionary: nobody decided, so hide it.
+                continue
+            if policy(field_name) > H:
+                out[column] = policy.present(field_name, value)
+        elif _may_see_unmapped(policy):
+            out[column] = value
+    return out
+
+
+# Fields a search may match, and how: "exact" needs at least MASKED access (a masked
+# viewer may find a person by a value they already know, never by part of it), "partial"
+# (substring, prefix) needs VISIBLE. See crmhub.selectors.customer_search.
+SEARCH_LOOKUPS: dict[str, str] = {
+    "mobile": "exact",
+    "phone": "exact",
+    "email": "exact",
+    "id_number": "exact",
+    "member_no": "exact",
+    "full_name": "partial",
+    "company": "partial",
+}
+
+
+def may_search(user, field_name: str, *, partial: bool = False) -> bool:  # noqa: ANN001
+    access = field_access(user, field_name)
+    return access >= (V if partial else M)
+
+
+def may_sort(user, field_name: str) -> bool:  # noqa: ANN001
+    """Sorting by a field reveals the order of its values: only for those who see them."""
+    return field_access(user, field_name) >= V
+
+
+def may_edit(user, field_name: str) -> bool:  # noqa: ANN001
+    return field_access(user, field_name) >= E
+
+
+# Dictionary fields a customer list may be ordered by (columns; the encrypted ID number and
+# JSON columns have no meaningful order).
+SORTABLE_FIELDS = (
+    "full_name", "family_name", "given_name", "gender", "birth_date", "mobile", "phone", "email", "member_no",
+    "wechat_openid", "wechat_unionid", "company", "job_title", "province", "city", "district", "address",
+    "postcode", "country", "consent_marketing", "consent_sms", "consent_email",
+)
+
+
+def customer_ordering(user, text: str) -> list[str]:  # noqa: ANN001
+    """``order_by`` terms for a comma-separated ``ordering`` parameter ("city,-id").
+
+    Sorting by a field reveals the order of its values, so only fields the user sees in full
+    (``may_sort``) are allowed; "id" always is. Raises ValueError naming the refused term.
+    """
+    terms = [t.strip() for t in (text or "").split(",") if t.strip()]
+    out = []
+    for term in terms:
+        name = term.lstrip("-")
+        if name != "id" and (name not in SORTABLE_FIELDS or not may_sort(user, name)):
+            raise ValueError(f"cannot order by {name!r}: use id or a field you can see in full")
+        out.append(term if term.startswith("-") or term == name else name)
+    return [*out, "-id"] if out else ["-id"]

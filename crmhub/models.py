@@ -17,8 +17,8 @@ from accounts.crypto import EncryptedTextField, blind_index
 from crmhub.choices import (
     ChangeChannel,
     ChangeEventType,
-    DeliveryStatus,
     CustomerStatus,
+    DeliveryStatus,
     FieldType,
     Gender,
     InteractionKind,

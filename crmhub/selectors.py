@@ -10,9 +10,9 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.crypto import blind_index
+from accounts.crypto import blind_index_candidates
 from accounts.permissions import restrict_customers
-from accounts.policy import Access, policy_for
+from accounts.policy import may_search
 from crmhub.choices import CustomerStatus
 from crmhub.models import Customer, Interaction, SourceRecord, WorkerHeartbeat
 from imports.cleaning import clean_email, clean_id_number, normalize_mobile
@@ -36,32 +36,33 @@ def customer_search(*, user, q: str) -> QuerySet[Customer]:  # noqa: ANN001
     q = (q or "").strip()
     if not q:
         return qs
-    policy = policy_for(user)
+    # Every lookup below is gated by accounts.policy.may_search (SEARCH_LOOKUPS lists them):
+    # exact lookups need the field at least masked, substring/prefix lookups need it visible.
     conditions = Q(pk__in=[])
 
-    if _PHONE_LIKE.match(q) and policy("mobile") >= Access.MASKED:
+    if _PHONE_LIKE.match(q):
         mobile = normalize_mobile(q)
         if mobile:
-            conditions |= Q(mobile=mobile)
-            if policy("phone") >= Access.MASKED:
+            if may_search(user, "mobile"):
+                conditions |= Q(mobile=mobile)
+            if may_search(user, "phone"):
                 conditions |= Q(phone=mobile)
-    if "@" in q and policy("email") >= Access.MASKED:
+    if "@" in q and may_search(user, "email"):
         email = clean_email(q)
         if not email.flag:
             conditions |= Q(email=email.value)
-    if _ID_LIKE.match(q) and policy("id_number") >= Access.MASKED:
-        conditions |= Q(id_number_hash=blind_index(clean_id_number(q).value))
-    if policy("member_no") >= Access.MASKED:
+    if _ID_LIKE.match(q) and may_search(user, "id_number"):
+        conditions |= Q(id_number_hash__in=blind_index_candidates(clean_id_number(q).value))
+    if may_search(user, "member_no"):
         conditions |= Q(member_no=q)
-    name_access = policy("full_name")
-    if name_access >= Access.VISIBLE and len(q) >= 2:
+    if may_search(user, "full_name", partial=True) and len(q) >= 2:
         conditions |= Q(full_name__icontains=q)
         if q.isascii():
             conditions |= Q(name_pinyin__startswith=re.sub(r"\s+", "", q.lower()))
-    elif name_access == Access.MASKED:
+    elif may_search(user, "full_name"):
         # Someone who sees names masked may find a person by the exact name, not by a prefix.
         conditions |= Q(full_name=q)
-    if policy("company") >= Access.VISIBLE and len(q) >= 2:
+    if may_search(user, "company", partial=True) and len(q) >= 2:
         conditions |= Q(company__icontains=q)
     return qs.filter(conditions)
 

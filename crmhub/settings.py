@@ -167,6 +167,7 @@ AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
 
 GUARDIAN_RAISE_403 = True
 ANONYMOUS_USER_NAME = None
@@ -234,7 +235,10 @@ REST_FRAMEWORK = {
         "accounts.authentication.CrmhubTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.authentication.TokenScopePermission",
+    ],
     "DEFAULT_PAGINATION_CLASS": "crmhub.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -323,3 +327,8 @@ CRMHUB_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("CRMHUB_WEBHOOK_DISABLE_AFTER_FA
 CELERY_BEAT_SCHEDULE = {
     "webhooks": {"task": "crmhub.webhooks_dispatch_all", "schedule": 5.0},
 }
+# Access control (accounts): reveals per user per hour, rows above which an export needs an
+# admin's approval, lifetime of tokens issued by POST /api/v1/auth/token/.
+CRMHUB_REVEAL_LIMIT_PER_HOUR = env_int("CRMHUB_REVEAL_LIMIT_PER_HOUR", 20)
+CRMHUB_EXPORT_APPROVAL_ROWS = env_int("CRMHUB_EXPORT_APPROVAL_ROWS", 1000)
+CRMHUB_API_TOKEN_DAYS = env_int("CRMHUB_API_TOKEN_DAYS", 90)

@@ -15,7 +15,6 @@ import hmac
 import json
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +25,7 @@ from django.db import transaction
 from django.db.models import F, Min
 from django.utils import timezone
 
-from accounts.policy import Policy
+from accounts.policy import Policy, policy_for_role
 from crmhub.choices import DeliveryStatus
 from crmhub.models import ChangeEvent, WebhookDelivery, WebhookSubscription
 from crmhub.outbox import outbox_sequence
@@ -44,25 +43,11 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-@dataclass
-class RoleSubject:
-    """Stands in for a user with exactly ``role`` when a payload is masked for a subscription."""
-
-    role: str
-    is_authenticated: bool = True
-    is_superuser: bool = False
-    pk: None = None
-    _crmhub_roles: set[str] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        self._crmhub_roles = {self.role}
-
-
 def webhook_payload(subscription: WebhookSubscription, event: ChangeEvent, policy: Policy | None = None) -> dict:
     """The event as this subscription may receive it: fields chosen, masked by its role."""
     from accounts.crypto import unseal_values
 
-    policy = policy or Policy(RoleSubject(subscription.role))
+    policy = policy or policy_for_role(subscription.role)
     data = unseal_values(event.data)
     wanted = set(subscription.fields) if subscription.fields else None
     values = {}
@@ -130,7 +115,7 @@ def webhook_dispatch(subscription_id: int, *, time_budget: float = 20.0, batch: 
         return {"sent": 0, "failed": 0}  # another worker is dispatching it, or it is disabled
     sent = failed = 0
     started = time.monotonic()
-    policy = Policy(RoleSubject(subscription.role))
+    policy = policy_for_role(subscription.role)
     timeout = httpx.Timeout(settings.CRMHUB_WEBHOOK_READ_TIMEOUT, connect=settings.CRMHUB_WEBHOOK_CONNECT_TIMEOUT)
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:

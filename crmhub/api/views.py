@@ -28,10 +28,22 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields: list[str] = []
 
     def get_queryset(self):  # noqa: ANN201
-        q = self.request.query_params.get("q", "")
-        return selectors.customer_search(user=self.request.user, q=q).order_by("-id")
+        from rest_framework.exceptions import ValidationError
 
-    @extend_schema(parameters=[OpenApiParameter("q", OpenApiTypes.STR, description="Search text")])
+        from accounts.policy import customer_ordering
+
+        q = self.request.query_params.get("q", "")
+        try:
+            ordering = customer_ordering(self.request.user, self.request.query_params.get("ordering", ""))
+        except ValueError as exc:
+            raise ValidationError({"ordering": [str(exc)]}) from exc
+        return selectors.customer_search(user=self.request.user, q=q).order_by(*ordering)
+
+    @extend_schema(parameters=[
+        OpenApiParameter("q", OpenApiTypes.STR, description="Search text"),
+        OpenApiParameter("ordering", OpenApiTypes.STR, description="Comma-separated fields, '-' for descending; "
+                         "only id and fields you can see in full"),
+    ])
     def list(self, request, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
         return super().list(request, *args, **kwargs)
 

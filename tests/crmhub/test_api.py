@@ -19,7 +19,12 @@ def api_for(user) -> APIClient:  # noqa: ANN001
 def test_it_exchanges_a_password_for_a_token(steward):
     response = APIClient().post("/api/v1/auth/token/", {"username": steward.username, "password": "pw-sam_steward"})
     assert response.status_code == 200
-    assert response.json() == {"token": Token.objects.get(user=steward).key}
+    body = response.json()
+    assert list(body) == ["token"]
+    # The key works as ``Authorization: Token KEY`` (an accounts.ApiToken, stored hashed).
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {body['token']}")
+    assert client.get("/api/v1/customers/").status_code == 200
 
 
 def test_it_refuses_a_wrong_password_with_an_actionable_message(steward):

@@ -32,7 +32,9 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"\ncrmhub is running at http://{host}/  (API docs: http://{host}/api/v1/docs/)")
         )
-        self.stdout.write(f"Demo logins (password {settings.CRMHUB_DEMO_PASSWORD}): admin, steward, sales, support, auditor")
+        if not settings.PRODUCTION:
+            logins = "admin, steward, sales, support, auditor"
+            self.stdout.write(f"Demo logins (password {settings.CRMHUB_DEMO_PASSWORD}): {logins}")
         self.stdout.write("Press Ctrl+C to stop.\n")
 
         def stop(*_args) -> None:  # noqa: ANN002
