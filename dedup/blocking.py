@@ -185,6 +185,9 @@ def block_pairs(
             stats.sub_blocked += int(np.count_nonzero(counts > max_block))
             refine = REFINEMENT_FUNCS[refinements.pop(0)](features.iloc[positions[big]]).to_numpy(dtype=object)
             keep = refine != ""
+            # Records the refinement cannot place (no given name, no birth month...) leave
+            # this key: counted as skipped, never compared across the whole oversized block.
+            stats.skipped_records += int(np.count_nonzero(~keep))
             positions = positions[big][keep]
             key = np.array([f"{k}#{r}" for k, r in zip(key[big][keep], refine[keep], strict=True)], dtype=object)
         stats.per_key[name] = found

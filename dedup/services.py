@@ -35,6 +35,10 @@ class MergeError(ValidationError):
     """A merge or an undo that cannot be done as asked (the message says why)."""
 
 
+class MergeValueError(MergeError):
+    """A value chosen for the survivor is not acceptable."""
+
+
 class StaleVersionError(MergeError):
     """A customer changed since the caller read it (optimistic locking)."""
 
@@ -180,12 +184,12 @@ def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -
         out["custom"] = custom
     for name, value in (values or {}).items():
         if name not in Customer.CORE_FIELDS:
-            raise MergeError(f"{name!r} is not a field that can be chosen in a merge.")
+            raise MergeValueError(f"{name!r} is not a field that can be chosen in a merge.")
         field = Customer._meta.get_field(name)
         try:
             out[name] = field.to_python(value) if value not in (None, "") else ("" if not field.null else None)
         except ValidationError as exc:
-            raise MergeError(f"The value chosen for {name!r} is not valid: {'; '.join(exc.messages)}") from exc
+            raise MergeValueError(f"The value chosen for {name!r} is not valid: {'; '.join(exc.messages)}") from exc
     return out
 
 
