@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from django.utils.translation import gettext_noop as N_
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA, JaroWinkler
 
 NULL = 0
+
+
+def gettext_noop(message: str) -> str:
+    """Marks a label for translation (extracted by makemessages) without importing Django."""
+    return message
 
 Frame = pd.DataFrame
 LevelFunc = Callable[[Frame, Frame, dict], np.ndarray]
@@ -206,46 +210,46 @@ COMPARISONS: dict[str, Comparison] = {
     c.name: c
     for c in (
         Comparison(
-            "name", N_("Name"), ("full_name",), ("exact", "sound_alike", "swapped", "close", "similar", "different"),
+            "name", gettext_noop("Name"), ("full_name",), ("exact", "sound_alike", "swapped", "close", "similar", "different"),
             _name_levels, default_m=(0.80, 0.07, 0.02, 0.05, 0.03, 0.03),
             default_u=(0.0005, 0.0005, 0.00002, 0.002, 0.02, 0.977), tf_column="name", reliable=True,
             defaults={"high": 0.92, "low": 0.80},
         ),
         Comparison(
-            "birth_date", N_("Birth date"), ("birth_date",), ("exact", "day_month_swapped", "one_part", "different"),
+            "birth_date", gettext_noop("Birth date"), ("birth_date",), ("exact", "day_month_swapped", "one_part", "different"),
             _birth_levels, default_m=(0.93, 0.01, 0.04, 0.02), default_u=(0.00005, 0.00002, 0.002, 0.998),
             tf_column="birth", reliable=True,
         ),
         Comparison(
-            "mobile", N_("Mobile"), ("mobile",), ("exact", "typo", "different"), _mobile_levels,
+            "mobile", gettext_noop("Mobile"), ("mobile",), ("exact", "typo", "different"), _mobile_levels,
             default_m=(0.85, 0.03, 0.12), default_u=(0.00001, 0.00001, 0.99998), tf_column="mobile",
         ),
         Comparison(
-            "id_number", N_("ID number"), ("id_number",), ("exact", "typo", "different"), _id_levels,
+            "id_number", gettext_noop("ID number"), ("id_number",), ("exact", "typo", "different"), _id_levels,
             default_m=(0.97, 0.01, 0.02), default_u=(0.000001, 0.000001, 0.999998), reliable=True,
             identity_key=True,
         ),
         Comparison(
-            "email", N_("Email"), ("email",), ("exact", "near", "different"), _email_levels,
+            "email", gettext_noop("Email"), ("email",), ("exact", "near", "different"), _email_levels,
             default_m=(0.80, 0.08, 0.12), default_u=(0.00001, 0.0001, 0.99989), tf_column="email",
         ),
         Comparison(
-            "gender", N_("Gender"), ("gender",), ("same", "different"), _equal_levels("gender"),
+            "gender", gettext_noop("Gender"), ("gender",), ("same", "different"), _equal_levels("gender"),
             default_m=(0.98, 0.02), default_u=(0.5, 0.5),
         ),
         Comparison(
-            "location", N_("Address"), ("postcode", "city", "address"),
+            "location", gettext_noop("Address"), ("postcode", "city", "address"),
             ("same_address", "same_postcode", "same_city", "different"), _location_levels,
             default_m=(0.55, 0.15, 0.15, 0.15), default_u=(0.0002, 0.003, 0.05, 0.9468),
             defaults={"high": 0.9},
         ),
         Comparison(
-            "wechat_unionid", N_("WeChat unionid"), ("wechat_unionid",), ("exact", "different"),
+            "wechat_unionid", gettext_noop("WeChat unionid"), ("wechat_unionid",), ("exact", "different"),
             _equal_levels("unionid"), default_m=(0.97, 0.03), default_u=(0.000001, 0.999999), reliable=True,
             identity_key=True,
         ),
         Comparison(
-            "member_no", N_("Member number"), ("member_no",), ("exact", "different"), _equal_levels("member_no"),
+            "member_no", gettext_noop("Member number"), ("member_no",), ("exact", "different"), _equal_levels("member_no"),
             default_m=(0.6, 0.4), default_u=(0.00001, 0.99999),
         ),
     )

@@ -136,6 +136,17 @@ def _snapshot_fields() -> list:
     return [f for f in Customer._meta.concrete_fields if f.name not in SNAPSHOT_EXCLUDE]
 
 
+class _SnapshotEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder, but datetimes keep their microseconds (an exact undo needs them)."""
+
+    def default(self, o):  # noqa: ANN001, ANN201
+        import datetime as dt
+
+        if isinstance(o, dt.datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
 def _customer_values(customer: Customer) -> dict:
     out = {}
     for f in _snapshot_fields():
@@ -143,7 +154,7 @@ def _customer_values(customer: Customer) -> dict:
         if f.name == "id_number" and value:
             value = encrypt(value)  # the snapshot is JSON: keep the secret sealed
         out[f.attname] = value
-    return json.loads(json.dumps(out, cls=DjangoJSONEncoder))
+    return json.loads(json.dumps(out, cls=_SnapshotEncoder))
 
 
 def _restore_value(field, value):  # noqa: ANN001, ANN202
