@@ -80,11 +80,22 @@ def rule_get(name: str | None = None) -> MatchRule:
         if not rule.is_active:
             raise ValidationError(f"The match rule {name!r} is not active.")
         return rule
+    if not MatchRule.objects.exists():
+        match_rule_default_ensure()
     rule = MatchRule.objects.filter(is_active=True, is_default=True).first() or MatchRule.objects.filter(
         is_active=True
     ).first()
     if rule is None:
         raise ValidationError("No active match rule exists; create one in the admin.")
+    return rule
+
+
+def match_rule_default_ensure() -> MatchRule:
+    """The shipped default rule (also created by a data migration), recreated if missing."""
+    from importlib import import_module
+
+    spec = import_module("dedup.migrations.0003_default_match_rule").DEFAULT_RULE
+    rule, _ = MatchRule.objects.get_or_create(name=spec["name"], defaults={k: v for k, v in spec.items() if k != "name"})
     return rule
 
 
