@@ -58,6 +58,14 @@ class ClusterResult:
     largest_component: int = 0
 
 
+def components(links: Iterable[Pair]) -> list[list[int]]:
+    """Plain connected components (sorted members) of ``links``."""
+    uf = _UnionFind()
+    for a, b in links:
+        uf.union(a, b)
+    return [sorted(m) for m in uf.members.values()]
+
+
 def _key(a: int, b: int) -> Pair:
     return (a, b) if a < b else (b, a)
 

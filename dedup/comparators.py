@@ -45,6 +45,8 @@ class Comparison:
     # Disagreement here (last level) is reliable evidence of two different people.
     reliable: bool = False
     identity_key: bool = False
+    # Disagreement here means two people unless an identity key agrees: the pair is dropped.
+    veto: bool = False
     defaults: dict = field(default_factory=dict)
 
     def levels_for(self, left: Frame, right: Frame, params: dict | None = None) -> np.ndarray:
@@ -212,7 +214,7 @@ COMPARISONS: dict[str, Comparison] = {
         Comparison(
             "name", gettext_noop("Name"), ("full_name",), ("exact", "sound_alike", "swapped", "close", "similar", "different"),
             _name_levels, default_m=(0.80, 0.07, 0.02, 0.05, 0.03, 0.03),
-            default_u=(0.0005, 0.0005, 0.00002, 0.002, 0.02, 0.977), tf_column="name", reliable=True,
+            default_u=(0.0005, 0.0005, 0.00002, 0.002, 0.02, 0.977), tf_column="name", reliable=True, veto=True,
             defaults={"high": 0.92, "low": 0.80},
         ),
         Comparison(
@@ -235,7 +237,7 @@ COMPARISONS: dict[str, Comparison] = {
         ),
         Comparison(
             "gender", gettext_noop("Gender"), ("gender",), ("same", "different"), _equal_levels("gender"),
-            default_m=(0.98, 0.02), default_u=(0.5, 0.5),
+            default_m=(0.98, 0.02), default_u=(0.5, 0.5), reliable=True,
         ),
         Comparison(
             "location", gettext_noop("Address"), ("postcode", "city", "address"),

@@ -207,9 +207,15 @@ def cluster_links(
 ) -> tuple[list[list[int]], list[int], int, int]:
     link_idx = np.flatnonzero(results.action == 2)
     links = list(zip(results.left[link_idx].tolist(), results.right[link_idx].tolist(), strict=True))
+    # Which member pairs of multi-record components clearly differ: scored in one vectorised
+    # pass over every such pair rather than component by component.
+    components = clustering.components(links)
+    member_pairs = [
+        (a, b) for members in components if 2 < len(members) <= 200 for i, a in enumerate(members) for b in members[i + 1:]
+    ]
+    cannot = differ_function(config, params, features)(member_pairs) if member_pairs else set()
     clustered = clustering.cluster(
-        links, results.score[link_idx].tolist(), differ=differ_function(config, params, features),
-        max_size=config.max_cluster,
+        links, results.score[link_idx].tolist(), differ=cannot, max_size=config.max_cluster,
     )
     review = sorted(set(np.flatnonzero(results.action == 1).tolist()) | {int(link_idx[i]) for i in clustered.refused})
     return clustered.clusters, review, clustered.split_components, clustered.largest_component

@@ -260,4 +260,13 @@ def decide(
     contra = verdict == -1
     action = np.where(contra & (action == 0), 1, action)
     reason[contra] = CONTRADICTION
+    # A vetoing disagreement (the name) with no identity key agreeing: two people — a family
+    # sharing phone and address, not a duplicate. Not even worth a steward's time.
+    vetoed = np.zeros(len(levels), dtype=bool)
+    for k, c in enumerate(comparisons):
+        if c.veto:
+            vetoed |= levels[:, k] == c.different
+    vetoed &= verdict == 0
+    action = np.where(vetoed, 0, action)
+    reason[vetoed] = ""
     return Decision(action=action.astype(np.int8), score=score, reason=reason)

@@ -312,6 +312,148 @@ def customers_merge(
     return merge
 
 
+def _set_based_update(model, objs: list, fields: list[str]) -> None:  # noqa: ANN001
+    """``bulk_update`` without its per-row CASE expressions (slow for thousands of rows): on
+    PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` per batch; elsewhere Django's bulk_update."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objs, fields, batch_size=500)
+        return
+    concrete = [model._meta.get_field(f) for f in fields]
+    pk = model._meta.pk
+    table = connection.ops.quote_name(model._meta.db_table)
+    cols = [connection.ops.quote_name(f.column) for f in concrete]
+    casts = [pk.db_type(connection)] + [f.db_type(connection) for f in concrete]
+    casts = ["bigint" if c == "bigserial" else c for c in casts]
+    row_sql = "(" + ", ".join(f"%s::{c}" for c in casts) + ")"
+    sets = ", ".join(f"{c} = v.{c}" for c in cols)
+    names = ", ".join([connection.ops.quote_name(pk.column), *cols])
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), 1000):
+            batch = objs[start:start + 1000]
+            params: list = []
+            for obj in batch:
+                params.append(obj.pk)
+                params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete)
+            cursor.execute(
+                f"UPDATE {table} AS t SET {sets} FROM (VALUES {', '.join([row_sql] * len(batch))}) AS v({names}) "  # noqa: S608
+                f"WHERE t.{connection.ops.quote_name(pk.column)} = v.{connection.ops.quote_name(pk.column)}",
+                params,
+            )
+
+
+def _update_with_history(model, objs: list, fields: list[str], *, user, attrs: dict) -> None:  # noqa: ANN001
+    if not objs:
+        return
+    _set_based_update(model, objs, fields)
+    model.history.bulk_history_create(objs, batch_size=1000, update=True, default_user=user,
+                                      custom_historical_attrs=attrs)
+
+
+MERGE_CHUNK = 1000
+
+
+def customers_merge_many(
+    *, clusters: list[list[int]], run: DedupRun | None = None, note: str = "", origin: str = MergeOrigin.AUTO,
+) -> dict[int, int]:
+    """Many merges at once, set-based (the batch run's automatic links): the same effects,
+    snapshots and history as ``customers_merge`` per cluster (survivor = first id), in a few
+    queries per chunk of clusters instead of a few per cluster. Clusters with a customer no
+    longer active are skipped. Returns survivor id → merge id."""
+    done: dict[int, int] = {}
+    for start in range(0, len(clusters), MERGE_CHUNK):
+        done.update(_merge_chunk(clusters[start:start + MERGE_CHUNK], run, note, origin))
+    return done
+
+
+@transaction.atomic
+def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, origin: str) -> dict[int, int]:
+    from accounts.crypto import blind_index
+
+    ids = sorted({i for members in clusters for i in members})
+    locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    clusters = [
+        sorted(m) for m in clusters
+        if len(set(m)) >= 2 and all(i in locked and locked[i].status == CustomerStatus.ACTIVE for i in m)
+    ]
+    if not clusters:
+        return {}
+    ids = sorted({i for members in clusters for i in members})
+    owner_of = {i: members[0] for members in clusters for i in members}
+    records = list(SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    interactions = list(Interaction.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    records_by: dict[int, list[SourceRecord]] = {}
+    for r in records:
+        records_by.setdefault(owner_of[r.customer_id], []).append(r)
+    interactions_by: dict[int, list[Interaction]] = {}
+    for i in interactions:
+        interactions_by.setdefault(owner_of[i.customer_id], []).append(i)
+    ctx = current_change_context()
+    user = ctx.user
+    ref = ctx.ref if ctx.channel == ChangeChannel.MERGE and ctx.ref else (f"dedup_run:{run.pk}" if run else "merge")
+    merges, changed_customers, moved_records, moved_interactions = [], [], [], []
+    now = timezone.now()
+    update_fields: set[str] = {"version", "status", "merged_into", "updated_at"}
+    for members in clusters:
+        target = locked[members[0]]
+        others = [locked[i] for i in members[1:]]
+        before = {
+            "customers": {str(i): _customer_values(locked[i]) for i in members},
+            "source_records": {str(r.pk): r.customer_id for r in records_by.get(members[0], [])},
+            "interactions": {str(i.pk): i.customer_id for i in interactions_by.get(members[0], [])},
+        }
+        new_values = _survivor_values(target, others, {})
+        for name, value in new_values.items():
+            setattr(target, name, value)
+            update_fields.add(name)
+        if "full_name" in new_values:
+            from dedup.names import pinyin
+
+            target.name_pinyin = pinyin(target.full_name) or target.name_pinyin
+            update_fields.add("name_pinyin")
+        if "id_number" in new_values:
+            target.id_number_hash = blind_index(target.id_number)
+            update_fields.add("id_number_hash")
+        target.version += 1
+        target.updated_at = now
+        changed_customers.append(target)
+        for other in others:
+            other.status = CustomerStatus.MERGED
+            other.merged_into_id = target.pk
+            other.version += 1
+            other.updated_at = now
+            changed_customers.append(other)
+        for r in records_by.get(members[0], []):
+            if r.customer_id != target.pk:
+                r.customer_id = target.pk
+                moved_records.append(r)
+        for i in interactions_by.get(members[0], []):
+            if i.customer_id != target.pk:
+                i.customer_id = target.pk
+                moved_interactions.append(i)
+        merges.append(Merge(
+            survivor_id=target.pk, merged_ids=[o.pk for o in others], values={}, before=before, origin=origin,
+            run=run, note=note, acting_user=None,
+            after={"survivor": _customer_values(target), "versions": {str(c.pk): c.version for c in [target, *others]}},
+        ))
+    attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
+    Merge.objects.bulk_create(merges, batch_size=500)
+    _update_with_history(Customer, changed_customers, sorted(update_fields), user=user, attrs=attrs)
+    _update_with_history(SourceRecord, moved_records, ["customer"], user=user, attrs=attrs)
+    _update_with_history(Interaction, moved_interactions, ["customer"], user=user, attrs=attrs)
+    merged_away = [i for members in clusters for i in members[1:]]
+    MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
+        Q(left_id__in=merged_away) | Q(right_id__in=merged_away)
+    ).update(status=CandidateStatus.SUPERSEDED)
+    if any(m.pk is None for m in merges):
+        # Backends that do not return ids from bulk inserts: read them back.
+        by_survivor = dict(Merge.objects.filter(run=run, survivor_id__in=[m.survivor_id for m in merges])
+                           .order_by("pk").values_list("survivor_id", "pk"))
+        return {m.survivor_id: by_survivor[m.survivor_id] for m in merges}
+    return {m.survivor_id: m.pk for m in merges}
+
+
 @transaction.atomic
 def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # noqa: ANN001
     """Restore what ``merge`` changed. Rows changed since the merge keep their later
@@ -608,20 +750,20 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     ref = f"dedup_run:{run.pk}"
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
     with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
-        for members in clusters:
-            try:
-                merge = customers_merge(
-                    customers=members, survivor=members[0], acting_user=None, origin=MergeOrigin.AUTO, run=run,
-                    note=f"automatic link by rule {run.rule.name}",
-                )
-            except MergeError as exc:
-                logger.warning("dedup run %s: cluster not merged: %s", run.pk, exc.messages[0])
-                continue
-            auto_merged += len(members) - 1
-            member_set = set(members)
-            for (a, b), i in pair_index.items():
-                if a in member_set and b in member_set and res.action[i] == 2:
-                    linked_pairs.append((a, b, merge.pk))
+        merged = customers_merge_many(
+            clusters=clusters, run=run, note=f"automatic link by rule {run.rule.name}", origin=MergeOrigin.AUTO
+        )
+    for members in clusters:
+        merge_id = merged.get(members[0])
+        if merge_id is None:
+            continue
+        auto_merged += len(members) - 1
+        member_set = set(members)
+        for a in members:
+            for b in members:
+                i = pair_index.get((a, b))
+                if i is not None and res.action[i] == 2 and b in member_set:
+                    linked_pairs.append((a, b, merge_id))
     review_set = set(review)
     linked_keys = {(a, b) for a, b, _m in linked_pairs}
     candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)

@@ -9,9 +9,20 @@ from dedup.choices import CandidateStatus
 from dedup.models import MatchCandidate
 from tests.dedup.conftest import add_person, make_source
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _async_unsafe():  # noqa: ANN202
+    # Playwright's sync API runs an event loop; Django must allow ORM calls beside it. Set for
+    # this module only: left behind, it would fail the deployment check other tests run.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,6 +15,7 @@ from django.core.management.base import CommandError
 from crmhub.models import Customer
 from dedup.choices import CandidateStatus
 from dedup.models import DedupRun, MatchCandidate
+from tests.conftest import ROOT, _worker_env
 from tests.dedup.conftest import PEOPLE
 
 
@@ -29,7 +32,13 @@ def _survivor(customer: Customer) -> int:
 
 @pytest.mark.integration
 def test_dedup_run_on_a_worker_prints_the_contract(live_worker, people):
-    summary = _call("dedup_run")
+    # A separate process, as an operator would type it, on the test database.
+    result = subprocess.run(
+        [sys.executable, "manage.py", "dedup_run"], env=_worker_env(), cwd=ROOT, capture_output=True, text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(summary) == {"run", "records", "candidates", "auto_merged", "for_review", "seconds"}
     assert summary["records"] == len(PEOPLE)
     assert summary["auto_merged"] == 4

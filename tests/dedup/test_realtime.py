@@ -54,8 +54,8 @@ def test_it_merges_on_an_identity_key(existing):
 
 @pytest.mark.django_db
 def test_it_queues_a_doubtful_match_for_review(existing):
-    # Same (family) phone, another name: a name difference is never linked automatically.
-    record = _arrive("S3", full_name="李丽", mobile="+8613700000003", gender="F")
+    # Same name and phone but another gender: a reliable field differs, so a person decides.
+    record = _arrive("S3", full_name="王芳", mobile="+8613700000003", gender="M")
     result = services.records_match(source_record_ids=[record.pk])
     assert result["for_review"] == 1, result
     candidate = MatchCandidate.objects.get(status=CandidateStatus.PENDING)
@@ -63,10 +63,13 @@ def test_it_queues_a_doubtful_match_for_review(existing):
 
 
 @pytest.mark.django_db
-def test_it_leaves_a_stranger_alone_and_respects_rejections(existing, steward):
+def test_it_leaves_strangers_and_family_members_alone_and_respects_rejections(existing, steward):
     stranger = _arrive("S4", full_name="赵六", mobile="+8613311112222")
     assert services.records_match(source_record_ids=[stranger.pk])["unmatched"] == 1
-    record = _arrive("S5", full_name="李丽", mobile="+8613700000003")
+    # Same (family) phone, another name: two people, not even a candidate.
+    relative = _arrive("S7", full_name="李丽", mobile="+8613700000003", gender="F")
+    assert services.records_match(source_record_ids=[relative.pk])["unmatched"] == 1
+    record = _arrive("S5", full_name="王芳", mobile="+8613700000003", gender="M")
     services.records_match(source_record_ids=[record.pk])
     services.candidate_reject(candidate=MatchCandidate.objects.get(status=CandidateStatus.PENDING), acting_user=steward)
     again = services.records_match(source_record_ids=[record.pk])
