@@ -8,6 +8,7 @@ Runs ``dedup_run --inline`` (unless ``--no-run``), then compares the final clust
 records grouped by surviving golden record) with the true people: pairwise precision, recall and
 F1; the precision of the automatic links alone; and how many true pairs wait in the review queue.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,11 +85,18 @@ def main() -> None:
     joint_r = pairs_within({cid: (reviewed[cid], person[cid]) for cid in person})
     pred_r = pairs_within(reviewed)
     result = {
-        "records": len(person), "people": len(set(person.values())), "run": summary,
-        "true_pairs": true_pairs, "predicted_pairs": predicted_pairs,
-        "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-        "auto_links": len(auto), "auto_link_precision": round(auto_ok / len(auto), 4) if auto else None,
-        "pending": len(pending), "pending_true": pending_true,
+        "records": len(person),
+        "people": len(set(person.values())),
+        "run": summary,
+        "true_pairs": true_pairs,
+        "predicted_pairs": predicted_pairs,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "auto_links": len(auto),
+        "auto_link_precision": round(auto_ok / len(auto), 4) if auto else None,
+        "pending": len(pending),
+        "pending_true": pending_true,
         "pending_precision": round(pending_true / len(pending), 4) if pending else None,
         "after_review": {
             "precision": round(joint_r / pred_r, 4) if pred_r else 1.0,

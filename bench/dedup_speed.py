@@ -10,6 +10,7 @@ is queued to the running Celery workers instead and only the wall time is report
 ``--arrivals`` new records (half near-copies of existing people, half strangers) are created as an
 import creates them and matched one at a time with ``records_match``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ def main() -> None:
     out: dict = {"records": args.records}
     if args.generate:
         started = time.monotonic()
-        subprocess.run([sys.executable, str(ROOT / "bench" / "dedup_generate.py"), "--records", str(args.records),
-                        "--reset"], check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "dedup_generate.py"), "--records", str(args.records), "--reset"],
+            check=True,
+        )
         out["generate_seconds"] = round(time.monotonic() - started, 1)
 
     import django
@@ -56,12 +59,16 @@ def main() -> None:
         wall = time.monotonic() - started
         summary = json.loads(buf.getvalue().strip().splitlines()[-1])
         run = DedupRun.objects.get(pk=summary["run"])
-        out.update({
-            "batch_wall_seconds": round(wall, 1), "run": summary, "pairs": run.pairs,
-            "phases": {k: run.stats.get(k) for k in ("prepare_seconds", "blocking_seconds")},
-            "largest_component": run.stats.get("largest_component"),
-            "blocking": {k: run.stats["blocking"][k] for k in ("largest_block", "sub_blocked", "skipped_records")},
-        })
+        out.update(
+            {
+                "batch_wall_seconds": round(wall, 1),
+                "run": summary,
+                "pairs": run.pairs,
+                "phases": {k: run.stats.get(k) for k in ("prepare_seconds", "blocking_seconds")},
+                "largest_component": run.stats.get("largest_component"),
+                "blocking": {k: run.stats["blocking"][k] for k in ("largest_block", "sub_blocked", "skipped_records")},
+            }
+        )
         if not args.worker:
             out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out["realtime"] = realtime(args.arrivals)
@@ -83,8 +90,14 @@ def realtime(n: int) -> dict:
     for k in range(n):
         if k % 2 == 0 and base:
             c = base[ids[(k // 2) % len(ids)]]
-            values = {"full_name": c.full_name, "mobile": c.mobile, "birth_date": c.birth_date, "email": c.email,
-                      "gender": c.gender, "city": c.city}
+            values = {
+                "full_name": c.full_name,
+                "mobile": c.mobile,
+                "birth_date": c.birth_date,
+                "email": c.email,
+                "gender": c.gender,
+                "city": c.city,
+            }
             if rng.random() < 0.5:
                 values["email"] = ""
         else:
@@ -102,8 +115,13 @@ def realtime(n: int) -> dict:
         action = result["results"][0]["action"] if result["results"] else "none"
         outcomes[action] = outcomes.get(action, 0) + 1
     t = np.array(timings)
-    return {"arrivals": n, "p50_ms": round(float(np.percentile(t, 50)), 1),
-            "p95_ms": round(float(np.percentile(t, 95)), 1), "max_ms": round(float(t.max()), 1), "outcomes": outcomes}
+    return {
+        "arrivals": n,
+        "p50_ms": round(float(np.percentile(t, 50)), 1),
+        "p95_ms": round(float(np.percentile(t, 95)), 1),
+        "max_ms": round(float(t.max()), 1),
+        "outcomes": outcomes,
+    }
 
 
 if __name__ == "__main__":

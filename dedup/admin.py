@@ -1,4 +1,5 @@
 """Admin of duplicate detection: match rules are configured here."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -49,8 +50,18 @@ class MatchCandidateAdmin(admin.ModelAdmin):
 class MergeAdmin(admin.ModelAdmin):
     list_display = ["id", "survivor_id", "origin", "status", "acting_user", "created_at", "undone_at"]
     list_filter = ["origin", "status"]
-    fields = ["survivor_id", "merged_ids", "origin", "status", "note", "acting_user", "created_at", "undone_by",
-              "undone_at", "undo_report"]
+    fields = [
+        "survivor_id",
+        "merged_ids",
+        "origin",
+        "status",
+        "note",
+        "acting_user",
+        "created_at",
+        "undone_by",
+        "undone_at",
+        "undo_report",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:  # noqa: ANN001

@@ -10,6 +10,7 @@ A block larger than ``max_block`` is *sub-blocked*: its records are split again 
 key's refinements (given-name initial, birth month...) until the pieces are small enough.
 Pieces still too large are skipped and counted, never silently compared in full.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -147,7 +148,10 @@ def _pairs_in_groups(codes: np.ndarray, positions: np.ndarray) -> tuple[np.ndarr
 
 
 def block_pairs(
-    features: pd.DataFrame, keys: tuple[str, ...] | list[str] = DEFAULT_KEYS, *, max_block: int = 100,
+    features: pd.DataFrame,
+    keys: tuple[str, ...] | list[str] = DEFAULT_KEYS,
+    *,
+    max_block: int = 100,
     stats: BlockingStats | None = None,
 ) -> np.ndarray:
     """Candidate pairs as an (n, 2) array of *row positions* in ``features`` with

@@ -12,6 +12,7 @@ into giant clusters. So:
    differing on a reliable field) or would exceed ``max_size``;
 4. refused links are returned so that the caller sends them to review instead of linking.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -71,7 +72,10 @@ def _key(a: int, b: int) -> Pair:
 
 
 def cluster(
-    links: Iterable[Pair], scores: Iterable[float], *, differ: DifferFunc | set[Pair] | None = None,
+    links: Iterable[Pair],
+    scores: Iterable[float],
+    *,
+    differ: DifferFunc | set[Pair] | None = None,
     max_size: int = 20,
 ) -> ClusterResult:
     """Clusters over ``links`` (pairs of record ids) with the guard described above.
@@ -103,13 +107,18 @@ def cluster(
 
 
 def _rebuild(
-    members: list[int], edge_indexes: list[int], links: list[Pair], scores: list[float],
-    differ: DifferFunc | set[Pair] | None, max_size: int, result: ClusterResult,
+    members: list[int],
+    edge_indexes: list[int],
+    links: list[Pair],
+    scores: list[float],
+    differ: DifferFunc | set[Pair] | None,
+    max_size: int,
+    result: ClusterResult,
 ) -> int:
     if differ is None:
         cannot: set[Pair] = set()
     elif callable(differ):
-        all_pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
+        all_pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
         cannot = {_key(a, b) for a, b in differ(all_pairs)}
     else:
         cannot = differ

@@ -7,6 +7,7 @@ nothing (see scoring.py).
 Each comparison carries default m/u probabilities per level: priors for the estimation in
 scoring.py, and the fallback on data too small to estimate from.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,6 +24,7 @@ NULL = 0
 def gettext_noop(message: str) -> str:
     """Marks a label for translation (extracted by makemessages) without importing Django."""
     return message
+
 
 Frame = pd.DataFrame
 LevelFunc = Callable[[Frame, Frame, dict], np.ndarray]
@@ -212,47 +214,99 @@ COMPARISONS: dict[str, Comparison] = {
     c.name: c
     for c in (
         Comparison(
-            "name", gettext_noop("Name"), ("full_name",), ("exact", "sound_alike", "swapped", "close", "similar", "different"),
-            _name_levels, default_m=(0.80, 0.07, 0.02, 0.05, 0.03, 0.03),
-            default_u=(0.0005, 0.0005, 0.00002, 0.002, 0.02, 0.977), tf_column="name", reliable=True, veto=True,
+            "name",
+            gettext_noop("Name"),
+            ("full_name",),
+            ("exact", "sound_alike", "swapped", "close", "similar", "different"),
+            _name_levels,
+            default_m=(0.80, 0.07, 0.02, 0.05, 0.03, 0.03),
+            default_u=(0.0005, 0.0005, 0.00002, 0.002, 0.02, 0.977),
+            tf_column="name",
+            reliable=True,
+            veto=True,
             defaults={"high": 0.92, "low": 0.80},
         ),
         Comparison(
-            "birth_date", gettext_noop("Birth date"), ("birth_date",), ("exact", "day_month_swapped", "one_part", "different"),
-            _birth_levels, default_m=(0.93, 0.01, 0.04, 0.02), default_u=(0.00005, 0.00002, 0.002, 0.998),
-            tf_column="birth", reliable=True,
+            "birth_date",
+            gettext_noop("Birth date"),
+            ("birth_date",),
+            ("exact", "day_month_swapped", "one_part", "different"),
+            _birth_levels,
+            default_m=(0.93, 0.01, 0.04, 0.02),
+            default_u=(0.00005, 0.00002, 0.002, 0.998),
+            tf_column="birth",
+            reliable=True,
         ),
         Comparison(
-            "mobile", gettext_noop("Mobile"), ("mobile",), ("exact", "typo", "different"), _mobile_levels,
-            default_m=(0.85, 0.03, 0.12), default_u=(0.00001, 0.00001, 0.99998), tf_column="mobile",
+            "mobile",
+            gettext_noop("Mobile"),
+            ("mobile",),
+            ("exact", "typo", "different"),
+            _mobile_levels,
+            default_m=(0.85, 0.03, 0.12),
+            default_u=(0.00001, 0.00001, 0.99998),
+            tf_column="mobile",
         ),
         Comparison(
-            "id_number", gettext_noop("ID number"), ("id_number",), ("exact", "typo", "different"), _id_levels,
-            default_m=(0.97, 0.01, 0.02), default_u=(0.000001, 0.000001, 0.999998), reliable=True,
+            "id_number",
+            gettext_noop("ID number"),
+            ("id_number",),
+            ("exact", "typo", "different"),
+            _id_levels,
+            default_m=(0.97, 0.01, 0.02),
+            default_u=(0.000001, 0.000001, 0.999998),
+            reliable=True,
             identity_key=True,
         ),
         Comparison(
-            "email", gettext_noop("Email"), ("email",), ("exact", "near", "different"), _email_levels,
-            default_m=(0.80, 0.08, 0.12), default_u=(0.00001, 0.0001, 0.99989), tf_column="email",
+            "email",
+            gettext_noop("Email"),
+            ("email",),
+            ("exact", "near", "different"),
+            _email_levels,
+            default_m=(0.80, 0.08, 0.12),
+            default_u=(0.00001, 0.0001, 0.99989),
+            tf_column="email",
         ),
         Comparison(
-            "gender", gettext_noop("Gender"), ("gender",), ("same", "different"), _equal_levels("gender"),
-            default_m=(0.98, 0.02), default_u=(0.5, 0.5), reliable=True,
+            "gender",
+            gettext_noop("Gender"),
+            ("gender",),
+            ("same", "different"),
+            _equal_levels("gender"),
+            default_m=(0.98, 0.02),
+            default_u=(0.5, 0.5),
+            reliable=True,
         ),
         Comparison(
-            "location", gettext_noop("Address"), ("postcode", "city", "address"),
-            ("same_address", "same_postcode", "same_city", "different"), _location_levels,
-            default_m=(0.55, 0.15, 0.15, 0.15), default_u=(0.0002, 0.003, 0.05, 0.9468),
+            "location",
+            gettext_noop("Address"),
+            ("postcode", "city", "address"),
+            ("same_address", "same_postcode", "same_city", "different"),
+            _location_levels,
+            default_m=(0.55, 0.15, 0.15, 0.15),
+            default_u=(0.0002, 0.003, 0.05, 0.9468),
             defaults={"high": 0.9},
         ),
         Comparison(
-            "wechat_unionid", gettext_noop("WeChat unionid"), ("wechat_unionid",), ("exact", "different"),
-            _equal_levels("unionid"), default_m=(0.97, 0.03), default_u=(0.000001, 0.999999), reliable=True,
+            "wechat_unionid",
+            gettext_noop("WeChat unionid"),
+            ("wechat_unionid",),
+            ("exact", "different"),
+            _equal_levels("unionid"),
+            default_m=(0.97, 0.03),
+            default_u=(0.000001, 0.999999),
+            reliable=True,
             identity_key=True,
         ),
         Comparison(
-            "member_no", gettext_noop("Member number"), ("member_no",), ("exact", "different"), _equal_levels("member_no"),
-            default_m=(0.6, 0.4), default_u=(0.00001, 0.99999),
+            "member_no",
+            gettext_noop("Member number"),
+            ("member_no",),
+            ("exact", "different"),
+            _equal_levels("member_no"),
+            default_m=(0.6, 0.4),
+            default_u=(0.00001, 0.99999),
         ),
     )
 }

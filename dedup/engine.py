@@ -3,6 +3,7 @@ levels, learning m/u, scoring, decisions, explanations and guarded clustering. T
 services feed it rows and persist what it returns; the Celery tasks split its middle step
 (scoring) into parts any worker can take.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -124,21 +125,32 @@ class PairResults:
 
 
 def score_pair_positions(
-    config: RuleConfig, params: scoring.Parameters, features: pd.DataFrame, pairs: np.ndarray, *,
+    config: RuleConfig,
+    params: scoring.Parameters,
+    features: pd.DataFrame,
+    pairs: np.ndarray,
+    *,
     keep_all: bool = False,
 ) -> PairResults:
     levels = levels_of(config, features, pairs)
     left = features.iloc[pairs[:, 0]]
     scored = scoring.score_pairs(config.comparisons, params, levels, left=left)
     decision = scoring.decide(
-        config.comparisons, levels, scored, auto_threshold=config.auto_threshold,
+        config.comparisons,
+        levels,
+        scored,
+        auto_threshold=config.auto_threshold,
         review_threshold=config.review_threshold,
     )
     keep = np.ones(len(pairs), dtype=bool) if keep_all else decision.action > 0
     ids = features["id"].to_numpy()
     return PairResults(
-        left=ids[pairs[keep, 0]], right=ids[pairs[keep, 1]], score=decision.score[keep],
-        action=decision.action[keep], reason=decision.reason[keep], levels=levels[keep],
+        left=ids[pairs[keep, 0]],
+        right=ids[pairs[keep, 1]],
+        score=decision.score[keep],
+        action=decision.action[keep],
+        reason=decision.reason[keep],
+        levels=levels[keep],
         contributions=scored.contributions[keep],
     )
 
@@ -149,12 +161,14 @@ def explanation(config: RuleConfig, levels_row: np.ndarray, contributions_row: n
     out = []
     for k, comparison in enumerate(config.comparisons):
         level = int(levels_row[k])
-        out.append({
-            "comparison": comparison.name,
-            "fields": list(comparison.fields),
-            "level": "missing" if level == 0 else comparison.levels[level - 1],
-            "weight": round(float(contributions_row[k]), 2),
-        })
+        out.append(
+            {
+                "comparison": comparison.name,
+                "fields": list(comparison.fields),
+                "level": "missing" if level == 0 else comparison.levels[level - 1],
+                "weight": round(float(contributions_row[k]), 2),
+            }
+        )
     return out
 
 
@@ -197,7 +211,12 @@ def run_in_memory(config: RuleConfig, features: pd.DataFrame) -> BatchOutcome:
     results = score_pair_positions(config, params, features, pairs)
     clusters, review, split, largest = cluster_links(config, params, features, results)
     return BatchOutcome(
-        pairs=results, clusters=clusters, review=review, params=params, stats=stats, split_components=split,
+        pairs=results,
+        clusters=clusters,
+        review=review,
+        params=params,
+        stats=stats,
+        split_components=split,
         largest_component=largest,
     )
 
@@ -211,11 +230,18 @@ def cluster_links(
     # pass over every such pair rather than component by component.
     components = clustering.components(links)
     member_pairs = [
-        (a, b) for members in components if 2 < len(members) <= 200 for i, a in enumerate(members) for b in members[i + 1:]
+        (a, b)
+        for members in components
+        if 2 < len(members) <= 200
+        for i, a in enumerate(members)
+        for b in members[i + 1 :]
     ]
     cannot = differ_function(config, params, features)(member_pairs) if member_pairs else set()
     clustered = clustering.cluster(
-        links, results.score[link_idx].tolist(), differ=cannot, max_size=config.max_cluster,
+        links,
+        results.score[link_idx].tolist(),
+        differ=cannot,
+        max_size=config.max_cluster,
     )
     review = sorted(set(np.flatnonzero(results.action == 1).tolist()) | {int(link_idx[i]) for i in clustered.refused})
     return clustered.clusters, review, clustered.split_components, clustered.largest_component

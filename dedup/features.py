@@ -5,6 +5,7 @@ Input columns (any may be missing): id, full_name, family_name, given_name, gend
 mobile, email, id_number_hash (or a plaintext ``id_number`` in unit tests), id_valid,
 member_no, wechat_unionid, postcode, city, address.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,8 +16,24 @@ import pandas as pd
 from dedup import names
 
 FEATURE_COLUMNS = (
-    "id", "name", "name_key", "name_swapped", "family", "given", "birth", "mobile", "email", "email_local",
-    "id_key", "id_valid", "unionid", "member_no", "gender", "postcode", "city", "address",
+    "id",
+    "name",
+    "name_key",
+    "name_swapped",
+    "family",
+    "given",
+    "birth",
+    "mobile",
+    "email",
+    "email_local",
+    "id_key",
+    "id_valid",
+    "unionid",
+    "member_no",
+    "gender",
+    "postcode",
+    "city",
+    "address",
 )
 
 

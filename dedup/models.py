@@ -1,4 +1,5 @@
 """Duplicate detection: match rules, runs, candidate pairs and reversible merges."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -36,7 +37,8 @@ class MatchRule(models.Model):
     )
     blocking_keys = models.JSONField(_("blocking keys"), default=_default_blocking_keys)
     comparisons = models.JSONField(
-        _("comparisons"), default=_default_comparisons,
+        _("comparisons"),
+        default=_default_comparisons,
         help_text=_('Comparison name → level thresholds, e.g. {"name": {"high": 0.92, "low": 0.8}}.'),
     )
     auto_threshold = models.FloatField(
@@ -51,7 +53,10 @@ class MatchRule(models.Model):
         _("learn m/u from the data"), default=True, help_text=_("Otherwise the comparisons' default m values are used.")
     )
     parameters = models.JSONField(
-        _("learnt parameters"), default=dict, blank=True, editable=False,
+        _("learnt parameters"),
+        default=dict,
+        blank=True,
+        editable=False,
         help_text=_("m/u/prior of the last completed run; real-time matching uses them."),
     )
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -108,7 +113,11 @@ class DedupRun(models.Model):
     stats = models.JSONField(_("statistics"), default=dict, blank=True)
     error = models.TextField(_("error"), blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("started by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("started by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -172,11 +181,19 @@ class MatchCandidate(models.Model):
         _("status"), max_length=16, choices=CandidateStatus.choices, default=CandidateStatus.PENDING, db_index=True
     )
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("assignee"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("assignee"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("decided by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("decided by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
@@ -218,12 +235,20 @@ class Merge(models.Model):
     )
     note = models.TextField(_("note"), blank=True)
     acting_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("merged by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("merged by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(_("merged"), auto_now_add=True)
     undone_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("undone by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("undone by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     undone_at = models.DateTimeField(_("undone"), null=True, blank=True)

@@ -3,6 +3,7 @@
 No ORM here. Everything is cached by value because names repeat a great deal (张伟, 王芳,
 John Smith), so a million records cost only as many conversions as distinct names.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,8 @@ _CJK_SEPARATORS = re.compile(r"[\s·•・.\-]")
 
 # Chinese compound surnames: without them 欧阳娜娜 would split as 欧 + 阳娜娜.
 COMPOUND_SURNAMES = frozenset(
-    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒 夏侯 轩辕 令狐 端木 独孤 南宫 西门 百里 呼延 闻人 澹台".split()
+    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒".split()
+    + "夏侯 轩辕 令狐 端木 独孤 南宫 西门 百里 呼延 闻人 澹台".split()
 )
 
 # Western given-name variants mapped to one canonical form (a small, common core; both
@@ -180,7 +182,7 @@ def given_key(full_name: str, given_name: str = "", family_name: str = "") -> st
             return ""
         if has_cjk(full):
             fam = fold(family_name)
-            given = full[len(fam):] if fam and full.startswith(fam) else split_chinese(full)[1]
+            given = full[len(fam) :] if fam and full.startswith(fam) else split_chinese(full)[1]
         else:
             tokens = full.split()
             given = tokens[0] if len(tokens) > 1 else full
@@ -200,7 +202,7 @@ def swapped_name(full_name: str, family_name: str = "", given_name: str = "") ->
     if has_cjk(full):
         fam = fold(family_name)
         if fam and full.startswith(fam):
-            return full[len(fam):] + fam
+            return full[len(fam) :] + fam
         family, given = split_chinese(full)
         return given + family
     tokens = full.split()

@@ -1,4 +1,5 @@
 """Who may do what with duplicates: stewards and admins decide; auditors may look."""
+
 from __future__ import annotations
 
 from rest_framework.permissions import BasePermission

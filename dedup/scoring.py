@@ -16,6 +16,7 @@ posterior probability ``2^w / (1 + 2^w)``. Missing values (level 0) weigh nothin
   strongly negative by construction of m/u, and an identity-key contradiction caps the
   score below the auto-link threshold (see ``identity_verdicts``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dedup.comparators import NULL, Comparison, comparison_levels
+from dedup.comparators import Comparison, comparison_levels
 
 EPS = 1e-9
 
@@ -48,8 +49,12 @@ class Parameters:
 
     def to_json(self) -> dict:
         return {
-            "m": self.m, "u": self.u, "prior": self.prior, "em_iterations": self.em_iterations,
-            "random_pairs": self.random_pairs, "weights": {k: self.weights(k)[1:].round(3).tolist() for k in self.m},
+            "m": self.m,
+            "u": self.u,
+            "prior": self.prior,
+            "em_iterations": self.em_iterations,
+            "random_pairs": self.random_pairs,
+            "weights": {k: self.weights(k)[1:].round(3).tolist() for k in self.m},
         }
 
     @classmethod
@@ -67,8 +72,13 @@ def _normalise(counts: np.ndarray, prior: np.ndarray, strength: float) -> list[f
 
 
 def estimate_u(
-    comparisons: list[Comparison], features: pd.DataFrame, *, samples: int = 200_000, seed: int = 7,
-    prior_strength: float = 200.0, params: dict | None = None,
+    comparisons: list[Comparison],
+    features: pd.DataFrame,
+    *,
+    samples: int = 200_000,
+    seed: int = 7,
+    prior_strength: float = 200.0,
+    params: dict | None = None,
 ) -> tuple[dict[str, list[float]], int]:
     """u per level from random pairs of records (smoothed toward the defaults)."""
     n = len(features)
@@ -115,8 +125,14 @@ def tf_u(count: np.ndarray, n: float, u_exact: float) -> np.ndarray:
 
 
 def em_m(
-    comparisons: list[Comparison], levels: np.ndarray, u: dict[str, list[float]], *, prior: float = 0.05,
-    iterations: int = 30, prior_strength: float = 50.0, tol: float = 1e-5,
+    comparisons: list[Comparison],
+    levels: np.ndarray,
+    u: dict[str, list[float]],
+    *,
+    prior: float = 0.05,
+    iterations: int = 30,
+    prior_strength: float = 50.0,
+    tol: float = 1e-5,
 ) -> tuple[dict[str, list[float]], float, int]:
     """m per level and the prior match rate by EM over the candidate pairs' level matrix."""
     m = {c.name: np.asarray(c.default_m, dtype=float) for c in comparisons}
@@ -151,8 +167,13 @@ def em_m(
 
 
 def learn(
-    comparisons: list[Comparison], features: pd.DataFrame, pairs: np.ndarray, levels: np.ndarray, *,
-    random_pairs: int = 200_000, params: dict | None = None,
+    comparisons: list[Comparison],
+    features: pd.DataFrame,
+    pairs: np.ndarray,
+    levels: np.ndarray,
+    *,
+    random_pairs: int = 200_000,
+    params: dict | None = None,
 ) -> Parameters:
     u, sampled = estimate_u(comparisons, features, samples=random_pairs, params=params)
     m, prior, iterations = em_m(comparisons, levels, u)
@@ -170,7 +191,10 @@ class Scored:
 
 
 def score_pairs(
-    comparisons: list[Comparison], params: Parameters, levels: np.ndarray, left: pd.DataFrame | None = None,
+    comparisons: list[Comparison],
+    params: Parameters,
+    levels: np.ndarray,
+    left: pd.DataFrame | None = None,
 ) -> Scored:
     """Scores of pairs given their level matrix. With ``left`` (the left records' features)
     exact agreements on a TF column are weighted by the agreed value's frequency."""
@@ -239,7 +263,11 @@ class Decision:
 
 
 def decide(
-    comparisons: list[Comparison], levels: np.ndarray, scored: Scored, *, auto_threshold: float,
+    comparisons: list[Comparison],
+    levels: np.ndarray,
+    scored: Scored,
+    *,
+    auto_threshold: float,
     review_threshold: float,
 ) -> Decision:
     verdict = identity_verdicts(comparisons, levels)

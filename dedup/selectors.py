@@ -1,5 +1,6 @@
 """Reads of duplicate detection: candidate queues restricted to the user, explanations
 presented through the field policy, and the CSV exports."""
+
 from __future__ import annotations
 
 import csv
@@ -45,16 +46,22 @@ def candidate_explanation(*, user, candidate: MatchCandidate) -> list[dict]:  # 
         for name in item.get("fields", []):
             if policy(name) <= Access.HIDDEN:
                 continue
-            values.append({
-                "field": name,
-                "label": policy.fields[name].label if name in policy.fields else name,
-                "left": policy.present(name, _display(candidate.left.get_value(name))),
-                "right": policy.present(name, _display(candidate.right.get_value(name))),
-            })
-        rows.append({
-            "comparison": item.get("comparison"), "level": item.get("level"), "weight": item.get("weight"),
-            "values": values,
-        })
+            values.append(
+                {
+                    "field": name,
+                    "label": policy.fields[name].label if name in policy.fields else name,
+                    "left": policy.present(name, _display(candidate.left.get_value(name))),
+                    "right": policy.present(name, _display(candidate.right.get_value(name))),
+                }
+            )
+        rows.append(
+            {
+                "comparison": item.get("comparison"),
+                "level": item.get("level"),
+                "weight": item.get("weight"),
+                "values": values,
+            }
+        )
     return rows
 
 
@@ -71,9 +78,7 @@ def merge_list(*, user) -> QuerySet[Merge]:  # noqa: ANN001
 
 def survivor_map() -> dict[int, int]:
     """Merged customer id → surviving customer id (chains followed), for every tombstone."""
-    direct = dict(
-        Customer.objects.filter(status=CustomerStatus.MERGED).values_list("pk", "merged_into_id")
-    )
+    direct = dict(Customer.objects.filter(status=CustomerStatus.MERGED).values_list("pk", "merged_into_id"))
     resolved: dict[int, int] = {}
     for start in direct:
         path = []
@@ -125,14 +130,18 @@ def origin_records(customer_ids: set[int]) -> dict[int, tuple[str, str]]:
             for rid, owner in (before or {}).get("source_records", {}).items():
                 if owner in missing:
                     record_owner.setdefault(int(rid), owner)
-        for rid, code, key in SourceRecord.objects.filter(pk__in=record_owner).order_by("pk").values_list(
-            "pk", "source__code", "source_key"
+        for rid, code, key in (
+            SourceRecord.objects.filter(pk__in=record_owner)
+            .order_by("pk")
+            .values_list("pk", "source__code", "source_key")
         ):
             out.setdefault(record_owner[rid], (code, key))
     missing = customer_ids - out.keys()
     if missing:
-        for cid, code, key in SourceRecord.objects.filter(customer_id__in=missing).order_by("pk").values_list(
-            "customer_id", "source__code", "source_key"
+        for cid, code, key in (
+            SourceRecord.objects.filter(customer_id__in=missing)
+            .order_by("pk")
+            .values_list("customer_id", "source__code", "source_key")
         ):
             out.setdefault(cid, (code, key))
     return out

@@ -1,5 +1,6 @@
 """Write operations of duplicate detection: merges and their undo, candidate decisions,
 batch runs (in parts any worker can take) and real-time matching of arriving records."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,20 @@ class StaleVersionError(MergeError):
 #
 
 FEATURE_SOURCE_COLUMNS = (
-    "id", "full_name", "family_name", "given_name", "gender", "birth_date", "mobile", "email", "id_number_hash",
-    "member_no", "wechat_unionid", "postcode", "city", "address",
+    "id",
+    "full_name",
+    "family_name",
+    "given_name",
+    "gender",
+    "birth_date",
+    "mobile",
+    "email",
+    "id_number_hash",
+    "member_no",
+    "wechat_unionid",
+    "postcode",
+    "city",
+    "address",
 )
 
 
@@ -82,9 +95,10 @@ def rule_get(name: str | None = None) -> MatchRule:
         return rule
     if not MatchRule.objects.exists():
         match_rule_default_ensure()
-    rule = MatchRule.objects.filter(is_active=True, is_default=True).first() or MatchRule.objects.filter(
-        is_active=True
-    ).first()
+    rule = (
+        MatchRule.objects.filter(is_active=True, is_default=True).first()
+        or MatchRule.objects.filter(is_active=True).first()
+    )
     if rule is None:
         raise ValidationError("No active match rule exists; create one in the admin.")
     return rule
@@ -95,7 +109,9 @@ def match_rule_default_ensure() -> MatchRule:
     from importlib import import_module
 
     spec = import_module("dedup.migrations.0003_default_match_rule").DEFAULT_RULE
-    rule, _ = MatchRule.objects.get_or_create(name=spec["name"], defaults={k: v for k, v in spec.items() if k != "name"})
+    rule, _ = MatchRule.objects.get_or_create(
+        name=spec["name"], defaults={k: v for k, v in spec.items() if k != "name"}
+    )
     return rule
 
 
@@ -217,9 +233,16 @@ def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -
 
 @transaction.atomic
 def customers_merge(
-    *, customers: list[int] | list[Customer], survivor: int | Customer, values: dict | None = None,
-    acting_user=None, note: str = "", origin: str = MergeOrigin.STEWARD, run: DedupRun | None = None,  # noqa: ANN001
-    expected_versions: dict[int, int] | None = None, candidate: MatchCandidate | None = None,
+    *,
+    customers: list[int] | list[Customer],
+    survivor: int | Customer,
+    values: dict | None = None,
+    acting_user=None,
+    note: str = "",
+    origin: str = MergeOrigin.STEWARD,
+    run: DedupRun | None = None,  # noqa: ANN001
+    expected_versions: dict[int, int] | None = None,
+    candidate: MatchCandidate | None = None,
 ) -> Merge:
     """Merge ``customers`` into ``survivor``: move their source records and interactions to
     the survivor, tombstone them (status merged, ``merged_into``), apply the chosen values,
@@ -258,8 +281,14 @@ def customers_merge(
     }
     new_values = _survivor_values(target, others, values or {})
     merge = Merge.objects.create(
-        survivor=target, merged_ids=other_ids, values=json.loads(json.dumps(values or {}, cls=DjangoJSONEncoder)),
-        before=before, origin=origin, run=run, note=note, acting_user=acting_user,
+        survivor=target,
+        merged_ids=other_ids,
+        values=json.loads(json.dumps(values or {}, cls=DjangoJSONEncoder)),
+        before=before,
+        origin=origin,
+        run=run,
+        note=note,
+        acting_user=acting_user,
     )
     ctx = current_change_context()
     ref = ctx.ref if ctx.channel == ChangeChannel.MERGE and ctx.ref else f"merge:{merge.pk}"
@@ -331,7 +360,7 @@ def _set_based_update(model, objs: list, fields: list[str]) -> None:  # noqa: AN
     names = ", ".join([connection.ops.quote_name(pk.column), *cols])
     with connection.cursor() as cursor:
         for start in range(0, len(objs), 1000):
-            batch = objs[start:start + 1000]
+            batch = objs[start : start + 1000]
             params: list = []
             for obj in batch:
                 params.append(obj.pk)
@@ -347,15 +376,20 @@ def _update_with_history(model, objs: list, fields: list[str], *, user, attrs: d
     if not objs:
         return
     _set_based_update(model, objs, fields)
-    model.history.bulk_history_create(objs, batch_size=1000, update=True, default_user=user,
-                                      custom_historical_attrs=attrs)
+    model.history.bulk_history_create(
+        objs, batch_size=1000, update=True, default_user=user, custom_historical_attrs=attrs
+    )
 
 
 MERGE_CHUNK = 1000
 
 
 def customers_merge_many(
-    *, clusters: list[list[int]], run: DedupRun | None = None, note: str = "", origin: str = MergeOrigin.AUTO,
+    *,
+    clusters: list[list[int]],
+    run: DedupRun | None = None,
+    note: str = "",
+    origin: str = MergeOrigin.AUTO,
 ) -> dict[int, int]:
     """Many merges at once, set-based (the batch run's automatic links): the same effects,
     snapshots and history as ``customers_merge`` per cluster (survivor = first id), in a few
@@ -363,7 +397,7 @@ def customers_merge_many(
     longer active are skipped. Returns survivor id → merge id."""
     done: dict[int, int] = {}
     for start in range(0, len(clusters), MERGE_CHUNK):
-        done.update(_merge_chunk(clusters[start:start + MERGE_CHUNK], run, note, origin))
+        done.update(_merge_chunk(clusters[start : start + MERGE_CHUNK], run, note, origin))
     return done
 
 
@@ -374,7 +408,8 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     ids = sorted({i for members in clusters for i in members})
     locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
     clusters = [
-        sorted(m) for m in clusters
+        sorted(m)
+        for m in clusters
         if len(set(m)) >= 2 and all(i in locked and locked[i].status == CustomerStatus.ACTIVE for i in m)
     ]
     if not clusters:
@@ -432,11 +467,22 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
             if i.customer_id != target.pk:
                 i.customer_id = target.pk
                 moved_interactions.append(i)
-        merges.append(Merge(
-            survivor_id=target.pk, merged_ids=[o.pk for o in others], values={}, before=before, origin=origin,
-            run=run, note=note, acting_user=None,
-            after={"survivor": _customer_values(target), "versions": {str(c.pk): c.version for c in [target, *others]}},
-        ))
+        merges.append(
+            Merge(
+                survivor_id=target.pk,
+                merged_ids=[o.pk for o in others],
+                values={},
+                before=before,
+                origin=origin,
+                run=run,
+                note=note,
+                acting_user=None,
+                after={
+                    "survivor": _customer_values(target),
+                    "versions": {str(c.pk): c.version for c in [target, *others]},
+                },
+            )
+        )
     attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
     Merge.objects.bulk_create(merges, batch_size=500)
     _update_with_history(Customer, changed_customers, sorted(update_fields), user=user, attrs=attrs)
@@ -448,8 +494,11 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     ).update(status=CandidateStatus.SUPERSEDED)
     if any(m.pk is None for m in merges):
         # Backends that do not return ids from bulk inserts: read them back.
-        by_survivor = dict(Merge.objects.filter(run=run, survivor_id__in=[m.survivor_id for m in merges])
-                           .order_by("pk").values_list("survivor_id", "pk"))
+        by_survivor = dict(
+            Merge.objects.filter(run=run, survivor_id__in=[m.survivor_id for m in merges])
+            .order_by("pk")
+            .values_list("survivor_id", "pk")
+        )
         return {m.survivor_id: by_survivor[m.survivor_id] for m in merges}
     return {m.survivor_id: m.pk for m in merges}
 
@@ -494,7 +543,9 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
                 setattr(customer, attname, _restore_value(field, old))
             customer.version = max(customer.version, int(values.get("version", 0))) + 1
             customer.save()
-        records = list(SourceRecord.objects.select_for_update().filter(pk__in=[int(k) for k in merge.before["source_records"]]))
+        records = list(
+            SourceRecord.objects.select_for_update().filter(pk__in=[int(k) for k in merge.before["source_records"]])
+        )
         back = []
         for r in records:
             owner = merge.before["source_records"][str(r.pk)]
@@ -520,9 +571,13 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
             back_i.append(i)
         attrs = {"change_channel": ChangeChannel.UNMERGE, "change_ref": f"merge:{merge.pk}"}
         if back:
-            bulk_update_with_history(back, SourceRecord, ["customer"], default_user=acting_user, custom_historical_attrs=attrs)
+            bulk_update_with_history(
+                back, SourceRecord, ["customer"], default_user=acting_user, custom_historical_attrs=attrs
+            )
         if back_i:
-            bulk_update_with_history(back_i, Interaction, ["customer"], default_user=acting_user, custom_historical_attrs=attrs)
+            bulk_update_with_history(
+                back_i, Interaction, ["customer"], default_user=acting_user, custom_historical_attrs=attrs
+            )
     gone_records = set(map(int, merge.before["source_records"])) - {r.pk for r in records}
     conflicts["source_records"] += sorted(gone_records)
     report = {"restored": sorted(ids), "conflicts": conflicts, "has_conflicts": any(conflicts.values())}
@@ -540,12 +595,24 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
     for other in merge.merged_ids:
         a, b = sorted((int(other), survivor.pk))
         MatchCandidate.objects.update_or_create(
-            left_id=a, right_id=b,
-            defaults={"status": CandidateStatus.REJECTED, "decided_by": acting_user, "decided_at": timezone.now(),
-                      "note": "merge undone", "merge": merge},
-            create_defaults={"score": 0.0, "status": CandidateStatus.REJECTED, "decided_by": acting_user,
-                             "decided_at": timezone.now(), "note": "merge undone", "merge": merge,
-                             "reason": "undo"},
+            left_id=a,
+            right_id=b,
+            defaults={
+                "status": CandidateStatus.REJECTED,
+                "decided_by": acting_user,
+                "decided_at": timezone.now(),
+                "note": "merge undone",
+                "merge": merge,
+            },
+            create_defaults={
+                "score": 0.0,
+                "status": CandidateStatus.REJECTED,
+                "decided_by": acting_user,
+                "decided_at": timezone.now(),
+                "note": "merge undone",
+                "merge": merge,
+                "reason": "undo",
+            },
         )
     return report
 
@@ -572,7 +639,11 @@ def candidate_approve(*, candidate: MatchCandidate, acting_user, values: dict | 
     if left == right:
         raise MergeError(f"Candidate {candidate.pk}: both records already belong to customer {left}.")
     merge = customers_merge(
-        customers=[left, right], survivor=min(left, right), values=values, acting_user=acting_user, note=note,
+        customers=[left, right],
+        survivor=min(left, right),
+        values=values,
+        acting_user=acting_user,
+        note=note,
         candidate=candidate,
     )
     candidate.status = CandidateStatus.APPROVED
@@ -663,14 +734,15 @@ def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
     DedupRunPart.objects.filter(run=run).delete()
     parts = []
     for number, start in enumerate(range(0, len(pairs), part_pairs)):
-        chunk = pairs[start:start + part_pairs]
+        chunk = pairs[start : start + part_pairs]
         rows = np.unique(chunk.ravel())
         local = features.iloc[rows].reset_index(drop=True)
         remap = np.searchsorted(rows, chunk)
         # The term-frequency counts of the values this part holds (the whole table stays here).
         tf_local = {
             c.name: {v: params.tf[c.name][v] for v in pd.unique(local[c.tf_column]) if v in params.tf[c.name]}
-            for c in config.comparisons if c.name in params.tf
+            for c in config.comparisons
+            if c.name in params.tf
         }
         payload = _pack((local, remap, tf_local, params.tf_floor))
         parts.append(DedupRunPart(run=run, number=number, pairs=len(chunk), payload=payload))
@@ -680,7 +752,8 @@ def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
     run.parts_total = len(parts)
     run.parameters = params.to_json()
     run.stats = {
-        "blocking": {**stats.__dict__}, "prepare_seconds": round(time.monotonic() - started, 2),
+        "blocking": {**stats.__dict__},
+        "prepare_seconds": round(time.monotonic() - started, 2),
         "blocking_seconds": round(t_blocking, 2),
     }
     run.save(update_fields=["records", "pairs", "parts_total", "parameters", "stats"])
@@ -704,8 +777,13 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
     features, pairs, params.tf, params.tf_floor = _unpack(part.payload)
     results = engine.score_pair_positions(config, params, features, pairs)
     kept = {
-        "left": results.left, "right": results.right, "score": results.score, "action": results.action,
-        "reason": results.reason, "levels": results.levels, "contributions": results.contributions,
+        "left": results.left,
+        "right": results.right,
+        "score": results.score,
+        "action": results.action,
+        "reason": results.reason,
+        "levels": results.levels,
+        "contributions": results.contributions,
     }
     updated = DedupRunPart.objects.filter(pk=part.pk, done=False).update(result=_pack(kept), done=True, payload=b"")
     if updated:
@@ -718,14 +796,20 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     automatic links with the guard, merge each cluster, and queue the rest for review."""
     config = run.rule.config()
     params = _run_params(run)
-    chunks = [_unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)]
+    chunks = [
+        _unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
+    ]
     if chunks:
         res = engine.PairResults(**{k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
     else:
         empty = np.empty(0)
         res = engine.PairResults(
-            left=empty.astype(np.int64), right=empty.astype(np.int64), score=empty, action=empty.astype(np.int8),
-            reason=empty.astype(object), levels=np.empty((0, len(config.comparisons)), np.int8),
+            left=empty.astype(np.int64),
+            right=empty.astype(np.int64),
+            score=empty,
+            action=empty.astype(np.int8),
+            reason=empty.astype(object),
+            levels=np.empty((0, len(config.comparisons)), np.int8),
             contributions=np.empty((0, len(config.comparisons))),
         )
     # Pairs a steward already decided (rejected, approved) are never proposed again.
@@ -745,7 +829,9 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     else:
         clusters, review, split, largest = [], sorted(np.flatnonzero(res.action == 1).tolist()), 0, 0
 
-    pair_index = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(res.left.tolist(), res.right.tolist(), strict=True))}
+    pair_index = {
+        (int(a), int(b)): i for i, (a, b) in enumerate(zip(res.left.tolist(), res.right.tolist(), strict=True))
+    }
     auto_merged = 0
     ref = f"dedup_run:{run.pk}"
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
@@ -789,29 +875,52 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
     for a, b, merge_id in linked_pairs:
         i = pair_index[(a, b)]
         rows[(a, b)] = MatchCandidate(
-            left_id=a, right_id=b, score=float(res.score[i]), rule=rule, run=run, reason=str(res.reason[i]),
-            status=CandidateStatus.AUTO_MERGED, merge_id=merge_id, decided_at=now,
+            left_id=a,
+            right_id=b,
+            score=float(res.score[i]),
+            rule=rule,
+            run=run,
+            reason=str(res.reason[i]),
+            status=CandidateStatus.AUTO_MERGED,
+            merge_id=merge_id,
+            decided_at=now,
             explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
         )
-    merged_away = set(
-        Customer.objects.filter(status=CustomerStatus.MERGED, pk__in={x for k in review_set for x in (int(res.left[k]), int(res.right[k]))}).values_list("pk", flat=True)
-    ) if review_set else set()
+    merged_away = (
+        set(
+            Customer.objects.filter(
+                status=CustomerStatus.MERGED,
+                pk__in={x for k in review_set for x in (int(res.left[k]), int(res.right[k]))},
+            ).values_list("pk", flat=True)
+        )
+        if review_set
+        else set()
+    )
     for i in sorted(review_set):
         a, b = int(res.left[i]), int(res.right[i])
         if (a, b) in linked_keys or a in merged_away and b in merged_away:
             continue
         reason = str(res.reason[i]) if res.action[i] == 1 else "cluster_guard"
         rows[(a, b)] = MatchCandidate(
-            left_id=a, right_id=b, score=float(res.score[i]), rule=rule, run=run, reason=reason,
+            left_id=a,
+            right_id=b,
+            score=float(res.score[i]),
+            rule=rule,
+            run=run,
+            reason=reason,
             status=CandidateStatus.PENDING,
             explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
         )
-    existing = {
-        (c.left_id, c.right_id): c
-        for c in MatchCandidate.objects.filter(
-            left_id__in={k[0] for k in rows}, right_id__in={k[1] for k in rows}
-        ).only("id", "left_id", "right_id", "status")
-    } if rows else {}
+    existing = (
+        {
+            (c.left_id, c.right_id): c
+            for c in MatchCandidate.objects.filter(
+                left_id__in={k[0] for k in rows}, right_id__in={k[1] for k in rows}
+            ).only("id", "left_id", "right_id", "status")
+        }
+        if rows
+        else {}
+    )
     create, update = [], []
     for key, row in rows.items():
         old = existing.get(key)
@@ -846,8 +955,12 @@ def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
 
 def dedup_run_summary(run: DedupRun) -> dict:
     return {
-        "run": run.pk, "records": run.records, "candidates": run.candidates, "auto_merged": run.auto_merged,
-        "for_review": run.for_review, "seconds": run.seconds,
+        "run": run.pk,
+        "records": run.records,
+        "candidates": run.candidates,
+        "auto_merged": run.auto_merged,
+        "for_review": run.for_review,
+        "seconds": run.seconds,
     }
 
 
@@ -916,7 +1029,11 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
     if not conditions:
         return {**base, "action": "none", "reason": "no matching keys"}
     others = list(
-        Customer.objects.active().filter(conditions).exclude(pk=customer.pk).order_by("pk").values_list("pk", flat=True)[:200]
+        Customer.objects.active()
+        .filter(conditions)
+        .exclude(pk=customer.pk)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:200]
     )
     if not others:
         return {**base, "action": "none", "reason": "no candidates"}
@@ -943,20 +1060,36 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
     if res.action[best] == 2:
         with change_context(channel=ChangeChannel.MERGE, ref=f"source_record:{record.pk}", user=acting_user):
             merge = customers_merge(
-                customers=[customer.pk, other], survivor=other, acting_user=acting_user, origin=MergeOrigin.REALTIME,
+                customers=[customer.pk, other],
+                survivor=other,
+                acting_user=acting_user,
+                origin=MergeOrigin.REALTIME,
                 note=f"real-time match by rule {rule.name}",
             )
         MatchCandidate.objects.update_or_create(
-            left_id=left, right_id=right,
-            defaults={"score": float(res.score[best]), "rule": rule.name, "reason": str(res.reason[best]),
-                      "status": CandidateStatus.AUTO_MERGED, "merge": merge, "decided_at": timezone.now(),
-                      "explanation": explanation_rows},
+            left_id=left,
+            right_id=right,
+            defaults={
+                "score": float(res.score[best]),
+                "rule": rule.name,
+                "reason": str(res.reason[best]),
+                "status": CandidateStatus.AUTO_MERGED,
+                "merge": merge,
+                "decided_at": timezone.now(),
+                "explanation": explanation_rows,
+            },
         )
         return {**base, "customer": other, "action": "merged", "merge": merge.pk, "score": float(res.score[best])}
     candidate, _ = MatchCandidate.objects.update_or_create(
-        left_id=left, right_id=right,
-        defaults={"score": float(res.score[best]), "rule": rule.name, "reason": str(res.reason[best]),
-                  "status": CandidateStatus.PENDING, "explanation": explanation_rows},
+        left_id=left,
+        right_id=right,
+        defaults={
+            "score": float(res.score[best]),
+            "rule": rule.name,
+            "reason": str(res.reason[best]),
+            "status": CandidateStatus.PENDING,
+            "explanation": explanation_rows,
+        },
     )
     return {**base, "action": "review", "candidate": candidate.pk, "score": float(res.score[best])}
 

@@ -6,6 +6,7 @@ the part that completes the set hands over to one ``dedup_run_finish`` (clusteri
 merging). The hand-over is a compare-and-swap on the run row, not a Celery chord, so it
 needs no result backend and survives a worker being killed mid-way (tasks are acked late).
 """
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -55,9 +56,9 @@ def _hand_over(run_id: int) -> None:
     from dedup.choices import RunStatus
     from dedup.models import DedupRun
 
-    claimed = DedupRun.objects.filter(
-        pk=run_id, status=RunStatus.RUNNING, parts_done__gte=F("parts_total")
-    ).update(status=RunStatus.CLUSTERING)
+    claimed = DedupRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, parts_done__gte=F("parts_total")).update(
+        status=RunStatus.CLUSTERING
+    )
     if claimed:
         transaction.on_commit(lambda: dedup_run_finish.delay(run_id))
 

@@ -1,4 +1,5 @@
 """Browser views of duplicate detection: the review queue. Thin: selectors read, services write."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -28,7 +29,8 @@ def review_queue(request: HttpRequest) -> HttpResponse:
     qs = selectors.candidate_list(user=request.user, status=CandidateStatus.PENDING)
     page = Paginator(qs, 20).get_page(request.GET.get("page"))
     return render(
-        request, "dedup/review_queue.html",
+        request,
+        "dedup/review_queue.html",
         {"page": page, "rows": _rows(request, page), "can_review": can_review(request.user), "total": qs.count()},
     )
 

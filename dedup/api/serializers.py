@@ -1,4 +1,5 @@
 """Serializers of the dedup API. Customer values only ever appear through the field policy."""
+
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
@@ -15,8 +16,20 @@ class CandidateSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MatchCandidate
-        fields = ["id", "left", "right", "score", "rule", "reason", "status", "explanation", "decided_by",
-                  "decided_at", "created_at", "merge"]
+        fields = [
+            "id",
+            "left",
+            "right",
+            "score",
+            "rule",
+            "reason",
+            "status",
+            "explanation",
+            "decided_by",
+            "decided_at",
+            "created_at",
+            "merge",
+        ]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_explanation(self, candidate: MatchCandidate) -> list:
@@ -49,5 +62,16 @@ class MergeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Merge
-        fields = ["id", "survivor", "merged_ids", "origin", "status", "note", "acting_user", "created_at",
-                  "undone_by", "undone_at", "undo_report"]
+        fields = [
+            "id",
+            "survivor",
+            "merged_ids",
+            "origin",
+            "status",
+            "note",
+            "acting_user",
+            "created_at",
+            "undone_by",
+            "undone_at",
+            "undo_report",
+        ]

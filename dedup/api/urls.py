@@ -1,4 +1,5 @@
 """API routes of the dedup app, mounted under /api/v1/."""
+
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, include, path

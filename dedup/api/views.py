@@ -1,4 +1,5 @@
 """Dedup API: the review queue and merges. Thin: selectors read, services write."""
+
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
@@ -49,7 +50,9 @@ class CandidateViewSet(viewsets.ReadOnlyModelViewSet):
             return self.queryset
         st = self.request.query_params.get("status", "")
         if st and st not in CandidateStatus.values:
-            raise exceptions.ValidationError({"status": f"Unknown status; use one of {', '.join(CandidateStatus.values)}."})
+            raise exceptions.ValidationError(
+                {"status": f"Unknown status; use one of {', '.join(CandidateStatus.values)}."}
+            )
         return selectors.candidate_list(user=self.request.user, status=st).select_related("decided_by")
 
     @extend_schema(parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=CandidateStatus.values)])
@@ -65,7 +68,9 @@ class CandidateViewSet(viewsets.ReadOnlyModelViewSet):
         _check_values(request.user, body.validated_data["values"])
         try:
             merge = services.candidate_approve(
-                candidate=candidate, acting_user=request.user, values=body.validated_data["values"],
+                candidate=candidate,
+                acting_user=request.user,
+                values=body.validated_data["values"],
                 note=body.validated_data["note"],
             )
         except ValidationError as exc:
@@ -105,7 +110,9 @@ class MergeViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         visible = set(
-            restrict_customers(Customer.objects.filter(pk__in=data["customers"]), request.user).values_list("pk", flat=True)
+            restrict_customers(Customer.objects.filter(pk__in=data["customers"]), request.user).values_list(
+                "pk", flat=True
+            )
         )
         unknown = sorted(set(data["customers"]) - visible)
         if unknown:
@@ -113,8 +120,11 @@ class MergeViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         _check_values(request.user, data["values"])
         try:
             merge = services.customers_merge(
-                customers=data["customers"], survivor=data["survivor"], values=data["values"],
-                acting_user=request.user, note=data["note"],
+                customers=data["customers"],
+                survivor=data["survivor"],
+                values=data["values"],
+                acting_user=request.user,
+                note=data["note"],
                 expected_versions={int(k): v for k, v in data["versions"].items()},
             )
         except ValidationError as exc:

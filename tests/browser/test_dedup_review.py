@@ -1,4 +1,5 @@
 """The review queue in a real browser: explanation table, approve and reject buttons (htmx)."""
+
 from __future__ import annotations
 
 import os
@@ -31,9 +32,15 @@ def page():  # noqa: ANN201
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         page = browser.new_page()
         yield page
@@ -54,13 +61,25 @@ def test_a_steward_approves_and_rejects_from_the_queue(page, live_server, stewar
     b = add_person(source, "K2", full_name="章伟", mobile="+8613800000001")
     c = add_person(source, "K3", full_name="王芳", mobile="+8613700000003")
     d = add_person(source, "K4", full_name="李丽", mobile="+8613700000003")
-    first = MatchCandidate.objects.create(left=a, right=b, score=0.97, rule="default", explanation=[
-        {"comparison": "name", "fields": ["full_name"], "level": "sound_alike", "weight": 2.1},
-        {"comparison": "mobile", "fields": ["mobile"], "level": "exact", "weight": 9.0},
-    ])
-    second = MatchCandidate.objects.create(left=c, right=d, score=0.85, rule="default", explanation=[
-        {"comparison": "name", "fields": ["full_name"], "level": "different", "weight": -5.0},
-    ])
+    first = MatchCandidate.objects.create(
+        left=a,
+        right=b,
+        score=0.97,
+        rule="default",
+        explanation=[
+            {"comparison": "name", "fields": ["full_name"], "level": "sound_alike", "weight": 2.1},
+            {"comparison": "mobile", "fields": ["mobile"], "level": "exact", "weight": 9.0},
+        ],
+    )
+    second = MatchCandidate.objects.create(
+        left=c,
+        right=d,
+        score=0.85,
+        rule="default",
+        explanation=[
+            {"comparison": "name", "fields": ["full_name"], "level": "different", "weight": -5.0},
+        ],
+    )
     _login(page, live_server, steward.username)
     page.click("nav.mainnav >> text=Review queue")
     page.wait_for_selector(f"#candidate-{first.pk}")

@@ -1,12 +1,13 @@
 """Fixtures of the dedup tests: a small fixed data set with known duplicates."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from django.utils import timezone
 
 from crmhub.models import Customer, Interaction, Source, SourceRecord
-from django.utils import timezone
 
 # (key, full name, birth date, mobile, email, gender, city, person)
 PEOPLE = [

@@ -1,4 +1,5 @@
 """The dedup API: the review queue, decisions and merges, with their permission checks."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,10 @@ def candidate(db):  # noqa: ANN001, ANN201
     a = add_person(source, "K1", full_name="张伟", mobile="+8613800000001", id_number="11010519491231002X")
     b = add_person(source, "K2", full_name="章伟", mobile="+8613800000001", id_number="11010519491231002X")
     return MatchCandidate.objects.create(
-        left=a, right=b, score=0.93, rule="default",
+        left=a,
+        right=b,
+        score=0.93,
+        rule="default",
         explanation=[
             {"comparison": "name", "fields": ["full_name"], "level": "sound_alike", "weight": 2.1},
             {"comparison": "mobile", "fields": ["mobile"], "level": "exact", "weight": 9.0},
@@ -60,8 +64,11 @@ def test_sales_support_and_outsiders_cannot_decide_or_merge(candidate, persona, 
     assert client.get("/api/v1/candidates/").status_code == 403
     assert client.post(f"/api/v1/candidates/{candidate.pk}/approve/").status_code == 403
     assert client.post(f"/api/v1/candidates/{candidate.pk}/reject/").status_code == 403
-    r = client.post("/api/v1/merges/", {"customers": [candidate.left_id, candidate.right_id],
-                                        "survivor": candidate.left_id}, format="json")
+    r = client.post(
+        "/api/v1/merges/",
+        {"customers": [candidate.left_id, candidate.right_id], "survivor": candidate.left_id},
+        format="json",
+    )
     assert r.status_code == 403
     candidate.refresh_from_db()
     assert candidate.status == CandidateStatus.PENDING
@@ -96,11 +103,13 @@ def test_merge_requests_are_validated(candidate, steward):
     assert r.status_code == 404
     r = client.post("/api/v1/merges/", {"customers": [a, b], "survivor": a, "versions": {str(a): 5}}, format="json")
     assert r.status_code == 409 and "changed since" in r.json()["message"]
-    r = client.post("/api/v1/merges/", {"customers": [a, b], "survivor": a, "values": {"birth_date": "x"}},
-                    format="json")
+    r = client.post(
+        "/api/v1/merges/", {"customers": [a, b], "survivor": a, "values": {"birth_date": "x"}}, format="json"
+    )
     assert r.status_code == 400
-    r = client.post("/api/v1/merges/", {"customers": [a, b], "survivor": b, "values": {"full_name": "章伟"}},
-                    format="json")
+    r = client.post(
+        "/api/v1/merges/", {"customers": [a, b], "survivor": b, "values": {"full_name": "章伟"}}, format="json"
+    )
     assert r.status_code == 201
     assert Customer.objects.get(pk=a).merged_into_id == b
     assert client.get("/api/v1/candidates/", {"status": "bogus"}).status_code == 400
@@ -110,7 +119,11 @@ def test_merge_requests_are_validated(candidate, steward):
 def test_a_steward_cannot_set_a_field_they_may_not_edit(candidate, steward):
     r = client_for(steward).post(
         "/api/v1/merges/",
-        {"customers": [candidate.left_id, candidate.right_id], "survivor": candidate.left_id,
-         "values": {"id_number": "440524188001010014"}}, format="json",
+        {
+            "customers": [candidate.left_id, candidate.right_id],
+            "survivor": candidate.left_id,
+            "values": {"id_number": "440524188001010014"},
+        },
+        format="json",
     )
     assert r.status_code == 403

@@ -1,4 +1,5 @@
 """A batch run over a small fixed data set with known duplicates: exact expected output."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,14 @@ def test_it_links_the_known_duplicates_and_queues_the_doubtful_ones(people):
     run = _run()
     assert run.status == RunStatus.COMPLETED
     assert run.records == 10
-    survivors = {k: (c.pk if Customer.objects.get(pk=c.pk).status == CustomerStatus.ACTIVE
-                     else Customer.objects.get(pk=c.pk).merged_into_id) for k, c in people.items()}
+    survivors = {
+        k: (
+            c.pk
+            if Customer.objects.get(pk=c.pk).status == CustomerStatus.ACTIVE
+            else Customer.objects.get(pk=c.pk).merged_into_id
+        )
+        for k, c in people.items()
+    }
     # p1 (张伟/章伟/張偉) is one person; the twin 张芳 and the namesake 王芳 stay apart.
     assert survivors["A1"] == survivors["A2"] == survivors["A3"] == people["A1"].pk
     assert survivors["B1"] == people["B1"].pk
@@ -31,9 +38,13 @@ def test_it_links_the_known_duplicates_and_queues_the_doubtful_ones(people):
     assert run.auto_merged == sum(1 for k in people if survivors[k] != people[k].pk)
     # Every source record now points at its person's surviving golden record.
     assert set(SourceRecord.objects.filter(customer_id=people["A1"].pk).values_list("source_key", flat=True)) == {
-        "A1", "A2", "A3"
+        "A1",
+        "A2",
+        "A3",
     }
-    assert not MatchCandidate.objects.filter(status=CandidateStatus.PENDING, left=people["B1"], right=people["E1"]).exists()
+    assert not MatchCandidate.objects.filter(
+        status=CandidateStatus.PENDING, left=people["B1"], right=people["E1"]
+    ).exists()
 
 
 @pytest.mark.django_db

@@ -1,4 +1,5 @@
 """Blocking keys, the guard against oversized blocks, and the transitive-closure guard."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,11 @@ def _pairs(rows, keys, **kw):  # noqa: ANN001, ANN003, ANN202
 
 
 def test_it_blocks_on_the_last_8_mobile_digits():
-    rows = [{"id": 1, "mobile": "+8613800138000"}, {"id": 2, "mobile": "13800138000"}, {"id": 3, "mobile": "13900000000"}]
+    rows = [
+        {"id": 1, "mobile": "+8613800138000"},
+        {"id": 2, "mobile": "13800138000"},
+        {"id": 3, "mobile": "13900000000"},
+    ]
     pairs, _ = _pairs(rows, ["mobile8"])
     assert pairs == {(1, 2)}
 
@@ -35,8 +40,10 @@ def test_it_blocks_on_family_pinyin_and_birth_year_across_scripts():
 
 def test_it_blocks_on_email_local_part_but_not_generic_ones():
     rows = [
-        {"id": 1, "email": "zhangwei85@qq.com"}, {"id": 2, "email": "zhangwei85@163.com"},
-        {"id": 3, "email": "info@a.com"}, {"id": 4, "email": "info@b.com"},
+        {"id": 1, "email": "zhangwei85@qq.com"},
+        {"id": 2, "email": "zhangwei85@163.com"},
+        {"id": 3, "email": "info@a.com"},
+        {"id": 4, "email": "info@b.com"},
     ]
     pairs, _ = _pairs(rows, ["email_local"])
     assert pairs == {(1, 2)}
@@ -45,7 +52,7 @@ def test_it_blocks_on_email_local_part_but_not_generic_ones():
 def test_it_never_blocks_on_surname_alone_and_sub_blocks_oversized_blocks():
     # 300 张 born in 1985: one family+year block far above the cap. Sub-blocking by the
     # given-name initial splits it; only same-initial people are paired.
-    rows = [{"id": i, "full_name": "张" + "伟芳军" [i % 3], "birth_date": "1985-01-01"} for i in range(300)]
+    rows = [{"id": i, "full_name": "张" + "伟芳军"[i % 3], "birth_date": "1985-01-01"} for i in range(300)]
     pairs, stats = _pairs(rows, ["family_birth_year"], max_block=150)
     assert stats.sub_blocked >= 1
     assert pairs  # wei/fang/jun split into blocks of 100
@@ -61,7 +68,10 @@ def test_it_skips_blocks_that_stay_too_big_and_counts_them():
 
 
 def test_each_pair_appears_once_whatever_the_number_of_shared_keys():
-    rows = [{"id": 1, "mobile": "13800138000", "email": "abc@x.cn"}, {"id": 2, "mobile": "13800138000", "email": "abc@y.cn"}]
+    rows = [
+        {"id": 1, "mobile": "13800138000", "email": "abc@x.cn"},
+        {"id": 2, "mobile": "13800138000", "email": "abc@y.cn"},
+    ]
     pairs, stats = _pairs(rows, ["mobile8", "email_local"])
     assert pairs == {(1, 2)}
     assert stats.pairs == 1
@@ -115,5 +125,8 @@ def test_pairs_in_groups_is_exhaustive():
     codes = np.array([0, 1, 0, 1, 0, 2])
     li, ri = blocking._pairs_in_groups(codes, np.arange(6))
     assert sorted(zip(np.minimum(li, ri).tolist(), np.maximum(li, ri).tolist(), strict=True)) == [
-        (0, 2), (0, 4), (1, 3), (2, 4)
+        (0, 2),
+        (0, 4),
+        (1, 3),
+        (2, 4),
     ]

@@ -1,4 +1,5 @@
 """The command-line contracts: dedup_run on a real worker and inline, the exports."""
+
 from __future__ import annotations
 
 import csv
@@ -34,7 +35,11 @@ def _survivor(customer: Customer) -> int:
 def test_dedup_run_on_a_worker_prints_the_contract(live_worker, people):
     # A separate process, as an operator would type it, on the test database.
     result = subprocess.run(
-        [sys.executable, "manage.py", "dedup_run"], env=_worker_env(), cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "manage.py", "dedup_run"],
+        env=_worker_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]

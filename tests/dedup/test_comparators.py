@@ -1,4 +1,5 @@
 """Each comparison level, on the pure comparators (no database)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Merge and undo: the survivor gets everything, the undo restores exactly the original state."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,22 +29,39 @@ def _state(ids):  # noqa: ANN001, ANN202
 @pytest.fixture
 def pair(db):  # noqa: ANN001, ANN201
     source = make_source()
-    a = add_person(source, "K1", full_name="张伟", mobile="+8613800000001", birth_date="1985-03-04",
-                   id_number="11010519491231002X", tags=["vip"])
-    b = add_person(source, "K2", full_name="章伟", mobile="+8613800000001", email="zw@qq.com", city="上海",
-                   tags=["new"], custom={"shoe_size": 42})
+    a = add_person(
+        source,
+        "K1",
+        full_name="张伟",
+        mobile="+8613800000001",
+        birth_date="1985-03-04",
+        id_number="11010519491231002X",
+        tags=["vip"],
+    )
+    b = add_person(
+        source,
+        "K2",
+        full_name="章伟",
+        mobile="+8613800000001",
+        email="zw@qq.com",
+        city="上海",
+        tags=["new"],
+        custom={"shoe_size": 42},
+    )
     add_person(source, "K3", full_name="李娜", mobile="+8613500000005")
     SourceRecord.objects.create(source=make_source("pos"), source_key="P9", customer=b)
-    Interaction.objects.create(customer=b, source=source, kind="order", external_id="O-1",
-                               occurred_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    Interaction.objects.create(
+        customer=b, source=source, kind="order", external_id="O-1", occurred_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
     return a, b
 
 
 @pytest.mark.django_db
 def test_it_moves_everything_to_the_survivor_and_tombstones_the_other(pair, steward):
     a, b = pair
-    merge = services.customers_merge(customers=[a.pk, b.pk], survivor=a.pk, values={"full_name": "张伟"},
-                                     acting_user=steward, note="same phone")
+    merge = services.customers_merge(
+        customers=[a.pk, b.pk], survivor=a.pk, values={"full_name": "张伟"}, acting_user=steward, note="same phone"
+    )
     a.refresh_from_db()
     b.refresh_from_db()
     assert b.status == CustomerStatus.MERGED and b.merged_into_id == a.pk
@@ -53,8 +71,11 @@ def test_it_moves_everything_to_the_survivor_and_tombstones_the_other(pair, stew
     assert set(SourceRecord.objects.filter(customer=a).values_list("source_key", flat=True)) == {"K1", "K2", "P9"}
     assert Interaction.objects.get(external_id="O-1").customer_id == a.pk
     last = a.history.first()
-    assert (last.change_channel, last.change_ref, last.history_user_id) == (ChangeChannel.MERGE, f"merge:{merge.pk}",
-                                                                             steward.pk)
+    assert (last.change_channel, last.change_ref, last.history_user_id) == (
+        ChangeChannel.MERGE,
+        f"merge:{merge.pk}",
+        steward.pk,
+    )
     moved = SourceRecord.history.filter(source_key="P9").first()
     assert (moved.change_channel, moved.customer_id) == (ChangeChannel.MERGE, a.pk)
 
@@ -64,8 +85,9 @@ def test_undo_returns_exactly_the_original_state(pair, steward):
     a, b = pair
     ids = [a.pk, b.pk]
     before = _state(ids)
-    merge = services.customers_merge(customers=ids, survivor=b.pk, values={"birth_date": "1985-04-03"},
-                                     acting_user=steward)
+    merge = services.customers_merge(
+        customers=ids, survivor=b.pk, values={"birth_date": "1985-04-03"}, acting_user=steward
+    )
     assert _state(ids) != before
     report = services.merge_undo(merge=merge, acting_user=steward)
     assert report["has_conflicts"] is False

@@ -1,4 +1,5 @@
 """Real-time matching of newly arrived records, created as the import would create them."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,8 +18,17 @@ from tests.dedup.conftest import add_person, make_source
 def existing(db):  # noqa: ANN001, ANN201
     crm = make_source("crm")
     out = {
-        "zw": add_person(crm, "C1", full_name="张伟", birth_date="1985-03-04", mobile="+8613800000001",
-                         email="zw@qq.com", gender="M", city="上海", id_number_hash="h" * 64),
+        "zw": add_person(
+            crm,
+            "C1",
+            full_name="张伟",
+            birth_date="1985-03-04",
+            mobile="+8613800000001",
+            email="zw@qq.com",
+            gender="M",
+            city="上海",
+            id_number_hash="h" * 64,
+        ),
         "wf": add_person(crm, "C2", full_name="王芳", birth_date="1990-07-08", mobile="+8613700000003", gender="F"),
     }
     for i in range(30):
@@ -33,8 +43,15 @@ def _arrive(key: str, **values) -> SourceRecord:  # noqa: ANN003
 
 @pytest.mark.django_db
 def test_it_merges_a_sure_match_into_the_existing_customer(existing):
-    record = _arrive("S1", full_name="章伟", birth_date="1985-03-04", mobile="13800000001", email="zw@qq.com",
-                     gender="M", city="上海")
+    record = _arrive(
+        "S1",
+        full_name="章伟",
+        birth_date="1985-03-04",
+        mobile="13800000001",
+        email="zw@qq.com",
+        gender="M",
+        city="上海",
+    )
     new_customer = record.customer_id
     result = services.records_match(source_record_ids=[record.pk])
     assert result["merged"] == 1, result

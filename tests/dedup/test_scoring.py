@@ -1,4 +1,5 @@
 """Fellegi–Sunter weights, term-frequency (rarity) weighting, identity-key logic, EM."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,9 @@ from dedup.comparators import COMPARISONS
 from dedup.engine import RuleConfig, score_pair_positions
 from dedup.features import features_from_rows
 
-NAME, BIRTH, MOBILE, ID, UNION = (COMPARISONS[n] for n in ("name", "birth_date", "mobile", "id_number", "wechat_unionid"))
+NAME, BIRTH, MOBILE, ID, UNION = (
+    COMPARISONS[n] for n in ("name", "birth_date", "mobile", "id_number", "wechat_unionid")
+)
 
 
 def test_it_weighs_each_level_by_log2_m_over_u():
@@ -29,7 +32,9 @@ def test_it_treats_missing_values_as_neutral():
 
 
 def test_it_counts_agreement_on_a_rare_value_more_than_on_a_common_one():
-    rows = [{"id": i, "full_name": "张伟"} for i in range(300)] + [{"id": 1000 + i, "full_name": f"名{i}"} for i in range(2000)]
+    rows = [{"id": i, "full_name": "张伟"} for i in range(300)] + [
+        {"id": 1000 + i, "full_name": f"名{i}"} for i in range(2000)
+    ]
     rows += [{"id": 5000, "full_name": "欧阳娜娜"}, {"id": 5001, "full_name": "欧阳娜娜"}]
     features = features_from_rows(rows)
     tf, sizes = scoring.term_frequencies([NAME], features)
@@ -50,12 +55,15 @@ def test_it_shrinks_term_frequencies_on_tiny_data():
 
 def test_it_links_on_an_identity_key_unless_another_contradicts_it():
     comps = [ID, UNION, NAME]
-    levels = np.array([
-        [1, 0, 6],  # same ID, names differ: deterministic
-        [1, 2, 1],  # same ID, different unionid: contradiction
-        [3, 1, 1],  # different valid ID, same unionid: contradiction
-        [0, 0, 1],  # no identity keys
-    ], dtype=np.int8)
+    levels = np.array(
+        [
+            [1, 0, 6],  # same ID, names differ: deterministic
+            [1, 2, 1],  # same ID, different unionid: contradiction
+            [3, 1, 1],  # different valid ID, same unionid: contradiction
+            [0, 0, 1],  # no identity keys
+        ],
+        dtype=np.int8,
+    )
     assert scoring.identity_verdicts(comps, levels).tolist() == [1, -1, -1, 0]
     scored = scoring.score_pairs(comps, scoring.Parameters.defaults(comps), levels)
     decision = scoring.decide(comps, levels, scored, auto_threshold=0.99, review_threshold=0.5)
@@ -67,9 +75,9 @@ def test_it_links_on_an_identity_key_unless_another_contradicts_it():
 def test_it_never_links_two_different_valid_id_numbers_automatically():
     cfg = RuleConfig.from_dict({"learn": False})
     row = {"full_name": "张伟", "birth_date": "1985-03-04", "mobile": "+8613800000001", "email": "a@b.cn"}
-    features = features_from_rows([
-        {"id": 1, **row, "id_number": "11010519491231002X"}, {"id": 2, **row, "id_number": "440524188001010014"}
-    ])
+    features = features_from_rows(
+        [{"id": 1, **row, "id_number": "11010519491231002X"}, {"id": 2, **row, "id_number": "440524188001010014"}]
+    )
     params = scoring.Parameters.defaults(cfg.comparisons)
     res = score_pair_positions(cfg, params, features, np.array([[0, 1]]), keep_all=True)
     assert res.action[0] != 2

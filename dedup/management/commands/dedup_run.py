@@ -1,5 +1,6 @@
 """``manage.py dedup_run [--rule NAME] [--source CODE] [--inline]``: run duplicate detection
 and print ``{"run", "records", "candidates", "auto_merged", "for_review", "seconds"}``."""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,8 @@ class Command(BaseCommand):
                     run = services.dedup_run_execute_inline(run=run)
             else:
                 run = wait_until(
-                    lambda: DedupRun.objects.get(pk=run.pk), lambda r: r.status in RunStatus.terminal(),
+                    lambda: DedupRun.objects.get(pk=run.pk),
+                    lambda r: r.status in RunStatus.terminal(),
                     on_progress=self._progress,
                 )
         except ValidationError as exc:

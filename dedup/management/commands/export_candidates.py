@@ -1,4 +1,5 @@
 """``manage.py export_candidates PATH``: CSV ``left_source,left_key,right_source,right_key,score,status``."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """``manage.py export_xref PATH``: CSV ``source,source_key,customer_id``, one row per source
 record, ``customer_id`` being the surviving golden record (merged ones followed)."""
+
 from __future__ import annotations
 
 import json
