@@ -98,16 +98,17 @@ def learn_parameters(
     )
     tf, floor = scoring.term_frequencies(config.comparisons, features)
     m = {c.name: list(config.m.get(c.name) or c.default_m) for c in config.comparisons}
-    prior, iterations = 0.05, 0
+    prior, iterations, anchors = 0.05, 0, 0
     if config.learn and len(pairs) >= config.min_pairs_for_em:
         sample = pairs
         if len(pairs) > em_sample:
             rng = np.random.default_rng(seed)
             sample = pairs[rng.choice(len(pairs), em_sample, replace=False)]
         levels = levels_of(config, features, sample)
-        m, prior, iterations = scoring.em_m(config.comparisons, levels, u)
+        m, prior, iterations, anchors = scoring.learn_m(config.comparisons, levels, u)
     return scoring.Parameters(
-        m=m, u=u, prior=prior, tf=tf, tf_floor=floor, em_iterations=iterations, random_pairs=sampled
+        m=m, u=u, prior=prior, tf=tf, tf_floor=floor, em_iterations=iterations, random_pairs=sampled,
+        anchor_pairs=anchors,
     )
 
 

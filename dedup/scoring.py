@@ -40,6 +40,7 @@ class Parameters:
     tf_floor: dict[str, float] = field(default_factory=dict)  # records counted per TF table
     em_iterations: int = 0
     random_pairs: int = 0
+    anchor_pairs: int = 0
 
     def weights(self, name: str) -> np.ndarray:
         """Weights indexed by level number (0 = missing = 0 bits)."""
@@ -166,6 +167,60 @@ def em_m(
     return {k: v.tolist() for k, v in m.items()}, lam, done
 
 
+MIN_ANCHORS = 30
+
+
+def learn_m(
+    comparisons: list[Comparison], levels: np.ndarray, u: dict[str, list[float]], *, prior_strength: float = 20.0
+) -> tuple[dict[str, list[float]], float, int, int]:
+    """m per level, preferably from *anchor* pairs: candidate pairs agreeing on an identity
+    key with none disagreeing are (nearly) certainly one person, so how often each other
+    comparison reaches each level among them estimates its m directly. Plain EM over all
+    candidate pairs drifts toward "same household" or "same birth cohort" as its match class
+    when blocks are coarse; anchors do not. The identity comparisons keep their defaults (an
+    anchor says nothing about them), and the prior match rate is then found by EM with m and u
+    fixed. With fewer than ``MIN_ANCHORS`` anchors, full EM (m and prior) is used.
+
+    Returns (m, prior, EM iterations, anchor pairs used).
+    """
+    verdict = identity_verdicts(comparisons, levels)
+    anchors = levels[verdict == 1]
+    if len(anchors) < MIN_ANCHORS:
+        m, prior, iterations = em_m(comparisons, levels, u)
+        return m, prior, iterations, 0
+    m: dict[str, list[float]] = {}
+    for k, c in enumerate(comparisons):
+        if c.identity_key:
+            m[c.name] = list(c.default_m)
+            continue
+        counts = np.bincount(anchors[:, k], minlength=len(c.levels) + 1)[1:].astype(float)
+        m[c.name] = _normalise(counts, np.asarray(c.default_m), prior_strength)
+    prior, iterations = em_prior(comparisons, levels, m, u)
+    return m, prior, iterations, len(anchors)
+
+
+def em_prior(
+    comparisons: list[Comparison], levels: np.ndarray, m: dict[str, list[float]], u: dict[str, list[float]], *,
+    start: float = 0.05, iterations: int = 50, tol: float = 1e-6,
+) -> tuple[float, int]:
+    """The share of candidate pairs that are matches, by EM with m and u fixed."""
+    llr = np.zeros(len(levels))
+    for k, c in enumerate(comparisons):
+        mk = np.r_[1.0, m[c.name]]
+        uk = np.r_[1.0, u[c.name]]
+        llr += np.log(np.maximum(mk, EPS) / np.maximum(uk, EPS))[levels[:, k]]
+    lam = start
+    done = 0
+    for done in range(1, iterations + 1):  # noqa: B007
+        p = 1.0 / (1.0 + np.exp(-np.clip(np.log(lam / (1 - lam)) + llr, -60, 60)))
+        new = float(np.clip(p.mean(), 1e-6, 1 - 1e-6))
+        if abs(new - lam) < tol:
+            lam = new
+            break
+        lam = new
+    return lam, done
+
+
 def learn(
     comparisons: list[Comparison],
     features: pd.DataFrame,
@@ -176,9 +231,12 @@ def learn(
     params: dict | None = None,
 ) -> Parameters:
     u, sampled = estimate_u(comparisons, features, samples=random_pairs, params=params)
-    m, prior, iterations = em_m(comparisons, levels, u)
+    m, prior, iterations, anchors = learn_m(comparisons, levels, u)
     tf, floor = term_frequencies(comparisons, features)
-    return Parameters(m=m, u=u, prior=prior, tf=tf, tf_floor=floor, em_iterations=iterations, random_pairs=sampled)
+    return Parameters(
+        m=m, u=u, prior=prior, tf=tf, tf_floor=floor, em_iterations=iterations, random_pairs=sampled,
+        anchor_pairs=anchors,
+    )
 
 
 @dataclass

@@ -1024,8 +1024,7 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
             conditions |= Q(**{column: value})
     if customer.name_pinyin and customer.birth_date:
         conditions |= Q(name_pinyin=customer.name_pinyin, birth_date=customer.birth_date)
-    if customer.full_name and customer.birth_date:
-        conditions |= Q(full_name=customer.full_name, birth_date=customer.birth_date)
+    # Every branch is an indexed column (full_name has no index: it would force a scan).
     if not conditions:
         return {**base, "action": "none", "reason": "no matching keys"}
     others = list(

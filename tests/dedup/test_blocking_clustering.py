@@ -50,14 +50,17 @@ def test_it_blocks_on_email_local_part_but_not_generic_ones():
 
 
 def test_it_never_blocks_on_surname_alone_and_sub_blocks_oversized_blocks():
-    # 300 张 born in 1985: one family+year block far above the cap. Sub-blocking by the
-    # given-name initial splits it; only same-initial people are paired.
-    rows = [{"id": i, "full_name": "张" + "伟芳军"[i % 3], "birth_date": "1985-01-01"} for i in range(300)]
+    # 300 张 born in 1985 whose given names all start with "w": one family+year+initial block
+    # above the cap. Sub-blocking by the full given name splits it into wei/wen/wu.
+    rows = [{"id": i, "full_name": "张" + "伟文武"[i % 3], "birth_date": "1985-01-01"} for i in range(300)]
     pairs, stats = _pairs(rows, ["family_birth_year"], max_block=150)
     assert stats.sub_blocked >= 1
-    assert pairs  # wei/fang/jun split into blocks of 100
     assert all(rows[a]["full_name"] == rows[b]["full_name"] for a, b in pairs)
     assert len(pairs) == 3 * (100 * 99 // 2)
+    # Different initials never share a block at all.
+    pairs, _ = _pairs([{"id": 1, "full_name": "张伟", "birth_date": "1985-01-01"},
+                       {"id": 2, "full_name": "张芳", "birth_date": "1985-01-01"}], ["family_birth_year"])
+    assert pairs == set()
 
 
 def test_it_skips_blocks_that_stay_too_big_and_counts_them():
