@@ -70,7 +70,9 @@ def _present(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _similarity(a: np.ndarray, b: np.ndarray, scorer) -> np.ndarray:  # noqa: ANN001
     if len(a) == 0:
         return np.zeros(0, dtype=np.float64)
-    return np.asarray(process.cpdist(list(a), list(b), scorer=scorer, workers=-1), dtype=np.float64)
+    # Threads pay off only on big inputs; a handful of pairs (real time) stays on this thread.
+    workers = -1 if len(a) > 5000 else 1
+    return np.asarray(process.cpdist(list(a), list(b), scorer=scorer, workers=workers), dtype=np.float64)
 
 
 def _select(conditions: list[np.ndarray], present: np.ndarray, n_levels: int) -> np.ndarray:

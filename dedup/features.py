@@ -116,5 +116,48 @@ def build_features(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def features_from_rows(rows: list[dict]) -> pd.DataFrame:
-    """Features of a handful of records given as dicts (tests and real-time matching)."""
-    return build_features(pd.DataFrame.from_records(rows) if rows else pd.DataFrame({"id": []}))
+    """Features of records given as dicts: the per-row path for a handful of records (real
+    time, where pandas' per-operation overhead would dominate), the vectorised one beyond."""
+    if len(rows) <= SMALL:
+        return _small_features(rows)
+    return build_features(pd.DataFrame.from_records(rows))
+
+
+SMALL = 500
+
+
+def _t(value) -> str:  # noqa: ANN001
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def _row_features(r: dict, position: int) -> tuple:
+    full, family, given = _t(r.get("full_name")), _t(r.get("family_name")), _t(r.get("given_name"))
+    if not full and (family or given):
+        full = (family + given) if names.has_cjk(family + given) else f"{given} {family}".strip()
+    mobile = "".join(ch for ch in _t(r.get("mobile")) if ch.isdigit())
+    if mobile.startswith("86") and len(mobile) == 13:
+        mobile = mobile[2:]
+    email = _t(r.get("email")).lower()
+    local = email.split("@")[0] if "@" in email else ""
+    id_key = _t(r.get("id_number_hash")) if "id_number_hash" in r else _t(r.get("id_number")).upper()
+    valid = r.get("id_valid", True)
+    gender = _t(r.get("gender")).upper()
+    return (
+        r.get("id", position), names.fold(full), names.name_key(full), names.swapped_name(full, family, given),
+        names.family_key(full, family), names.given_key(full, given, family), _iso_date(r.get("birth_date")),
+        mobile, email, local, id_key, True if valid is None else bool(valid), _t(r.get("wechat_unionid")),
+        _t(r.get("member_no")), gender if gender in ("M", "F") else "",
+        "".join(_t(r.get("postcode")).split()), names.fold(_t(r.get("city"))), names.fold(_t(r.get("address"))),
+    )
+
+
+def _small_features(rows: list[dict]) -> pd.DataFrame:
+    data = [_row_features(r, k) for k, r in enumerate(rows)]
+    columns = list(zip(*data, strict=True)) if data else [[] for _ in FEATURE_COLUMNS]
+    frame = pd.DataFrame(
+        {name: pd.Series(col, dtype=object) for name, col in zip(FEATURE_COLUMNS, columns, strict=True)}
+    )
+    frame["id_valid"] = frame["id_valid"].astype(bool)
+    return frame
