@@ -368,7 +368,10 @@ def _set_based_update(model, objs: list, fields: list[str]) -> None:  # noqa: AN
     row_sql = "(" + ", ".join(f"%s::{c}" for c in casts) + ")"
     sets = ", ".join(f"{c} = v.{c}" for c in cols)
     names = ", ".join([connection.ops.quote_name(pk.column), *cols])
-    with connection.cursor() as cursor:
+    connection.ensure_connection()
+    # A plain psycopg cursor binds parameters on the server: Django's client-side binding would
+    # quote tens of thousands of values in Python.
+    with connection.connection.cursor() as cursor:
         for start in range(0, len(objs), 1000):
             batch = objs[start : start + 1000]
             params: list = []
@@ -382,13 +385,53 @@ def _set_based_update(model, objs: list, fields: list[str]) -> None:  # noqa: AN
             )
 
 
+def _copy_objects(model, objs: list, *, with_pk: bool = False) -> None:  # noqa: ANN001
+    """Insert unsaved model instances with PostgreSQL COPY (no per-value quoting in Python);
+    ``bulk_create`` elsewhere. With ``with_pk`` the instances carry their ids already."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objs, batch_size=1000)
+        return
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        with cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for obj in objs:
+                copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+
+
+def _allocate_ids(model, n: int) -> list[int]:  # noqa: ANN001
+    if connection.vendor != "postgresql" or n == 0:
+        return []
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _history_objects(model, objs: list, *, user, attrs: dict) -> list:  # noqa: ANN001
+    """Historical rows of an update, as simple-history's bulk_history_create builds them."""
+    history_model = model.history.model
+    now = timezone.now()
+    user_id = getattr(user, "pk", None)
+    return [
+        history_model(
+            history_date=now, history_user_id=user_id, history_change_reason=None, history_type="~",
+            **{f.attname: getattr(obj, f.attname) for f in history_model.tracked_fields}, **attrs,
+        )
+        for obj in objs
+    ]
+
+
 def _update_with_history(model, objs: list, fields: list[str], *, user, attrs: dict) -> None:  # noqa: ANN001
     if not objs:
         return
     _set_based_update(model, objs, fields)
-    model.history.bulk_history_create(
-        objs, batch_size=1000, update=True, default_user=user, custom_historical_attrs=attrs
-    )
+    _copy_objects(model.history.model, _history_objects(model, objs, user=user, attrs=attrs))
 
 
 MERGE_CHUNK = 1000
@@ -495,7 +538,15 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
             )
         )
     attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
-    Merge.objects.bulk_create(merges, batch_size=500)
+    ids_for_merges = _allocate_ids(Merge, len(merges))
+    if ids_for_merges:
+        now_created = timezone.now()
+        for merge, pk in zip(merges, ids_for_merges, strict=True):
+            merge.pk = pk
+            merge.created_at = now_created
+        _copy_objects(Merge, merges, with_pk=True)
+    else:
+        Merge.objects.bulk_create(merges, batch_size=500)
     _update_with_history(Customer, changed_customers, sorted(update_fields), user=user, attrs=attrs)
     _update_with_history(SourceRecord, moved_records, ["customer"], user=user, attrs=attrs)
     _update_with_history(Interaction, moved_interactions, ["customer"], user=user, attrs=attrs)
@@ -940,7 +991,7 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
         elif old.status in (CandidateStatus.PENDING, CandidateStatus.SUPERSEDED):
             row.pk = old.pk
             update.append(row)
-    MatchCandidate.objects.bulk_create(create, batch_size=2000)
+    _copy_objects(MatchCandidate, create)
     if update:
         MatchCandidate.objects.bulk_update(
             update, ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"], batch_size=2000

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from crmhub.choices import CustomerStatus
+from crmhub.choices import ChangeChannel, CustomerStatus
 from crmhub.models import Customer, SourceRecord
 from dedup import services
 from dedup.choices import CandidateStatus, RunStatus
-from dedup.models import MatchCandidate
+from dedup.models import MatchCandidate, Merge
 
 
 def _run(**kwargs):  # noqa: ANN003, ANN202
@@ -42,6 +42,15 @@ def test_it_links_the_known_duplicates_and_queues_the_doubtful_ones(people):
         "A2",
         "A3",
     }
+    # The set-based merges leave the same history as single ones, attributed to the run.
+    tombstone = Customer.history.filter(id=people["A2"].pk).order_by("-history_id").first()
+    assert (tombstone.status, tombstone.change_channel, tombstone.change_ref) == (
+        CustomerStatus.MERGED, ChangeChannel.MERGE, f"dedup_run:{run.pk}"
+    )
+    moved = SourceRecord.history.filter(source_key="A2").order_by("-history_id").first()
+    assert moved.customer_id == people["A1"].pk and moved.change_channel == ChangeChannel.MERGE
+    merge = Merge.objects.get(survivor=people["A1"])
+    assert set(merge.merged_ids) == {people["A2"].pk, people["A3"].pk} and merge.origin == "auto"
     assert not MatchCandidate.objects.filter(
         status=CandidateStatus.PENDING, left=people["B1"], right=people["E1"]
     ).exists()
