@@ -10,3 +10,26 @@ class CandidateStatus(models.TextChoices):
     REJECTED = "rejected", _("Not the same person")
     AUTO_MERGED = "auto_merged", _("Merged automatically")
     SUPERSEDED = "superseded", _("Superseded")
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", _("Queued")
+    RUNNING = "running", _("Scoring")
+    CLUSTERING = "clustering", _("Clustering and merging")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+
+    @classmethod
+    def terminal(cls) -> set[str]:
+        return {cls.COMPLETED, cls.FAILED}
+
+
+class MergeStatus(models.TextChoices):
+    DONE = "done", _("Merged")
+    UNDONE = "undone", _("Undone")
+
+
+class MergeOrigin(models.TextChoices):
+    STEWARD = "steward", _("Steward decision")
+    AUTO = "auto", _("Automatic link")
+    REALTIME = "realtime", _("Real-time match")

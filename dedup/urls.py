@@ -1,7 +1,14 @@
 """Browser routes of the dedup app."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
+
+from dedup import views
 
 app_name = "dedup"
-urlpatterns: list[URLPattern | URLResolver] = []
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("review/", views.review_queue, name="review-queue"),
+    path("candidates/<int:pk>/approve/", views.candidate_decide, {"decision": "approve"}, name="candidate-approve"),
+    path("candidates/<int:pk>/reject/", views.candidate_decide, {"decision": "reject"}, name="candidate-reject"),
+]

@@ -1,0 +1,209 @@
+"""Pure name helpers for matching: folding, pinyin, nicknames, Chinese/Western splitting.
+
+No ORM here. Everything is cached by value because names repeat a great deal (张伟, 王芳,
+John Smith), so a million records cost only as many conversions as distinct names.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import opencc
+from pypinyin import Style, lazy_pinyin
+
+_T2S = opencc.OpenCC("t2s")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_NOT_WORD = re.compile(r"[^\w\s]", re.UNICODE)
+_SPACES = re.compile(r"\s+")
+_CJK_SEPARATORS = re.compile(r"[\s·•・.\-]")
+
+# Chinese compound surnames: without them 欧阳娜娜 would split as 欧 + 阳娜娜.
+COMPOUND_SURNAMES = frozenset(
+    "欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 宇文 司徒".split()
+    + "夏侯 轩辕 令狐 端木 独孤 南宫 西门 百里 呼延 闻人 澹台".split()
+)
+
+# Western given-name variants mapped to one canonical form (a small, common core; both
+# directions — William/Bill — fold to the same key).
+_NICKNAME_GROUPS = (
+    "william bill billy will willy liam",
+    "robert bob bobby rob robbie bert",
+    "richard rick ricky dick rich",
+    "james jim jimmy jamie",
+    "john jack johnny jon",
+    "jonathan jon jonny",
+    "michael mike mikey mick",
+    "thomas tom tommy",
+    "joseph joe joey",
+    "charles charlie chuck chas",
+    "christopher chris kit",
+    "daniel dan danny",
+    "matthew matt",
+    "anthony tony",
+    "andrew andy drew",
+    "steven stephen steve stevie",
+    "edward ed eddie ted ned",
+    "benjamin ben benny",
+    "samuel sam sammy",
+    "alexander alex sandy alec",
+    "nicholas nick nicky",
+    "patrick pat paddy",
+    "peter pete",
+    "david dave davy",
+    "henry harry hank",
+    "lawrence larry",
+    "timothy tim timmy",
+    "gregory greg",
+    "kenneth ken kenny",
+    "ronald ron ronnie",
+    "donald don donnie",
+    "gerald gerry jerry",
+    "elizabeth liz lizzy beth betty eliza libby",
+    "margaret maggie meg peggy marge",
+    "katherine catherine kate katie kathy cathy kat",
+    "jennifer jen jenny",
+    "rebecca becky becca",
+    "susan sue susie suzanne",
+    "deborah debbie deb",
+    "patricia pat patty trish",
+    "barbara barb babs",
+    "jessica jess jessie",
+    "victoria vicky tori",
+    "christine christina chris chrissy tina",
+    "alexandra alex sandra sandy",
+    "abigail abby",
+    "samantha sam sammy",
+    "dorothy dot dottie",
+    "judith judy",
+    "pamela pam",
+    "cynthia cindy",
+    "theresa teresa terry tess",
+    "frances fran frankie",
+    "francis frank frankie",
+)
+
+
+def _nickname_map() -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for group in _NICKNAME_GROUPS:
+        names = group.split()
+        for name in names:
+            # A nickname shared by two groups (chris, sam, alex...) keeps its first group.
+            mapping.setdefault(name, names[0])
+    return mapping
+
+
+NICKNAMES = _nickname_map()
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text or ""))
+
+
+@lru_cache(maxsize=200_000)
+def fold(text: str) -> str:
+    """NFKC, traditional→simplified, lower case, punctuation dropped, spaces collapsed.
+    Chinese names lose their inner spaces and middle dots (张 伟, 阿卜杜·热合曼)."""
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFKC", text).strip()
+    if has_cjk(text):
+        return _CJK_SEPARATORS.sub("", _T2S.convert(text))
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _SPACES.sub(" ", _NOT_WORD.sub(" ", text.lower())).strip()
+
+
+@lru_cache(maxsize=200_000)
+def pinyin(text: str) -> str:
+    """Toneless pinyin of a folded name, syllables joined ('zhangwei'); '' for non-Chinese."""
+    text = fold(text)
+    if not text or not has_cjk(text):
+        return ""
+    return "".join(lazy_pinyin(text, style=Style.NORMAL, errors="ignore"))
+
+
+@lru_cache(maxsize=200_000)
+def split_chinese(full: str) -> tuple[str, str]:
+    """(family, given) of a folded Chinese full name, compound surnames included."""
+    full = fold(full)
+    if len(full) < 2:
+        return full, ""
+    if full[:2] in COMPOUND_SURNAMES and len(full) > 2:
+        return full[:2], full[2:]
+    return full[:1], full[1:]
+
+
+def canonical_given(token: str) -> str:
+    return NICKNAMES.get(token, token)
+
+
+@lru_cache(maxsize=200_000)
+def western_key(text: str) -> str:
+    """Folded Western name with given-name nicknames canonicalised and tokens sorted, so that
+    'Bill Smith', 'Smith, William' and 'william smith' share one key."""
+    tokens = fold(text).split()
+    return " ".join(sorted(canonical_given(t) for t in tokens))
+
+
+@lru_cache(maxsize=200_000)
+def name_key(text: str) -> str:
+    """The sound-alike key of a name: pinyin for Chinese names, western_key otherwise."""
+    return pinyin(text) if has_cjk(text) else western_key(text)
+
+
+@lru_cache(maxsize=200_000)
+def family_key(full_name: str, family_name: str = "") -> str:
+    """Pinyin (Chinese) or folded (Western) family name, from the family-name column when
+    known, else derived from the full name (Chinese: first character or compound surname;
+    Western: last token)."""
+    family = fold(family_name)
+    if not family:
+        full = fold(full_name)
+        if not full:
+            return ""
+        if has_cjk(full):
+            family = split_chinese(full)[0]
+        else:
+            tokens = full.split()
+            family = tokens[-1] if len(tokens) > 1 else ""
+    if has_cjk(family):
+        return pinyin(family)
+    return family
+
+
+@lru_cache(maxsize=200_000)
+def given_key(full_name: str, given_name: str = "", family_name: str = "") -> str:
+    given = fold(given_name)
+    if not given:
+        full = fold(full_name)
+        if not full:
+            return ""
+        if has_cjk(full):
+            fam = fold(family_name)
+            given = full[len(fam) :] if fam and full.startswith(fam) else split_chinese(full)[1]
+        else:
+            tokens = full.split()
+            given = tokens[0] if len(tokens) > 1 else full
+    if has_cjk(given):
+        return pinyin(given)
+    return canonical_given(given.split()[0]) if given else ""
+
+
+@lru_cache(maxsize=200_000)
+def swapped_name(full_name: str, family_name: str = "", given_name: str = "") -> str:
+    """The folded name with family and given parts swapped (伟张 for 张伟, 'smith john' for
+    'john smith'): equal to the other record's folded name when one system wrote them the
+    other way round."""
+    full = fold(full_name)
+    if not full:
+        return ""
+    if has_cjk(full):
+        fam = fold(family_name)
+        if fam and full.startswith(fam):
+            return full[len(fam) :] + fam
+        family, given = split_chinese(full)
+        return given + family
+    tokens = full.split()
+    return " ".join(tokens[1:] + tokens[:1]) if len(tokens) > 1 else full

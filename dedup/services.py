@@ -1,0 +1,1157 @@
+"""Write operations of duplicate detection: merges and their undo, candidate decisions,
+batch runs (in parts any worker can take) and real-time matching of arriving records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import time
+import zlib
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
+from django.utils import timezone
+from simple_history.utils import bulk_update_with_history
+
+from accounts.crypto import decrypt, encrypt
+from crmhub.choices import ChangeChannel, CustomerStatus
+from crmhub.context import change_context, current_change_context
+from crmhub.models import Customer, Interaction, Source, SourceRecord
+from dedup import engine
+from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
+from dedup.features import build_features, features_from_rows
+from dedup.models import DedupRun, DedupRunPart, MatchCandidate, MatchRule, Merge
+
+logger = logging.getLogger(__name__)
+
+
+class MergeError(ValidationError):
+    """A merge or an undo that cannot be done as asked (the message says why)."""
+
+
+class MergeValueError(MergeError):
+    """A value chosen for the survivor is not acceptable."""
+
+
+class StaleVersionError(MergeError):
+    """A customer changed since the caller read it (optimistic locking)."""
+
+
+#
+# Loading records
+#
+
+FEATURE_SOURCE_COLUMNS = (
+    "id",
+    "full_name",
+    "family_name",
+    "given_name",
+    "gender",
+    "birth_date",
+    "mobile",
+    "email",
+    "id_number_hash",
+    "member_no",
+    "wechat_unionid",
+    "postcode",
+    "city",
+    "address",
+)
+
+
+def customer_frame(*, ids: Iterable[int] | None = None, queryset=None) -> pd.DataFrame:  # noqa: ANN001
+    """Active customers' matching columns as a DataFrame, read in one query (no decryption:
+    the ID number is compared through its blind index)."""
+    qs = queryset if queryset is not None else Customer.objects.active()
+    if ids is not None:
+        qs = qs.filter(pk__in=list(ids))
+    qs = qs.annotate(
+        id_flagged=ExpressionWrapper(Q(quality_flags__has_key="id_number"), output_field=BooleanField())
+    ).order_by("id")
+    sql, sql_params = qs.values_list(*FEATURE_SOURCE_COLUMNS, "id_flagged").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, sql_params)
+        rows = cursor.fetchall()
+    df = pd.DataFrame.from_records(rows, columns=[*FEATURE_SOURCE_COLUMNS, "id_flagged"])
+    df["id_valid"] = ~df["id_flagged"].fillna(False).astype(bool)
+    return df.drop(columns=["id_flagged"])
+
+
+def customer_rows(ids: Iterable[int]) -> list[dict]:
+    """The matching columns of a few customers as dicts (real time: no DataFrame overhead)."""
+    rows = (
+        Customer.objects.filter(pk__in=list(ids))
+        .annotate(id_flagged=ExpressionWrapper(Q(quality_flags__has_key="id_number"), output_field=BooleanField()))
+        .order_by("id")
+        .values(*FEATURE_SOURCE_COLUMNS, "id_flagged")
+    )
+    return [{**row, "id_valid": not row.pop("id_flagged")} for row in rows]
+
+
+def rule_get(name: str | None = None) -> MatchRule:
+    if name:
+        rule = MatchRule.objects.filter(name=name).first()
+        if rule is None:
+            known = ", ".join(MatchRule.objects.values_list("name", flat=True)) or "none"
+            raise ValidationError(f"There is no match rule named {name!r} (known: {known}).")
+        if not rule.is_active:
+            raise ValidationError(f"The match rule {name!r} is not active.")
+        return rule
+    if not MatchRule.objects.exists():
+        match_rule_default_ensure()
+    rule = (
+        MatchRule.objects.filter(is_active=True, is_default=True).first()
+        or MatchRule.objects.filter(is_active=True).first()
+    )
+    if rule is None:
+        raise ValidationError("No active match rule exists; create one in the admin.")
+    return rule
+
+
+def match_rule_default_ensure() -> MatchRule:
+    """The shipped default rule (also created by a data migration), recreated if missing."""
+    from importlib import import_module
+
+    spec = import_module("dedup.migrations.0003_default_match_rule").DEFAULT_RULE
+    rule, _ = MatchRule.objects.get_or_create(
+        name=spec["name"], defaults={k: v for k, v in spec.items() if k != "name"}
+    )
+    return rule
+
+
+def _surviving_ids(ids: set[int]) -> dict[int, int]:
+    """Each id → the id of the active customer it was (transitively) merged into."""
+    result = {i: i for i in ids}
+    pending = set(ids)
+    hops = 0
+    while pending and hops < 50:
+        targets = dict(
+            Customer.objects.filter(pk__in=pending, status=CustomerStatus.MERGED).values_list("pk", "merged_into_id")
+        )
+        if not targets:
+            break
+        for original, current in result.items():
+            if current in targets:
+                result[original] = targets[current]
+        pending = set(targets.values())
+        hops += 1
+    return result
+
+
+def rejected_pairs(ids: set[int] | None = None) -> set[tuple[int, int]]:
+    """Pairs of *surviving* customers a steward said are different people (a rejection
+    outlives merges: rejecting A~B keeps A apart from whatever B was merged into)."""
+    qs = MatchCandidate.objects.filter(status=CandidateStatus.REJECTED)
+    if ids is not None:
+        qs = qs.filter(Q(left_id__in=ids) | Q(right_id__in=ids))
+    raw = list(qs.values_list("left_id", "right_id"))
+    if not raw:
+        return set()
+    survivors = _surviving_ids({i for pair in raw for i in pair})
+    out = set()
+    for a, b in raw:
+        sa, sb = survivors[a], survivors[b]
+        if sa != sb:
+            out.add((min(sa, sb), max(sa, sb)))
+    return out
+
+
+#
+# Merge and undo
+#
+
+SNAPSHOT_EXCLUDE = {"id", "updated_at"}
+
+
+def _snapshot_fields() -> list:
+    return [f for f in Customer._meta.concrete_fields if f.name not in SNAPSHOT_EXCLUDE]
+
+
+class _SnapshotEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder, but datetimes keep their microseconds (an exact undo needs them)."""
+
+    def default(self, o):  # noqa: ANN001, ANN201
+        import datetime as dt
+
+        if isinstance(o, dt.datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+def _customer_values(customer: Customer) -> dict:
+    out = {}
+    for f in _snapshot_fields():
+        value = f.value_from_object(customer)
+        if f.name == "id_number" and value:
+            value = encrypt(value)  # the snapshot is JSON: keep the secret sealed
+        out[f.attname] = value
+    return json.loads(json.dumps(out, cls=_SnapshotEncoder))
+
+
+def _restore_value(field, value):  # noqa: ANN001, ANN202
+    if field.name == "id_number" and value:
+        return decrypt(value)
+    if value is None:
+        return None
+    if field.get_internal_type() in ("DateField", "DateTimeField"):
+        return field.to_python(value)
+    return value
+
+
+SURVIVORSHIP_FIELDS = [n for n in Customer.CORE_FIELDS if n not in ("tags",)] + ["name_pinyin"]
+
+
+def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -> dict:
+    """Survivorship: explicit ``values`` win; otherwise the survivor keeps its value and a
+    blank one is filled from the others (oldest first); tags are united."""
+    out: dict = {}
+    for name in SURVIVORSHIP_FIELDS:
+        current = getattr(survivor, name)
+        if current in (None, ""):
+            for other in others:
+                candidate = getattr(other, name)
+                if candidate not in (None, ""):
+                    out[name] = candidate
+                    break
+    tags = list(survivor.tags or [])
+    for other in others:
+        tags += [t for t in (other.tags or []) if t not in tags]
+    if tags != list(survivor.tags or []):
+        out["tags"] = tags
+    custom = dict(survivor.custom or {})
+    for other in others:
+        for key, value in (other.custom or {}).items():
+            custom.setdefault(key, value)
+    if custom != (survivor.custom or {}):
+        out["custom"] = custom
+    for name, value in (values or {}).items():
+        if name not in Customer.CORE_FIELDS:
+            raise MergeValueError(f"{name!r} is not a field that can be chosen in a merge.")
+        field = Customer._meta.get_field(name)
+        try:
+            out[name] = field.to_python(value) if value not in (None, "") else ("" if not field.null else None)
+        except ValidationError as exc:
+            raise MergeValueError(f"The value chosen for {name!r} is not valid: {'; '.join(exc.messages)}") from exc
+    return out
+
+
+@transaction.atomic
+def customers_merge(
+    *,
+    customers: list[int] | list[Customer],
+    survivor: int | Customer,
+    values: dict | None = None,
+    acting_user=None,
+    note: str = "",
+    origin: str = MergeOrigin.STEWARD,
+    run: DedupRun | None = None,  # noqa: ANN001
+    expected_versions: dict[int, int] | None = None,
+    candidate: MatchCandidate | None = None,
+) -> Merge:
+    """Merge ``customers`` into ``survivor``: move their source records and interactions to
+    the survivor, tombstone them (status merged, ``merged_into``), apply the chosen values,
+    bump every version, and keep a snapshot from which ``merge_undo`` restores all of it."""
+    ids = sorted({c.pk if isinstance(c, Customer) else int(c) for c in customers})
+    survivor_id = survivor.pk if isinstance(survivor, Customer) else int(survivor)
+    if survivor_id not in ids:
+        ids = sorted({*ids, survivor_id})
+    if len(ids) < 2:
+        raise MergeError("A merge needs at least two different customers.")
+    locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    missing = [i for i in ids if i not in locked]
+    if missing:
+        raise MergeError(f"No customer with id {', '.join(map(str, missing))}.")
+    inactive = [i for i in ids if locked[i].status != CustomerStatus.ACTIVE]
+    if inactive:
+        raise MergeError(
+            f"Customer {', '.join(map(str, inactive))} is not active (already merged or erased); merge its survivor."
+        )
+    for cid, version in (expected_versions or {}).items():
+        if int(cid) in locked and locked[int(cid)].version != int(version):
+            raise StaleVersionError(
+                f"Customer {cid} changed since it was read (version {locked[int(cid)].version}, not {version}); "
+                "reload and try again."
+            )
+    target = locked[survivor_id]
+    others = [locked[i] for i in ids if i != survivor_id]
+    other_ids = [c.pk for c in others]
+
+    records = list(SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    interactions = list(Interaction.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    before = {
+        "customers": {str(c.pk): _customer_values(c) for c in locked.values()},
+        "source_records": {str(r.pk): r.customer_id for r in records},
+        "interactions": {str(i.pk): i.customer_id for i in interactions},
+    }
+    new_values = _survivor_values(target, others, values or {})
+    merge = Merge.objects.create(
+        survivor=target,
+        merged_ids=other_ids,
+        values=json.loads(json.dumps(values or {}, cls=DjangoJSONEncoder)),
+        before=before,
+        origin=origin,
+        run=run,
+        note=note,
+        acting_user=acting_user,
+    )
+    ctx = current_change_context()
+    ref = ctx.ref if ctx.channel == ChangeChannel.MERGE and ctx.ref else f"merge:{merge.pk}"
+    with change_context(channel=ChangeChannel.MERGE, ref=ref, user=acting_user or ctx.user):
+        for name, value in new_values.items():
+            setattr(target, name, value)
+        if "full_name" in new_values and "name_pinyin" not in new_values:
+            from dedup.names import pinyin
+
+            target.name_pinyin = pinyin(target.full_name) or target.name_pinyin
+        target.version += 1
+        target.save()
+        for other in others:
+            other.status = CustomerStatus.MERGED
+            other.merged_into = target
+            other.version += 1
+            other.save()
+        moved_records = [r for r in records if r.customer_id != survivor_id]
+        for r in moved_records:
+            r.customer_id = survivor_id
+        moved_interactions = [i for i in interactions if i.customer_id != survivor_id]
+        for i in moved_interactions:
+            i.customer_id = survivor_id
+        attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
+        user = acting_user or ctx.user
+        if moved_records:
+            bulk_update_with_history(
+                moved_records, SourceRecord, ["customer"], default_user=user, custom_historical_attrs=attrs
+            )
+        if moved_interactions:
+            bulk_update_with_history(
+                moved_interactions, Interaction, ["customer"], default_user=user, custom_historical_attrs=attrs
+            )
+    target.refresh_from_db()
+    merge.after = {
+        "survivor": _customer_values(target),
+        "versions": {str(c.pk): c.version for c in [target, *others]},
+    }
+    merge.save(update_fields=["after"])
+    # Open candidates about the merged records are moot now; the next run re-proposes what is left.
+    open_qs = MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
+        Q(left_id__in=ids) | Q(right_id__in=ids)
+    )
+    if candidate is not None:
+        open_qs = open_qs.exclude(pk=candidate.pk)
+    open_qs.filter(left_id__in=ids, right_id__in=ids).update(
+        status=CandidateStatus.SUPERSEDED, merge=merge, decided_at=timezone.now()
+    )
+    open_qs.filter(Q(left_id__in=other_ids) | Q(right_id__in=other_ids)).update(status=CandidateStatus.SUPERSEDED)
+    return merge
+
+
+def _set_based_update(model, objs: list, fields: list[str]) -> None:  # noqa: ANN001
+    """``bulk_update`` without its per-row CASE expressions (slow for thousands of rows): on
+    PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` per batch; elsewhere Django's bulk_update."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_update(objs, fields, batch_size=500)
+        return
+    concrete = [model._meta.get_field(f) for f in fields]
+    pk = model._meta.pk
+    table = connection.ops.quote_name(model._meta.db_table)
+    cols = [connection.ops.quote_name(f.column) for f in concrete]
+    casts = [pk.db_type(connection)] + [f.db_type(connection) for f in concrete]
+    casts = ["bigint" if c == "bigserial" else c for c in casts]
+    row_sql = "(" + ", ".join(f"%s::{c}" for c in casts) + ")"
+    sets = ", ".join(f"{c} = v.{c}" for c in cols)
+    names = ", ".join([connection.ops.quote_name(pk.column), *cols])
+    connection.ensure_connection()
+    # A plain psycopg cursor binds parameters on the server: Django's client-side binding would
+    # quote tens of thousands of values in Python.
+    with connection.connection.cursor() as cursor:
+        for start in range(0, len(objs), 1000):
+            batch = objs[start : start + 1000]
+            params: list = []
+            for obj in batch:
+                params.append(obj.pk)
+                params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete)
+            cursor.execute(
+                f"UPDATE {table} AS t SET {sets} FROM (VALUES {', '.join([row_sql] * len(batch))}) AS v({names}) "  # noqa: S608
+                f"WHERE t.{connection.ops.quote_name(pk.column)} = v.{connection.ops.quote_name(pk.column)}",
+                params,
+            )
+
+
+def _copy_objects(model, objs: list, *, with_pk: bool = False) -> None:  # noqa: ANN001
+    """Insert unsaved model instances with PostgreSQL COPY (no per-value quoting in Python);
+    ``bulk_create`` elsewhere. With ``with_pk`` the instances carry their ids already."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objs, batch_size=1000)
+        return
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        with cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for obj in objs:
+                copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+
+
+def _allocate_ids(model, n: int) -> list[int]:  # noqa: ANN001
+    if connection.vendor != "postgresql" or n == 0:
+        return []
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _history_objects(model, objs: list, *, user, attrs: dict) -> list:  # noqa: ANN001
+    """Historical rows of an update, as simple-history's bulk_history_create builds them."""
+    history_model = model.history.model
+    now = timezone.now()
+    user_id = getattr(user, "pk", None)
+    return [
+        history_model(
+            history_date=now, history_user_id=user_id, history_change_reason=None, history_type="~",
+            **{f.attname: getattr(obj, f.attname) for f in history_model.tracked_fields}, **attrs,
+        )
+        for obj in objs
+    ]
+
+
+def _update_with_history(model, objs: list, fields: list[str], *, user, attrs: dict) -> None:  # noqa: ANN001
+    if not objs:
+        return
+    _set_based_update(model, objs, fields)
+    _copy_objects(model.history.model, _history_objects(model, objs, user=user, attrs=attrs))
+
+
+MERGE_CHUNK = 1000
+
+
+def customers_merge_many(
+    *,
+    clusters: list[list[int]],
+    run: DedupRun | None = None,
+    note: str = "",
+    origin: str = MergeOrigin.AUTO,
+) -> dict[int, int]:
+    """Many merges at once, set-based (the batch run's automatic links): the same effects,
+    snapshots and history as ``customers_merge`` per cluster (survivor = first id), in a few
+    queries per chunk of clusters instead of a few per cluster. Clusters with a customer no
+    longer active are skipped. Returns survivor id → merge id."""
+    done: dict[int, int] = {}
+    for start in range(0, len(clusters), MERGE_CHUNK):
+        done.update(_merge_chunk(clusters[start : start + MERGE_CHUNK], run, note, origin))
+    return done
+
+
+@transaction.atomic
+def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, origin: str) -> dict[int, int]:
+    from accounts.crypto import blind_index
+
+    ids = sorted({i for members in clusters for i in members})
+    locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    # The first id of each cluster survives; the others follow in id order.
+    clusters = [
+        [m[0], *sorted(set(m[1:]) - {m[0]})]
+        for m in clusters
+        if len(set(m)) >= 2 and all(i in locked and locked[i].status == CustomerStatus.ACTIVE for i in m)
+    ]
+    if not clusters:
+        return {}
+    ids = sorted({i for members in clusters for i in members})
+    owner_of = {i: members[0] for members in clusters for i in members}
+    records = list(SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    interactions = list(Interaction.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    records_by: dict[int, list[SourceRecord]] = {}
+    for r in records:
+        records_by.setdefault(owner_of[r.customer_id], []).append(r)
+    interactions_by: dict[int, list[Interaction]] = {}
+    for i in interactions:
+        interactions_by.setdefault(owner_of[i.customer_id], []).append(i)
+    ctx = current_change_context()
+    user = ctx.user
+    ref = ctx.ref if ctx.channel == ChangeChannel.MERGE and ctx.ref else (f"dedup_run:{run.pk}" if run else "merge")
+    merges, changed_customers, moved_records, moved_interactions = [], [], [], []
+    now = timezone.now()
+    update_fields: set[str] = {"version", "status", "merged_into", "updated_at"}
+    for members in clusters:
+        target = locked[members[0]]
+        others = [locked[i] for i in members[1:]]
+        before = {
+            "customers": {str(i): _customer_values(locked[i]) for i in members},
+            "source_records": {str(r.pk): r.customer_id for r in records_by.get(members[0], [])},
+            "interactions": {str(i.pk): i.customer_id for i in interactions_by.get(members[0], [])},
+        }
+        new_values = _survivor_values(target, others, {})
+        for name, value in new_values.items():
+            setattr(target, name, value)
+            update_fields.add(name)
+        if "full_name" in new_values:
+            from dedup.names import pinyin
+
+            target.name_pinyin = pinyin(target.full_name) or target.name_pinyin
+            update_fields.add("name_pinyin")
+        if "id_number" in new_values:
+            target.id_number_hash = blind_index(target.id_number)
+            update_fields.add("id_number_hash")
+        target.version += 1
+        target.updated_at = now
+        changed_customers.append(target)
+        for other in others:
+            other.status = CustomerStatus.MERGED
+            other.merged_into_id = target.pk
+            other.version += 1
+            other.updated_at = now
+            changed_customers.append(other)
+        for r in records_by.get(members[0], []):
+            if r.customer_id != target.pk:
+                r.customer_id = target.pk
+                moved_records.append(r)
+        for i in interactions_by.get(members[0], []):
+            if i.customer_id != target.pk:
+                i.customer_id = target.pk
+                moved_interactions.append(i)
+        merges.append(
+            Merge(
+                survivor_id=target.pk,
+                merged_ids=[o.pk for o in others],
+                values={},
+                before=before,
+                origin=origin,
+                run=run,
+                note=note,
+                acting_user=None,
+                after={
+                    "survivor": _customer_values(target),
+                    "versions": {str(c.pk): c.version for c in [target, *others]},
+                },
+            )
+        )
+    attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
+    ids_for_merges = _allocate_ids(Merge, len(merges))
+    if ids_for_merges:
+        now_created = timezone.now()
+        for merge, pk in zip(merges, ids_for_merges, strict=True):
+            merge.pk = pk
+            merge.created_at = now_created
+        _copy_objects(Merge, merges, with_pk=True)
+    else:
+        Merge.objects.bulk_create(merges, batch_size=500)
+    _update_with_history(Customer, changed_customers, sorted(update_fields), user=user, attrs=attrs)
+    _update_with_history(SourceRecord, moved_records, ["customer"], user=user, attrs=attrs)
+    _update_with_history(Interaction, moved_interactions, ["customer"], user=user, attrs=attrs)
+    merged_away = [i for members in clusters for i in members[1:]]
+    MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
+        Q(left_id__in=merged_away) | Q(right_id__in=merged_away)
+    ).update(status=CandidateStatus.SUPERSEDED)
+    if any(m.pk is None for m in merges):
+        # Backends that do not return ids from bulk inserts: read them back.
+        by_survivor = dict(
+            Merge.objects.filter(run=run, survivor_id__in=[m.survivor_id for m in merges])
+            .order_by("pk")
+            .values_list("survivor_id", "pk")
+        )
+        return {m.survivor_id: by_survivor[m.survivor_id] for m in merges}
+    return {m.survivor_id: m.pk for m in merges}
+
+
+@transaction.atomic
+def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # noqa: ANN001
+    """Restore what ``merge`` changed. Rows changed since the merge keep their later
+    changes: a survivor field edited afterwards keeps its new value, a source record or
+    interaction that moved on stays where it is, and each such case is reported."""
+    merge = Merge.objects.select_for_update().get(pk=merge.pk)
+    if merge.status == MergeStatus.UNDONE:
+        raise MergeError(f"Merge {merge.pk} was already undone.")
+    ids = [int(i) for i in merge.before["customers"]]
+    locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    survivor = locked[merge.survivor_id]
+    if survivor.status != CustomerStatus.ACTIVE:
+        raise MergeError(
+            f"Customer {survivor.pk} was merged again afterwards (into {survivor.merged_into_id}); "
+            "undo that later merge first."
+        )
+    for cid in merge.merged_ids:
+        c = locked[int(cid)]
+        if c.status != CustomerStatus.MERGED or c.merged_into_id != survivor.pk:
+            raise MergeError(f"Customer {cid} is no longer merged into {survivor.pk}; this merge cannot be undone.")
+    conflicts: dict = {"fields": [], "source_records": [], "interactions": []}
+    fields = {f.attname: f for f in _snapshot_fields()}
+    after = merge.after.get("survivor", {})
+    current_survivor = _customer_values(survivor)
+    with change_context(channel=ChangeChannel.UNMERGE, ref=f"merge:{merge.pk}", user=acting_user):
+        for cid_str, values in merge.before["customers"].items():
+            customer = locked[int(cid_str)]
+            is_survivor = customer.pk == survivor.pk
+            for attname, old in values.items():
+                if attname in ("version",):
+                    continue
+                field = fields[attname]
+                if is_survivor and attname in after:
+                    unchanged_since = _same(field, current_survivor.get(attname), after.get(attname))
+                    if not unchanged_since:
+                        conflicts["fields"].append(field.name)
+                        continue
+                setattr(customer, attname, _restore_value(field, old))
+            customer.version = max(customer.version, int(values.get("version", 0))) + 1
+            customer.save()
+        records = list(
+            SourceRecord.objects.select_for_update().filter(pk__in=[int(k) for k in merge.before["source_records"]])
+        )
+        back = []
+        for r in records:
+            owner = merge.before["source_records"][str(r.pk)]
+            if r.customer_id == owner:
+                continue
+            if r.customer_id != survivor.pk:
+                conflicts["source_records"].append(r.pk)
+                continue
+            r.customer_id = owner
+            back.append(r)
+        interactions = list(
+            Interaction.objects.select_for_update().filter(pk__in=[int(k) for k in merge.before["interactions"]])
+        )
+        back_i = []
+        for i in interactions:
+            owner = merge.before["interactions"][str(i.pk)]
+            if i.customer_id == owner:
+                continue
+            if i.customer_id != survivor.pk:
+                conflicts["interactions"].append(i.pk)
+                continue
+            i.customer_id = owner
+            back_i.append(i)
+        attrs = {"change_channel": ChangeChannel.UNMERGE, "change_ref": f"merge:{merge.pk}"}
+        if back:
+            bulk_update_with_history(
+                back, SourceRecord, ["customer"], default_user=acting_user, custom_historical_attrs=attrs
+            )
+        if back_i:
+            bulk_update_with_history(
+                back_i, Interaction, ["customer"], default_user=acting_user, custom_historical_attrs=attrs
+            )
+    gone_records = set(map(int, merge.before["source_records"])) - {r.pk for r in records}
+    conflicts["source_records"] += sorted(gone_records)
+    report = {"restored": sorted(ids), "conflicts": conflicts, "has_conflicts": any(conflicts.values())}
+    merge.status = MergeStatus.UNDONE
+    merge.undone_by = acting_user
+    merge.undone_at = timezone.now()
+    merge.undo_report = report
+    if note:
+        merge.note = (merge.note + "\n" + note).strip()
+    merge.save()
+    # Undoing says "these are not one person": remember it so no run links them again.
+    MatchCandidate.objects.filter(merge=merge).update(
+        status=CandidateStatus.REJECTED, decided_by=acting_user, decided_at=timezone.now(), note="merge undone"
+    )
+    for other in merge.merged_ids:
+        a, b = sorted((int(other), survivor.pk))
+        MatchCandidate.objects.update_or_create(
+            left_id=a,
+            right_id=b,
+            defaults={
+                "status": CandidateStatus.REJECTED,
+                "decided_by": acting_user,
+                "decided_at": timezone.now(),
+                "note": "merge undone",
+                "merge": merge,
+            },
+            create_defaults={
+                "score": 0.0,
+                "status": CandidateStatus.REJECTED,
+                "decided_by": acting_user,
+                "decided_at": timezone.now(),
+                "note": "merge undone",
+                "merge": merge,
+                "reason": "undo",
+            },
+        )
+    return report
+
+
+def _same(field, a, b) -> bool:  # noqa: ANN001
+    if field.name == "id_number":
+        return _restore_value(field, a) == _restore_value(field, b)
+    return a == b
+
+
+#
+# Candidate decisions
+#
+
+
+@transaction.atomic
+def candidate_approve(*, candidate: MatchCandidate, acting_user, values: dict | None = None, note: str = "") -> Merge:  # noqa: ANN001
+    """Approve a pending candidate: merge the younger record into the older one."""
+    candidate = MatchCandidate.objects.select_for_update().get(pk=candidate.pk)
+    if candidate.status != CandidateStatus.PENDING:
+        raise MergeError(f"Candidate {candidate.pk} is not waiting for review (it is {candidate.status}).")
+    survivors = _surviving_ids({candidate.left_id, candidate.right_id})
+    left, right = survivors[candidate.left_id], survivors[candidate.right_id]
+    if left == right:
+        raise MergeError(f"Candidate {candidate.pk}: both records already belong to customer {left}.")
+    merge = customers_merge(
+        customers=[left, right],
+        survivor=min(left, right),
+        values=values,
+        acting_user=acting_user,
+        note=note,
+        candidate=candidate,
+    )
+    candidate.status = CandidateStatus.APPROVED
+    candidate.decided_by = acting_user
+    candidate.decided_at = timezone.now()
+    candidate.merge = merge
+    candidate.note = note
+    candidate.save()
+    return merge
+
+
+@transaction.atomic
+def candidate_reject(*, candidate: MatchCandidate, acting_user, note: str = "") -> MatchCandidate:  # noqa: ANN001
+    """Say the pair are different people; remembered, so no run proposes the pair again."""
+    candidate = MatchCandidate.objects.select_for_update().get(pk=candidate.pk)
+    if candidate.status != CandidateStatus.PENDING:
+        raise MergeError(f"Candidate {candidate.pk} is not waiting for review (it is {candidate.status}).")
+    candidate.status = CandidateStatus.REJECTED
+    candidate.decided_by = acting_user
+    candidate.decided_at = timezone.now()
+    candidate.note = note
+    candidate.save()
+    return candidate
+
+
+#
+# Batch runs
+#
+
+PART_PAIRS = 250_000
+
+
+@transaction.atomic
+def dedup_run_create(*, rule_name: str | None = None, source_code: str = "", user=None) -> DedupRun:  # noqa: ANN001
+    rule = rule_get(rule_name)
+    rule.config()  # a broken rule fails here, with its reason, not halfway through a run
+    if source_code and not Source.objects.filter(code=source_code).exists():
+        raise ValidationError(f"There is no source with code {source_code!r}.")
+    return DedupRun.objects.create(rule=rule, source_code=source_code, created_by=user)
+
+
+def dedup_run_claim(run_id: int) -> bool:
+    """Claim a queued run (compare-and-swap): False if another worker already has it."""
+    return bool(
+        DedupRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+            status=RunStatus.RUNNING, started_at=timezone.now()
+        )
+    )
+
+
+def dedup_run_fail(run_id: int, error: BaseException) -> None:
+    DedupRun.objects.filter(pk=run_id).exclude(status=RunStatus.COMPLETED).update(
+        status=RunStatus.FAILED, error=f"{type(error).__name__}: {error}"[:2000], finished_at=timezone.now()
+    )
+    DedupRunPart.objects.filter(run_id=run_id).update(payload=b"", result=b"")
+
+
+def _pack(obj) -> bytes:  # noqa: ANN001
+    return zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 3)
+
+
+def _unpack(blob) -> object:  # noqa: ANN001
+    return pickle.loads(zlib.decompress(bytes(blob)))  # noqa: S301 - our own rows, written by dedup_run_prepare
+
+
+def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
+    """Load the records, block them into candidate pairs, learn m/u, and cut the pairs into
+    parts (each with the features it needs). Returns the number of parts."""
+    started = time.monotonic()
+    config = run.rule.config()
+    features = build_features(customer_frame()).reset_index(drop=True)
+    from dedup import blocking
+
+    stats = blocking.BlockingStats()
+    pairs = blocking.block_pairs(features, config.blocking_keys, max_block=config.max_block, stats=stats)
+    records = len(features)
+    if run.source_code:
+        in_source = set(
+            SourceRecord.objects.filter(source__code=run.source_code, customer__isnull=False).values_list(
+                "customer_id", flat=True
+            )
+        )
+        mask = features["id"].isin(in_source).to_numpy()
+        pairs = pairs[mask[pairs[:, 0]] | mask[pairs[:, 1]]]
+        records = int(mask.sum())
+    params = engine.learn_parameters(config, features, pairs)
+    t_blocking = time.monotonic() - started
+    DedupRunPart.objects.filter(run=run).delete()
+    parts = []
+    for number, start in enumerate(range(0, len(pairs), part_pairs)):
+        chunk = pairs[start : start + part_pairs]
+        rows = np.unique(chunk.ravel())
+        local = features.iloc[rows].reset_index(drop=True)
+        remap = np.searchsorted(rows, chunk)
+        # The term-frequency counts of the values this part holds (the whole table stays here).
+        tf_local = {
+            c.name: {v: params.tf[c.name][v] for v in pd.unique(local[c.tf_column]) if v in params.tf[c.name]}
+            for c in config.comparisons
+            if c.name in params.tf
+        }
+        payload = _pack((local, remap, tf_local, params.tf_floor))
+        parts.append(DedupRunPart(run=run, number=number, pairs=len(chunk), payload=payload))
+    DedupRunPart.objects.bulk_create(parts, batch_size=20)
+    run.records = records
+    run.pairs = len(pairs)
+    run.parts_total = len(parts)
+    run.parameters = params.to_json()
+    run.stats = {
+        "blocking": {**stats.__dict__},
+        "prepare_seconds": round(time.monotonic() - started, 2),
+        "blocking_seconds": round(t_blocking, 2),
+    }
+    run.save(update_fields=["records", "pairs", "parts_total", "parameters", "stats"])
+    return len(parts)
+
+
+def _run_params(run: DedupRun):  # noqa: ANN202
+    from dedup.scoring import Parameters
+
+    p = run.parameters
+    return Parameters(m=p["m"], u=p["u"], prior=p["prior"])
+
+
+def dedup_run_score_part(*, part: DedupRunPart) -> int:
+    """Score one part's pairs; keep those worth a link or a review. Idempotent."""
+    if part.done:
+        return 0
+    run = part.run
+    config = run.rule.config()
+    params = _run_params(run)
+    features, pairs, params.tf, params.tf_floor = _unpack(part.payload)
+    results = engine.score_pair_positions(config, params, features, pairs)
+    kept = {
+        "left": results.left,
+        "right": results.right,
+        "score": results.score,
+        "action": results.action,
+        "reason": results.reason,
+        "levels": results.levels,
+        "contributions": results.contributions,
+    }
+    updated = DedupRunPart.objects.filter(pk=part.pk, done=False).update(result=_pack(kept), done=True, payload=b"")
+    if updated:
+        DedupRun.objects.filter(pk=run.pk).update(parts_done=F("parts_done") + 1)
+    return len(results.left)
+
+
+def dedup_run_finish(*, run: DedupRun) -> DedupRun:
+    """Gather the parts' pairs, drop remembered rejections and decided pairs, cluster the
+    automatic links with the guard, merge each cluster, and queue the rest for review."""
+    config = run.rule.config()
+    params = _run_params(run)
+    chunks = [
+        _unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
+    ]
+    if chunks:
+        res = engine.PairResults(**{k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
+    else:
+        empty = np.empty(0)
+        res = engine.PairResults(
+            left=empty.astype(np.int64),
+            right=empty.astype(np.int64),
+            score=empty,
+            action=empty.astype(np.int8),
+            reason=empty.astype(object),
+            levels=np.empty((0, len(config.comparisons)), np.int8),
+            contributions=np.empty((0, len(config.comparisons))),
+        )
+    # Pairs a steward already decided (rejected, approved) are never proposed again.
+    decided = rejected_pairs()
+    decided |= set(
+        MatchCandidate.objects.exclude(status__in=[CandidateStatus.PENDING, CandidateStatus.SUPERSEDED]).values_list(
+            "left_id", "right_id"
+        )
+    )
+    if decided and len(res.left):
+        keep = np.array([(a, b) not in decided for a, b in zip(res.left.tolist(), res.right.tolist(), strict=True)])
+        res = engine.PairResults(**{k: getattr(res, k)[keep] for k in res.__dataclass_fields__})
+    link_ids = set(res.left[res.action == 2].tolist()) | set(res.right[res.action == 2].tolist())
+    features = build_features(customer_frame(ids=link_ids)).reset_index(drop=True) if link_ids else None
+    if features is not None:
+        clusters, review, split, largest = engine.cluster_links(config, params, features, res)
+    else:
+        clusters, review, split, largest = [], sorted(np.flatnonzero(res.action == 1).tolist()), 0, 0
+
+    pair_index = {
+        (int(a), int(b)): i for i, (a, b) in enumerate(zip(res.left.tolist(), res.right.tolist(), strict=True))
+    }
+    auto_merged = 0
+    ref = f"dedup_run:{run.pk}"
+    linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
+    with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
+        merged = customers_merge_many(
+            clusters=clusters, run=run, note=f"automatic link by rule {run.rule.name}", origin=MergeOrigin.AUTO
+        )
+    for members in clusters:
+        merge_id = merged.get(members[0])
+        if merge_id is None:
+            continue
+        auto_merged += len(members) - 1
+        member_set = set(members)
+        for a in members:
+            for b in members:
+                i = pair_index.get((a, b))
+                if i is not None and res.action[i] == 2 and b in member_set:
+                    linked_pairs.append((a, b, merge_id))
+    review_set = set(review)
+    linked_keys = {(a, b) for a, b, _m in linked_pairs}
+    candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)
+    run.refresh_from_db()
+    run.candidates = candidates["total"]
+    run.for_review = candidates["pending"]
+    run.auto_merged = auto_merged
+    run.clusters = len(clusters)
+    run.stats = {**run.stats, "split_components": split, "largest_component": largest}
+    run.status = RunStatus.COMPLETED
+    run.finished_at = timezone.now()
+    run.save()
+    DedupRunPart.objects.filter(run=run).update(payload=b"", result=b"")
+    MatchRule.objects.filter(pk=run.rule_id).update(parameters=run.parameters)
+    return run
+
+
+def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys) -> dict:  # noqa: ANN001
+    """Upsert candidate rows: auto-merged links (for the record) and pending reviews."""
+    now = timezone.now()
+    rule = run.rule.name
+    rows: dict[tuple[int, int], MatchCandidate] = {}
+    for a, b, merge_id in linked_pairs:
+        i = pair_index[(a, b)]
+        rows[(a, b)] = MatchCandidate(
+            left_id=a,
+            right_id=b,
+            score=float(res.score[i]),
+            rule=rule,
+            run=run,
+            reason=str(res.reason[i]),
+            status=CandidateStatus.AUTO_MERGED,
+            merge_id=merge_id,
+            decided_at=now,
+            explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
+        )
+    merged_away = (
+        set(
+            Customer.objects.filter(
+                status=CustomerStatus.MERGED,
+                pk__in={x for k in review_set for x in (int(res.left[k]), int(res.right[k]))},
+            ).values_list("pk", flat=True)
+        )
+        if review_set
+        else set()
+    )
+    for i in sorted(review_set):
+        a, b = int(res.left[i]), int(res.right[i])
+        if (a, b) in linked_keys or a in merged_away and b in merged_away:
+            continue
+        reason = str(res.reason[i]) if res.action[i] == 1 else "cluster_guard"
+        rows[(a, b)] = MatchCandidate(
+            left_id=a,
+            right_id=b,
+            score=float(res.score[i]),
+            rule=rule,
+            run=run,
+            reason=reason,
+            status=CandidateStatus.PENDING,
+            explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
+        )
+    existing = (
+        {
+            (c.left_id, c.right_id): c
+            for c in MatchCandidate.objects.filter(
+                left_id__in={k[0] for k in rows}, right_id__in={k[1] for k in rows}
+            ).only("id", "left_id", "right_id", "status")
+        }
+        if rows
+        else {}
+    )
+    create, update = [], []
+    for key, row in rows.items():
+        old = existing.get(key)
+        if old is None:
+            create.append(row)
+        elif old.status in (CandidateStatus.PENDING, CandidateStatus.SUPERSEDED):
+            row.pk = old.pk
+            update.append(row)
+    _copy_objects(MatchCandidate, create)
+    if update:
+        MatchCandidate.objects.bulk_update(
+            update, ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"], batch_size=2000
+        )
+    pending = sum(1 for r in rows.values() if r.status == CandidateStatus.PENDING)
+    return {"total": len(rows), "pending": pending}
+
+
+def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
+    """The whole run in this process (``--inline``, tests)."""
+    if not dedup_run_claim(run.pk):
+        raise ValidationError(f"Run {run.pk} is not queued (it is {run.status}).")
+    run.refresh_from_db()
+    try:
+        dedup_run_prepare(run=run)
+        for part in DedupRunPart.objects.filter(run=run).order_by("number"):
+            dedup_run_score_part(part=part)
+        return dedup_run_finish(run=run)
+    except Exception as exc:
+        dedup_run_fail(run.pk, exc)
+        raise
+
+
+def dedup_run_summary(run: DedupRun) -> dict:
+    return {
+        "run": run.pk,
+        "records": run.records,
+        "candidates": run.candidates,
+        "auto_merged": run.auto_merged,
+        "for_review": run.for_review,
+        "seconds": run.seconds,
+    }
+
+
+#
+# Real time
+#
+
+REALTIME_LOOKUPS = {
+    # blocking key → customer column lookups that find the same key value through an index
+    "mobile": "mobile",
+    "email": "email",
+    "id_number_hash": "id_number_hash",
+    "wechat_unionid": "wechat_unionid",
+    "member_no": "member_no",
+    "name_pinyin": "name_pinyin",
+}
+
+
+def _realtime_params(rule: MatchRule):  # noqa: ANN202
+    from dedup.scoring import Parameters
+
+    config = rule.config()
+    p = rule.parameters or {}
+    if p.get("m") and p.get("u") and set(p["m"]) >= {c.name for c in config.comparisons}:
+        return config, Parameters(m=p["m"], u=p["u"], prior=p.get("prior", 0.05))
+    return config, Parameters.defaults(config.comparisons)
+
+
+def records_match(*, source_record_ids: list[int], rule: MatchRule | None = None, acting_user=None) -> dict:  # noqa: ANN001
+    """Match newly arrived source records against the existing customers.
+
+    Each record's own customer (the import creates one per new record) is looked up by
+    indexed keys — same mobile, email, ID blind index, unionid, member number, or same
+    sound-alike name with the same birth date — never by scanning. A deterministic or
+    above-threshold match merges the new customer into the existing one; a review-band
+    match becomes a pending candidate. Returns counts and, per record, what happened.
+    """
+    rule = rule or rule_get(None)
+    config, params = _realtime_params(rule)
+    records = list(
+        SourceRecord.objects.filter(pk__in=source_record_ids, customer__isnull=False).select_related("customer")
+    )
+    outcome = {"records": len(records), "merged": 0, "for_review": 0, "unmatched": 0, "results": []}
+    for record in records:
+        with transaction.atomic():  # one commit per record, whatever it writes
+            result = _match_one(record, config, params, rule, acting_user)
+        outcome["results"].append(result)
+        outcome[{"merged": "merged", "review": "for_review"}.get(result["action"], "unmatched")] += 1
+    return outcome
+
+
+def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_user) -> dict:  # noqa: ANN001
+    customer = record.customer
+    base = {"source_record": record.pk, "customer": record.customer_id}
+    if customer.status != CustomerStatus.ACTIVE:
+        survivors = _surviving_ids({record.customer_id})
+        return {**base, "customer": survivors[record.customer_id], "action": "none", "reason": "customer not active"}
+    conditions = Q()
+    for column in ("mobile", "email", "id_number_hash", "wechat_unionid", "member_no"):
+        value = getattr(customer, column)
+        if value:
+            conditions |= Q(**{column: value})
+    if customer.name_pinyin and customer.birth_date:
+        conditions |= Q(name_pinyin=customer.name_pinyin, birth_date=customer.birth_date)
+    # Every branch is an indexed column (full_name has no index: it would force a scan).
+    if not conditions:
+        return {**base, "action": "none", "reason": "no matching keys"}
+    others = list(
+        Customer.objects.active()
+        .filter(conditions)
+        .exclude(pk=customer.pk)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:200]
+    )
+    if not others:
+        return {**base, "action": "none", "reason": "no candidates"}
+    frame = features_from_rows(customer_rows([customer.pk, *others]))
+    me = int(np.flatnonzero(frame["id"].to_numpy() == customer.pk)[0])
+    other_pos = np.flatnonzero(frame["id"].to_numpy() != customer.pk)
+    pairs = np.stack([np.full(len(other_pos), me), other_pos], axis=1)
+    res = engine.score_pair_positions(config, params, frame, pairs, keep_all=True)
+    rejected = rejected_pairs({customer.pk, *others})
+    order = np.argsort(-res.score, kind="stable")
+    best = None
+    for i in order:
+        other = int(res.right[i])
+        key = (min(customer.pk, other), max(customer.pk, other))
+        if key in rejected or res.action[i] == 0:
+            continue
+        best = i
+        break
+    if best is None:
+        return {**base, "action": "none", "reason": "below review threshold"}
+    other = int(res.right[best])
+    explanation_rows = engine.explanation(config, res.levels[best], res.contributions[best])
+    left, right = min(customer.pk, other), max(customer.pk, other)
+    if res.action[best] == 2:
+        # The set-based merge path: the same snapshot and history as customers_merge, fewer queries.
+        with change_context(channel=ChangeChannel.MERGE, ref=f"source_record:{record.pk}", user=acting_user):
+            merged = customers_merge_many(
+                clusters=[[other, customer.pk]], origin=MergeOrigin.REALTIME,
+                note=f"real-time match by rule {rule.name}",
+            )
+        if other not in merged:
+            return {**base, "action": "none", "reason": "candidate no longer active"}
+        merge = Merge(pk=merged[other])
+        MatchCandidate.objects.update_or_create(
+            left_id=left,
+            right_id=right,
+            defaults={
+                "score": float(res.score[best]),
+                "rule": rule.name,
+                "reason": str(res.reason[best]),
+                "status": CandidateStatus.AUTO_MERGED,
+                "merge": merge,
+                "decided_at": timezone.now(),
+                "explanation": explanation_rows,
+            },
+        )
+        return {**base, "customer": other, "action": "merged", "merge": merge.pk, "score": float(res.score[best])}
+    candidate, _ = MatchCandidate.objects.update_or_create(
+        left_id=left,
+        right_id=right,
+        defaults={
+            "score": float(res.score[best]),
+            "rule": rule.name,
+            "reason": str(res.reason[best]),
+            "status": CandidateStatus.PENDING,
+            "explanation": explanation_rows,
+        },
+    )
+    return {**base, "action": "review", "candidate": candidate.pk, "score": float(res.score[best])}

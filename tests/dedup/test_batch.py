@@ -1,0 +1,69 @@
+"""A batch run over a small fixed data set with known duplicates: exact expected output."""
+
+from __future__ import annotations
+
+import pytest
+
+from crmhub.choices import ChangeChannel, CustomerStatus
+from crmhub.models import Customer, SourceRecord
+from dedup import services
+from dedup.choices import CandidateStatus, RunStatus
+from dedup.models import MatchCandidate, Merge
+
+
+def _run(**kwargs):  # noqa: ANN003, ANN202
+    run = services.dedup_run_create(**kwargs)
+    return services.dedup_run_execute_inline(run=run)
+
+
+@pytest.mark.django_db
+def test_it_links_the_known_duplicates_and_queues_the_doubtful_ones(people):
+    run = _run()
+    assert run.status == RunStatus.COMPLETED
+    assert run.records == 10
+    survivors = {
+        k: (
+            c.pk
+            if Customer.objects.get(pk=c.pk).status == CustomerStatus.ACTIVE
+            else Customer.objects.get(pk=c.pk).merged_into_id
+        )
+        for k, c in people.items()
+    }
+    # p1 (张伟/章伟/張偉) is one person; the twin 张芳 and the namesake 王芳 stay apart.
+    assert survivors["A1"] == survivors["A2"] == survivors["A3"] == people["A1"].pk
+    assert survivors["B1"] == people["B1"].pk
+    assert survivors["C1"] == survivors["C2"]
+    assert survivors["E1"] == people["E1"].pk
+    assert survivors["F1"] == people["F1"].pk
+    assert run.auto_merged == sum(1 for k in people if survivors[k] != people[k].pk)
+    # Every source record now points at its person's surviving golden record.
+    assert set(SourceRecord.objects.filter(customer_id=people["A1"].pk).values_list("source_key", flat=True)) == {
+        "A1",
+        "A2",
+        "A3",
+    }
+    # The set-based merges leave the same history as single ones, attributed to the run.
+    tombstone = Customer.history.filter(id=people["A2"].pk).order_by("-history_id").first()
+    assert (tombstone.status, tombstone.change_channel, tombstone.change_ref) == (
+        CustomerStatus.MERGED, ChangeChannel.MERGE, f"dedup_run:{run.pk}"
+    )
+    moved = SourceRecord.history.filter(source_key="A2").order_by("-history_id").first()
+    assert moved.customer_id == people["A1"].pk and moved.change_channel == ChangeChannel.MERGE
+    merge = Merge.objects.get(survivor=people["A1"])
+    assert set(merge.merged_ids) == {people["A2"].pk, people["A3"].pk} and merge.origin == "auto"
+    assert not MatchCandidate.objects.filter(
+        status=CandidateStatus.PENDING, left=people["B1"], right=people["E1"]
+    ).exists()
+
+
+@pytest.mark.django_db
+def test_it_never_proposes_a_rejected_pair_again(people):
+    run = _run()
+    pending = list(MatchCandidate.objects.filter(status=CandidateStatus.PENDING))
+    for candidate in pending:
+        services.candidate_reject(candidate=candidate, acting_user=None)
+    run2 = _run()
+    assert run2.for_review == 0
+    assert run2.auto_merged == 0
+    assert MatchCandidate.objects.filter(status=CandidateStatus.REJECTED).count() == len(pending)
+    assert run.pk != run2.pk
