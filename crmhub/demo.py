@@ -34,7 +34,7 @@ from stdnum.cn import ric
 
 from accounts.crypto import blind_index, content_hash, seal_values, secret_field_names
 from accounts.models import UserProfile
-from accounts.roles import Role
+from accounts.roles import Role, roles_sync
 from crmhub.choices import ChangeChannel, ChangeEventType
 from crmhub.context import change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
@@ -1308,6 +1308,7 @@ def demo_seed(*, customers: int = 300, seed: int = 7) -> dict[str, Any]:
     started = time.monotonic()
     result: dict[str, Any] = {"created": False, "people": None, "multi_source_people": None, "vips": []}
     with change_context(channel=ChangeChannel.COMMAND, ref="seed_demo"), transaction.atomic():
+        roles_sync()  # the role groups and their permissions, in case they were lost (e.g. a flush)
         users, token = ensure_users(settings.CRMHUB_DEMO_PASSWORD)
         sources = ensure_sources()
         # Idempotent by design: once the demo sources hold records, the data set is left alone.

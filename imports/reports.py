@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from django.utils.translation import gettext as _
 
-from accounts.policy import present_values
+from accounts.exports import safe_cell
+from accounts.policy import present_error_row
 from imports.models import ImportRun
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def present_error_row(user, row: dict[str, Any], column_fields: dict[str, str]) -> dict[str, Any]:  # noqa: ANN001
-    """``row`` ({column: value}) as ``user`` may see it: a mapped column through the policy
-    of its field, an unmapped one as present_values treats free text; hidden ones absent.
-
-    The same contract as ``accounts.policy.present_error_row`` (being added on another
-    branch): switch to it at merge."""
-    by_field = {column_fields[c]: v for c, v in row.items() if c in column_fields}
-    shown_fields = present_values(user, by_field)
-    shown_free = present_values(user, {c: v for c, v in row.items() if c not in column_fields})
-    out: dict[str, Any] = {}
-    for column in row:
-        if column in column_fields:
-            if column_fields[column] in shown_fields:
-                out[column] = shown_fields[column_fields[column]]
-        elif column in shown_free:
-            out[column] = shown_free[column]
-    return out
-
-
-def safe_cell(value: Any) -> Any:  # noqa: ANN401
-    """Text a spreadsheet will not run as a formula: a leading = + - @ gets a quote."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 def report_rows(run: ImportRun, user) -> Iterator[list[Any]]:  # noqa: ANN001

@@ -28,13 +28,11 @@ def _core_data(request):  # noqa: ANN001, ANN202
         request.getfixturevalue("db")
     else:
         return
-    from django.contrib.auth.models import Group
-
+    from accounts.roles import roles_sync
     from crmhub.services import field_definitions_sync
 
     field_definitions_sync()
-    for role in Role.values:
-        Group.objects.get_or_create(name=role)
+    roles_sync()
 
 
 def make_user(django_user_model, username: str, role: str | None, **extra):  # noqa: ANN001, ANN003, ANN201
