@@ -837,6 +837,7 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
     config = run.rule.config()
     params = _run_params(run)
     features, pairs, params.tf, params.tf_floor = _unpack(part.payload)
+    started = time.monotonic()
     results = engine.score_pair_positions(config, params, features, pairs)
     kept = {
         "left": results.left,
@@ -847,6 +848,7 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
         "levels": results.levels,
         "contributions": results.contributions,
     }
+    kept["seconds"] = np.array([time.monotonic() - started])
     updated = DedupRunPart.objects.filter(pk=part.pk, done=False).update(result=_pack(kept), done=True, payload=b"")
     if updated:
         DedupRun.objects.filter(pk=run.pk).update(parts_done=F("parts_done") + 1)
@@ -861,6 +863,8 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     chunks = [
         _unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
     ]
+    finish_started = time.monotonic()
+    score_seconds = round(sum(float(c.pop("seconds", np.zeros(1))[0]) for c in chunks), 2)
     if chunks:
         res = engine.PairResults(**{k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
     else:
@@ -886,6 +890,7 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
         res = engine.PairResults(**{k: getattr(res, k)[keep] for k in res.__dataclass_fields__})
     link_ids = set(res.left[res.action == 2].tolist()) | set(res.right[res.action == 2].tolist())
     features = build_features(customer_frame(ids=link_ids)).reset_index(drop=True) if link_ids else None
+    cluster_started = time.monotonic()
     if features is not None:
         clusters, review, split, largest = engine.cluster_links(config, params, features, res)
     else:
@@ -897,6 +902,8 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     auto_merged = 0
     ref = f"dedup_run:{run.pk}"
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
+    merge_started = time.monotonic()
+    cluster_seconds = merge_started - cluster_started
     with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
         merged = customers_merge_many(
             clusters=clusters, run=run, note=f"automatic link by rule {run.rule.name}", origin=MergeOrigin.AUTO
@@ -912,6 +919,8 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
                 i = pair_index.get((a, b))
                 if i is not None and res.action[i] == 2 and b in member_set:
                     linked_pairs.append((a, b, merge_id))
+    merge_seconds = time.monotonic() - merge_started
+    candidates_started = time.monotonic()
     review_set = set(review)
     linked_keys = {(a, b) for a, b, _m in linked_pairs}
     candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)
@@ -920,7 +929,12 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     run.for_review = candidates["pending"]
     run.auto_merged = auto_merged
     run.clusters = len(clusters)
-    run.stats = {**run.stats, "split_components": split, "largest_component": largest}
+    run.stats = {
+        **run.stats, "split_components": split, "largest_component": largest, "score_seconds": score_seconds,
+        "cluster_seconds": round(cluster_seconds, 2), "merge_seconds": round(merge_seconds, 2),
+        "candidates_seconds": round(time.monotonic() - candidates_started, 2),
+        "finish_seconds": round(time.monotonic() - finish_started, 2),
+    }
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
     run.save()
