@@ -67,3 +67,19 @@ def test_it_never_proposes_a_rejected_pair_again(people):
     assert run2.auto_merged == 0
     assert MatchCandidate.objects.filter(status=CandidateStatus.REJECTED).count() == len(pending)
     assert run.pk != run2.pk
+
+
+@pytest.mark.django_db
+def test_a_source_run_only_considers_pairs_involving_that_source(people):
+    from tests.dedup.conftest import add_person, make_source
+
+    shop = make_source("shop")
+    newcomer = add_person(shop, "S1", full_name="李娜", birth_date="1988-05-05", mobile="+8613500000005",
+                          email="lina@x.cn", gender="F", city="杭州")
+    run = _run(source_code="shop")
+    assert run.records == 1
+    newcomer.refresh_from_db()
+    assert newcomer.merged_into_id == people["F1"].pk
+    # Pairs among the other source's records were not looked at: 张伟/章伟 are still apart.
+    assert Customer.objects.get(pk=people["A2"].pk).status == CustomerStatus.ACTIVE
+    assert run.auto_merged == 1
