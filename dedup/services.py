@@ -977,20 +977,22 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
             decided_at=now,
             explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
         )
-    merged_away = (
-        set(
-            Customer.objects.filter(
-                status=CustomerStatus.MERGED,
-                pk__in={x for k in review_set for x in (int(res.left[k]), int(res.right[k]))},
-            ).values_list("pk", flat=True)
-        )
-        if review_set
-        else set()
-    )
+    # A review pair whose records were just merged elsewhere is proposed between the survivors
+    # (once, with its best score); a pair now inside one customer is moot.
+    review_ids = {x for k in review_set for x in (int(res.left[k]), int(res.right[k]))}
+    survivor_of = _surviving_ids(review_ids) if review_ids else {}
+    rejected = rejected_pairs(set(survivor_of.values())) if survivor_of else set()
+    best: dict[tuple[int, int], int] = {}
     for i in sorted(review_set):
-        a, b = int(res.left[i]), int(res.right[i])
-        if (a, b) in linked_keys or a in merged_away and b in merged_away:
+        a, b = survivor_of[int(res.left[i])], survivor_of[int(res.right[i])]
+        if a == b:
             continue
+        key = (min(a, b), max(a, b))
+        if key in linked_keys or key in rows or key in rejected:
+            continue
+        if key not in best or res.score[i] > res.score[best[key]]:
+            best[key] = i
+    for (a, b), i in best.items():
         reason = str(res.reason[i]) if res.action[i] == 1 else "cluster_guard"
         rows[(a, b)] = MatchCandidate(
             left_id=a,
