@@ -64,7 +64,12 @@ def main() -> None:
                 "batch_wall_seconds": round(wall, 1),
                 "run": summary,
                 "pairs": run.pairs,
-                "phases": {k: run.stats.get(k) for k in ("prepare_seconds", "blocking_seconds")},
+                "phases": {
+                k: run.stats.get(k)
+                for k in ("prepare_seconds", "blocking_seconds", "score_seconds", "cluster_seconds", "merge_seconds",
+                          "candidates_seconds", "finish_seconds")
+            },
+            "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
                 "largest_component": run.stats.get("largest_component"),
                 "blocking": {k: run.stats["blocking"][k] for k in ("largest_block", "sub_blocked", "skipped_records")},
             }
@@ -72,6 +77,7 @@ def main() -> None:
         if not args.worker:
             out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     out["realtime"] = realtime(args.arrivals)
+    out["load_average"] = os.getloadavg()
     print(json.dumps(out))
 
 

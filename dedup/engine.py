@@ -27,7 +27,7 @@ DEFAULT_CONFIG: dict = {
         "wechat_unionid": {},
         "member_no": {},
     },
-    "auto_threshold": 0.995,
+    "auto_threshold": 0.9999,
     "review_threshold": 0.80,
     "max_block": 100,
     "max_cluster": 20,

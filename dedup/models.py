@@ -42,7 +42,7 @@ class MatchRule(models.Model):
         help_text=_('Comparison name → level thresholds, e.g. {"name": {"high": 0.92, "low": 0.8}}.'),
     )
     auto_threshold = models.FloatField(
-        _("auto-link threshold"), default=0.995, help_text=_("Match probability at or above which records merge.")
+        _("auto-link threshold"), default=0.9999, help_text=_("Match probability at or above which records merge.")
     )
     review_threshold = models.FloatField(
         _("review threshold"), default=0.80, help_text=_("Match probability from which a pair goes to review.")

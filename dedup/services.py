@@ -19,7 +19,7 @@ from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
-from accounts.crypto import decrypt, encrypt
+from accounts.crypto import EncryptedTextField, decrypt, encrypt
 from crmhub.choices import ChangeChannel, CustomerStatus
 from crmhub.context import change_context, current_change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
@@ -398,8 +398,23 @@ def _copy_objects(model, objs: list, *, with_pk: bool = False) -> None:  # noqa:
     connection.ensure_connection()
     with connection.connection.cursor() as cursor:
         with cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+            converters = [_copy_converter(f) for f in fields]
             for obj in objs:
-                copy.write_row([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields])
+                copy.write_row([convert(obj) for convert in converters])
+
+
+def _copy_converter(field):  # noqa: ANN001, ANN202
+    """How one field's value goes into COPY: plain attribute values as they are (psycopg adapts
+    str, int, date, bool, None), and Django's preparation only where it matters (JSON,
+    encryption, auto timestamps) — per-field preparation of every value costs more than COPY."""
+    from django.db.models import JSONField
+
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return lambda obj: field.get_db_prep_save(field.pre_save(obj, True), connection)
+    if isinstance(field, (JSONField, EncryptedTextField)):
+        return lambda obj: field.get_db_prep_save(getattr(obj, field.attname), connection)
+    attname = field.attname
+    return lambda obj: getattr(obj, attname)
 
 
 def _allocate_ids(model, n: int) -> list[int]:  # noqa: ANN001
@@ -837,6 +852,7 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
     config = run.rule.config()
     params = _run_params(run)
     features, pairs, params.tf, params.tf_floor = _unpack(part.payload)
+    started = time.monotonic()
     results = engine.score_pair_positions(config, params, features, pairs)
     kept = {
         "left": results.left,
@@ -847,6 +863,7 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
         "levels": results.levels,
         "contributions": results.contributions,
     }
+    kept["seconds"] = np.array([time.monotonic() - started])
     updated = DedupRunPart.objects.filter(pk=part.pk, done=False).update(result=_pack(kept), done=True, payload=b"")
     if updated:
         DedupRun.objects.filter(pk=run.pk).update(parts_done=F("parts_done") + 1)
@@ -861,6 +878,8 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     chunks = [
         _unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
     ]
+    finish_started = time.monotonic()
+    score_seconds = round(sum(float(c.pop("seconds", np.zeros(1))[0]) for c in chunks), 2)
     if chunks:
         res = engine.PairResults(**{k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
     else:
@@ -886,6 +905,7 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
         res = engine.PairResults(**{k: getattr(res, k)[keep] for k in res.__dataclass_fields__})
     link_ids = set(res.left[res.action == 2].tolist()) | set(res.right[res.action == 2].tolist())
     features = build_features(customer_frame(ids=link_ids)).reset_index(drop=True) if link_ids else None
+    cluster_started = time.monotonic()
     if features is not None:
         clusters, review, split, largest = engine.cluster_links(config, params, features, res)
     else:
@@ -897,6 +917,8 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     auto_merged = 0
     ref = f"dedup_run:{run.pk}"
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
+    merge_started = time.monotonic()
+    cluster_seconds = merge_started - cluster_started
     with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
         merged = customers_merge_many(
             clusters=clusters, run=run, note=f"automatic link by rule {run.rule.name}", origin=MergeOrigin.AUTO
@@ -912,6 +934,8 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
                 i = pair_index.get((a, b))
                 if i is not None and res.action[i] == 2 and b in member_set:
                     linked_pairs.append((a, b, merge_id))
+    merge_seconds = time.monotonic() - merge_started
+    candidates_started = time.monotonic()
     review_set = set(review)
     linked_keys = {(a, b) for a, b, _m in linked_pairs}
     candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)
@@ -920,7 +944,12 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     run.for_review = candidates["pending"]
     run.auto_merged = auto_merged
     run.clusters = len(clusters)
-    run.stats = {**run.stats, "split_components": split, "largest_component": largest}
+    run.stats = {
+        **run.stats, "split_components": split, "largest_component": largest, "score_seconds": score_seconds,
+        "cluster_seconds": round(cluster_seconds, 2), "merge_seconds": round(merge_seconds, 2),
+        "candidates_seconds": round(time.monotonic() - candidates_started, 2),
+        "finish_seconds": round(time.monotonic() - finish_started, 2),
+    }
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
     run.save()
@@ -948,20 +977,22 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
             decided_at=now,
             explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
         )
-    merged_away = (
-        set(
-            Customer.objects.filter(
-                status=CustomerStatus.MERGED,
-                pk__in={x for k in review_set for x in (int(res.left[k]), int(res.right[k]))},
-            ).values_list("pk", flat=True)
-        )
-        if review_set
-        else set()
-    )
+    # A review pair whose records were just merged elsewhere is proposed between the survivors
+    # (once, with its best score); a pair now inside one customer is moot.
+    review_ids = {x for k in review_set for x in (int(res.left[k]), int(res.right[k]))}
+    survivor_of = _surviving_ids(review_ids) if review_ids else {}
+    rejected = rejected_pairs(set(survivor_of.values())) if survivor_of else set()
+    best: dict[tuple[int, int], int] = {}
     for i in sorted(review_set):
-        a, b = int(res.left[i]), int(res.right[i])
-        if (a, b) in linked_keys or a in merged_away and b in merged_away:
+        a, b = survivor_of[int(res.left[i])], survivor_of[int(res.right[i])]
+        if a == b:
             continue
+        key = (min(a, b), max(a, b))
+        if key in linked_keys or key in rows or key in rejected:
+            continue
+        if key not in best or res.score[i] > res.score[best[key]]:
+            best[key] = i
+    for (a, b), i in best.items():
         reason = str(res.reason[i]) if res.action[i] == 1 else "cluster_guard"
         rows[(a, b)] = MatchCandidate(
             left_id=a,

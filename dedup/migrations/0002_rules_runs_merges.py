@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('is_default', models.BooleanField(default=False, help_text='Used by runs that name no rule and by real-time matching.', verbose_name='default')),
                 ('blocking_keys', models.JSONField(default=dedup.models._default_blocking_keys, verbose_name='blocking keys')),
                 ('comparisons', models.JSONField(default=dedup.models._default_comparisons, help_text='Comparison name → level thresholds, e.g. {"name": {"high": 0.92, "low": 0.8}}.', verbose_name='comparisons')),
-                ('auto_threshold', models.FloatField(default=0.995, help_text='Match probability at or above which records merge.', verbose_name='auto-link threshold')),
+                ('auto_threshold', models.FloatField(default=0.9999, help_text='Match probability at or above which records merge.', verbose_name='auto-link threshold')),
                 ('review_threshold', models.FloatField(default=0.8, help_text='Match probability from which a pair goes to review.', verbose_name='review threshold')),
                 ('max_block_size', models.PositiveIntegerField(default=100, verbose_name='largest block')),
                 ('max_cluster_size', models.PositiveIntegerField(default=20, verbose_name='largest cluster')),

@@ -24,7 +24,7 @@ DEFAULT_RULE = {
         "wechat_unionid": {},
         "member_no": {},
     },
-    "auto_threshold": 0.995,
+    "auto_threshold": 0.9999,
     "review_threshold": 0.80,
     "max_block_size": 100,
     "max_cluster_size": 20,

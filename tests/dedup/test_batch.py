@@ -29,28 +29,34 @@ def test_it_links_the_known_duplicates_and_queues_the_doubtful_ones(people):
         )
         for k, c in people.items()
     }
-    # p1 (张伟/章伟/張偉) is one person; the twin 张芳 and the namesake 王芳 stay apart.
-    assert survivors["A1"] == survivors["A2"] == survivors["A3"] == people["A1"].pk
+    # 张伟/張偉 (traditional form, same e-mail) link automatically; 章伟 — same person by sound,
+    # but only name, birth date, phone and city agree — waits for a steward, proposed against
+    # the survivor. The twin 张芳 and the namesake 王芳 stay apart, and so does 李娜.
+    assert survivors["A1"] == survivors["A3"] == people["A1"].pk
+    assert survivors["A2"] == people["A2"].pk
+    pending = MatchCandidate.objects.get(status=CandidateStatus.PENDING)
+    assert (pending.left_id, pending.right_id) == (people["A1"].pk, people["A2"].pk)
+    assert [e["level"] for e in pending.explanation if e["comparison"] == "name"] == ["sound_alike"]
     assert survivors["B1"] == people["B1"].pk
     assert survivors["C1"] == survivors["C2"]
+    assert survivors["D1"] == survivors["D2"]  # day/month swapped, a transposed mobile digit
     assert survivors["E1"] == people["E1"].pk
     assert survivors["F1"] == people["F1"].pk
-    assert run.auto_merged == sum(1 for k in people if survivors[k] != people[k].pk)
-    # Every source record now points at its person's surviving golden record.
+    assert run.auto_merged == 3 == sum(1 for k in people if survivors[k] != people[k].pk)
+    assert run.for_review == 1
     assert set(SourceRecord.objects.filter(customer_id=people["A1"].pk).values_list("source_key", flat=True)) == {
         "A1",
-        "A2",
         "A3",
     }
     # The set-based merges leave the same history as single ones, attributed to the run.
-    tombstone = Customer.history.filter(id=people["A2"].pk).order_by("-history_id").first()
+    tombstone = Customer.history.filter(id=people["A3"].pk).order_by("-history_id").first()
     assert (tombstone.status, tombstone.change_channel, tombstone.change_ref) == (
         CustomerStatus.MERGED, ChangeChannel.MERGE, f"dedup_run:{run.pk}"
     )
-    moved = SourceRecord.history.filter(source_key="A2").order_by("-history_id").first()
+    moved = SourceRecord.history.filter(source_key="A3").order_by("-history_id").first()
     assert moved.customer_id == people["A1"].pk and moved.change_channel == ChangeChannel.MERGE
     merge = Merge.objects.get(survivor=people["A1"])
-    assert set(merge.merged_ids) == {people["A2"].pk, people["A3"].pk} and merge.origin == "auto"
+    assert merge.merged_ids == [people["A3"].pk] and merge.origin == "auto"
     assert not MatchCandidate.objects.filter(
         status=CandidateStatus.PENDING, left=people["B1"], right=people["E1"]
     ).exists()
@@ -67,3 +73,19 @@ def test_it_never_proposes_a_rejected_pair_again(people):
     assert run2.auto_merged == 0
     assert MatchCandidate.objects.filter(status=CandidateStatus.REJECTED).count() == len(pending)
     assert run.pk != run2.pk
+
+
+@pytest.mark.django_db
+def test_a_source_run_only_considers_pairs_involving_that_source(people):
+    from tests.dedup.conftest import add_person, make_source
+
+    shop = make_source("shop")
+    newcomer = add_person(shop, "S1", full_name="李娜", birth_date="1988-05-05", mobile="+8613500000005",
+                          email="lina@x.cn", gender="F", city="杭州")
+    run = _run(source_code="shop")
+    assert run.records == 1
+    newcomer.refresh_from_db()
+    assert newcomer.merged_into_id == people["F1"].pk
+    # Pairs among the other source's records were not looked at: 张伟/章伟 are still apart.
+    assert Customer.objects.get(pk=people["A2"].pk).status == CustomerStatus.ACTIVE
+    assert run.auto_merged == 1

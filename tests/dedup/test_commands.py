@@ -46,23 +46,24 @@ def test_dedup_run_on_a_worker_prints_the_contract(live_worker, people):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(summary) == {"run", "records", "candidates", "auto_merged", "for_review", "seconds"}
     assert summary["records"] == len(PEOPLE)
-    assert summary["auto_merged"] == 4
+    assert summary["auto_merged"] == 3 and summary["for_review"] == 1
     run = DedupRun.objects.get(pk=summary["run"])
     assert run.status == "completed" and run.parts_done == run.parts_total
     assert not run.parts.exclude(payload=b"").exists()  # personal values do not linger
-    assert _survivor(people["A2"]) == _survivor(people["A3"]) == people["A1"].pk
+    assert _survivor(people["A3"]) == people["A1"].pk
 
 
 @pytest.mark.django_db(transaction=True)
 def test_dedup_run_inline_and_exports(people, tmp_path):
     summary = _call("dedup_run", "--inline")
-    assert summary["auto_merged"] == 4
+    assert summary["auto_merged"] == 3
     xref = tmp_path / "xref.csv"
     assert _call("export_xref", str(xref))["rows"] == len(PEOPLE)
     rows = list(csv.DictReader(xref.open(encoding="utf-8")))
     assert list(rows[0]) == ["source", "source_key", "customer_id"]
     by_key = {r["source_key"]: int(r["customer_id"]) for r in rows}
-    assert by_key["A2"] == by_key["A3"] == by_key["A1"] == people["A1"].pk
+    assert by_key["A3"] == by_key["A1"] == people["A1"].pk
+    assert by_key["A2"] == people["A2"].pk  # waits for review
     assert by_key["C2"] == by_key["C1"]
     assert by_key["B1"] == people["B1"].pk
 
@@ -71,7 +72,9 @@ def test_dedup_run_inline_and_exports(people, tmp_path):
     rows = list(csv.DictReader(cands.open(encoding="utf-8")))
     assert list(rows[0]) == ["left_source", "left_key", "right_source", "right_key", "score", "status"]
     linked = {(r["left_key"], r["right_key"]) for r in rows if r["status"] == CandidateStatus.AUTO_MERGED}
-    assert ("A1", "A2") in linked and ("C1", "C2") in linked
+    assert ("A1", "A3") in linked and ("C1", "C2") in linked
+    pending = {(r["left_key"], r["right_key"]) for r in rows if r["status"] == CandidateStatus.PENDING}
+    assert pending == {("A1", "A2")}
     assert all(r["left_source"] == "crm" for r in rows)
     assert len(rows) == MatchCandidate.objects.count()
 
