@@ -332,3 +332,6 @@ CELERY_BEAT_SCHEDULE = {
 CRMHUB_REVEAL_LIMIT_PER_HOUR = env_int("CRMHUB_REVEAL_LIMIT_PER_HOUR", 20)
 CRMHUB_EXPORT_APPROVAL_ROWS = env_int("CRMHUB_EXPORT_APPROVAL_ROWS", 1000)
 CRMHUB_API_TOKEN_DAYS = env_int("CRMHUB_API_TOKEN_DAYS", 90)
+# New records of an import run up to this many are matched one by one as the run commits;
+# a larger run starts a batch dedup run for its source instead.
+CRMHUB_REALTIME_MATCH_MAX_RECORDS = env_int("CRMHUB_REALTIME_MATCH_MAX_RECORDS", 5000)

@@ -48,7 +48,9 @@ def webhook_payload(subscription: WebhookSubscription, event: ChangeEvent, polic
     from accounts.crypto import unseal_values
 
     policy = policy or policy_for_role(subscription.role)
-    data = unseal_values(event.data)
+    from crmhub.api.serializers import related_ids
+
+    data = unseal_values({k: v for k, v in event.data.items() if not k.startswith("_")})
     wanted = set(subscription.fields) if subscription.fields else None
     values = {}
     for name, value in data.items():
@@ -62,6 +64,7 @@ def webhook_payload(subscription: WebhookSubscription, event: ChangeEvent, polic
         "customer": event.customer_id,
         "changed_fields": changed if wanted is None else [n for n in changed if n in wanted],
         "data": values,
+        "related": related_ids(event),
         "occurred_at": event.occurred_at,
     }
 

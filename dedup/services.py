@@ -20,9 +20,10 @@ from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
 from accounts.crypto import EncryptedTextField, decrypt, encrypt
-from crmhub.choices import ChangeChannel, CustomerStatus
+from crmhub.choices import ChangeChannel, ChangeEventType, CustomerStatus
 from crmhub.context import change_context, current_change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
+from crmhub.outbox import Change, changes_record_bulk
 from dedup import engine
 from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
 from dedup.features import build_features, features_from_rows
@@ -338,6 +339,7 @@ def customers_merge(
         "versions": {str(c.pk): c.version for c in [target, *others]},
     }
     merge.save(update_fields=["after"])
+    _announce_merges([(target.pk, other_ids, _feed_values(new_values))])
     # Open candidates about the merged records are moot now; the next run re-proposes what is left.
     open_qs = MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
         Q(left_id__in=ids) | Q(right_id__in=ids)
@@ -349,6 +351,21 @@ def customers_merge(
     )
     open_qs.filter(Q(left_id__in=other_ids) | Q(right_id__in=other_ids)).update(status=CandidateStatus.SUPERSEDED)
     return merge
+
+
+def _feed_values(values: dict) -> dict:
+    return json.loads(json.dumps(values, cls=DjangoJSONEncoder))
+
+
+def _announce_merges(merges: list[tuple[int, list[int], dict]]) -> None:
+    """Change-feed events of merges, in the merge's transaction: the survivor's (with the
+    values chosen for it) and each tombstone's (pointing at the survivor)."""
+    changes = []
+    for survivor_id, merged_ids, values in merges:
+        survivor_data = {**values, "_merged_ids": merged_ids}
+        changes.append(Change(ChangeEventType.MERGED, survivor_id, sorted(values), survivor_data))
+        changes += [Change(ChangeEventType.MERGED, pk, [], {"_merged_into": survivor_id}) for pk in merged_ids]
+    changes_record_bulk(changes)
 
 
 def _set_based_update(model, objs: list, fields: list[str]) -> None:  # noqa: ANN001
@@ -565,6 +582,7 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     _update_with_history(Customer, changed_customers, sorted(update_fields), user=user, attrs=attrs)
     _update_with_history(SourceRecord, moved_records, ["customer"], user=user, attrs=attrs)
     _update_with_history(Interaction, moved_interactions, ["customer"], user=user, attrs=attrs)
+    _announce_merges([(m.survivor_id, list(m.merged_ids), {}) for m in merges])
     merged_away = [i for members in clusters for i in members[1:]]
     MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
         Q(left_id__in=merged_away) | Q(right_id__in=merged_away)
@@ -665,6 +683,10 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
     if note:
         merge.note = (merge.note + "\n" + note).strip()
     merge.save()
+    changes_record_bulk(
+        Change(ChangeEventType.UNMERGED, int(pk), [], {"_merge": merge.pk, "_restored": sorted(ids)})
+        for pk in sorted(ids)
+    )
     # Undoing says "these are not one person": remember it so no run links them again.
     MatchCandidate.objects.filter(merge=merge).update(
         status=CandidateStatus.REJECTED, decided_by=acting_user, decided_at=timezone.now(), note="merge undone"

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
@@ -189,6 +190,8 @@ def import_run_execute(*, run_id: int) -> ImportRun | None:
             status, message = RunStatus.CANCELLED, _("Cancelled; the chunks already written stay until rolled back.")
         else:
             status = RunStatus.PREVIEWED if run.dry_run else RunStatus.COMPLETED
+            if not run.dry_run:
+                import_run_match(run=run)
     except FileRefused as exc:
         message = str(exc)
     except Exception as exc:  # noqa: BLE001 - the run must end in a terminal status whatever happens
@@ -198,6 +201,35 @@ def import_run_execute(*, run_id: int) -> ImportRun | None:
     ImportRun.objects.filter(pk=run_id).update(status=status, message=message, finished_at=timezone.now())
     run.refresh_from_db()
     return run
+
+
+def import_run_match(*, run: ImportRun) -> dict:
+    """Match the records a committed run created against the existing customers.
+
+    A run of up to CRMHUB_REALTIME_MATCH_MAX_RECORDS new records is matched record by record
+    at once (real time: a sure match merges the new golden record into the existing one, a
+    doubtful one waits for review). A larger run hands its source to a batch dedup run,
+    which spreads over the workers. What happened is kept in the run's log.
+    """
+    from dedup.services import dedup_run_create, records_match
+    from dedup.tasks import dedup_run_start
+
+    created = list(
+        ImportRunChange.objects.filter(run=run, action=ChangeAction.CREATED, source_record__isnull=False)
+        .values_list("source_record_id", flat=True)
+    )
+    if not created:
+        summary: dict = {"matching": "nothing new"}
+    elif len(created) <= settings.CRMHUB_REALTIME_MATCH_MAX_RECORDS:
+        outcome = records_match(source_record_ids=created, acting_user=run.created_by)
+        summary = {"matching": "real time", **{k: outcome[k] for k in ("records", "merged", "for_review", "unmatched")}}
+    else:
+        with transaction.atomic():
+            dedup_run = dedup_run_create(source_code=run.source.code, user=run.created_by)
+            transaction.on_commit(lambda: dedup_run_start.delay(dedup_run.pk))
+        summary = {"matching": "batch", "dedup_run": dedup_run.pk, "records": len(created)}
+    ImportRun.objects.filter(pk=run.pk).update(log=[*run.log, summary])
+    return summary
 
 
 def _safe_reason(exc: Exception) -> str:

@@ -90,12 +90,30 @@ class TombstoneSerializer(serializers.Serializer):
 
 
 class ChangeEventSerializer(serializers.ModelSerializer):
-    """One change-feed event; ``data`` is filtered and masked by the caller's role."""
+    """One change-feed event: ``data`` holds dictionary values, filtered and masked by the
+    caller's role; ``related`` holds ids that tie events together (``merged_ids`` of a
+    survivor, ``merged_into`` of a tombstone, ``restored`` by an unmerge)."""
 
-    data = PolicyValuesField()
+    data = serializers.SerializerMethodField()
+    related = serializers.SerializerMethodField()
     cursor = serializers.IntegerField(source="position")
     customer = serializers.IntegerField(source="customer_id")
 
     class Meta:
         model = ChangeEvent
-        fields = ["cursor", "event_id", "event_type", "customer", "changed_fields", "data", "channel", "occurred_at"]
+        fields = ["cursor", "event_id", "event_type", "customer", "changed_fields", "data", "related", "channel",
+                  "occurred_at"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_data(self, event: ChangeEvent) -> dict:
+        values = {k: v for k, v in event.data.items() if not k.startswith("_")}
+        return present_values(self.context["request"].user, values)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_related(self, event: ChangeEvent) -> dict:
+        return related_ids(event)
+
+
+def related_ids(event: ChangeEvent) -> dict:
+    """The structural part of an event's data (ids, never personal values)."""
+    return {k[1:]: v for k, v in event.data.items() if k.startswith("_")}

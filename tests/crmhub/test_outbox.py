@@ -128,3 +128,23 @@ def test_it_announces_the_golden_records_an_import_creates(tmp_path, api_client_
     assert first["data"]["mobile"] == "+8613800138000" and first["data"]["full_name"] == "张三"
     assert first["channel"] == "import"
     assert "11010519491231002X" not in str(ChangeEvent.objects.values_list("data", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_announces_merges_and_unmerges(api_client_user, steward):
+    from dedup.services import customers_merge, merge_undo
+
+    survivor, other = CustomerFactory(city="上海"), CustomerFactory(city="北京")
+    merge = customers_merge(customers=[survivor, other], survivor=survivor, values={"city": "北京"},
+                            acting_user=steward)
+    body = feed(api_client_user, after=0)
+    events = {(e["event_type"], e["customer"]): e for e in body["results"]}
+    assert events[("merged", survivor.pk)]["related"] == {"merged_ids": [other.pk]}
+    assert events[("merged", survivor.pk)]["data"]["city"] == "北京"
+    assert events[("merged", other.pk)]["related"] == {"merged_into": survivor.pk}
+    assert events[("merged", other.pk)]["data"] == {}
+    merge_undo(merge=merge, acting_user=steward)
+    undone = feed(api_client_user, after=body["next_cursor"])["results"]
+    assert sorted((e["event_type"], e["customer"]) for e in undone) == sorted(
+        [("unmerged", survivor.pk), ("unmerged", other.pk)]
+    )
