@@ -20,6 +20,7 @@ from crmhub.choices import ChangeChannel
 from crmhub.context import change_context
 from crmhub.models import FieldDefinition, Source
 from imports.choices import RunKind, RunStatus
+from imports.constants import CHUNK_ROWS
 from imports.connectors.base import ConnectorChunkSource, ConnectorError, connector_class
 from imports.connectors.base import Connector as ConnectorKind
 from imports.models import AlertEvent, Connector, ImportRun
@@ -244,7 +245,9 @@ def connector_run_execute(*, run_id: int) -> ImportRun | None:
             run.options = {**run.options, "mapping": mapping}
             ImportRun.objects.filter(pk=run.pk).update(options=run.options)
         with change_context(channel=ChangeChannel.CONNECTOR, ref=f"import_run:{run.pk}", user=run.created_by):
-            finished = ImportPipeline(run, chunk_source=ConnectorChunkSource(connector.pk, kind)).execute()
+            pipeline = ImportPipeline(run, chunk_rows=int(kind.config.get("page_size") or CHUNK_ROWS),
+                                      chunk_source=ConnectorChunkSource(connector.pk, kind))
+            finished = pipeline.execute()
         failed = False
         if finished:
             status = RunStatus.COMPLETED

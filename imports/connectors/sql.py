@@ -83,6 +83,15 @@ def validate_select(sql: str, *, dialect: str) -> str:
     return text
 
 
+def _page_size(config: dict[str, Any]) -> int:
+    from imports.constants import CHUNK_ROWS
+
+    size = int(config.get("page_size") or CHUNK_ROWS)
+    if not 1 <= size <= 200_000:
+        raise ConnectorError("page size must be between 1 and 200000")
+    return size
+
+
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ***."""
     from sqlalchemy.engine import make_url
@@ -124,6 +133,7 @@ class SqlConnector(Connector):
             "table": table, "query": query, "key_columns": keys, "cursor_column": cursor,
             "statement_timeout": int(config.get("statement_timeout") or STATEMENT_TIMEOUT),
             "connect_timeout": int(config.get("connect_timeout") or CONNECT_TIMEOUT),
+            "page_size": _page_size(config),
         }
 
     def masked_secret(self) -> str:
@@ -148,10 +158,21 @@ class SqlConnector(Connector):
         else:
             if "+" not in url.drivername:
                 url = url.set(drivername=f"{url.drivername}+pymysql")
-            # read_timeout bounds a server that accepts but never answers
-            args = {"connect_timeout": timeout, "read_timeout": self.config["statement_timeout"] + timeout,
-                    "write_timeout": timeout}
-        return create_engine(url, poolclass=NullPool, connect_args=args)
+            # PyMySQL's connect_timeout covers only the TCP connect: the handshake reads under
+            # read_timeout, so that starts short (a server that accepts but never answers)
+            # and is lengthened past the statement timeout once connected.
+            args = {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
+        engine = create_engine(url, poolclass=NullPool, connect_args=args)
+        if backend != "postgresql":
+            from sqlalchemy import event
+
+            long_read = self.config["statement_timeout"] + timeout
+
+            @event.listens_for(engine, "connect")
+            def _lengthen_read_timeout(dbapi_connection, _record) -> None:  # noqa: ANN001
+                dbapi_connection._read_timeout = long_read
+
+        return engine
 
     def _read(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
         from sqlalchemy import exc as sa_exc
