@@ -91,14 +91,24 @@ class PushPipeline(ImportPipeline):
         return rows, issues
 
     def process(self, rows: list[PreparedRow], issues: list[Issue]) -> None:
-        if rows:
-            self.writer.lock_source(self.run.source_id)  # re-entrant: process() takes it again
-            existing = self.writer.existing(self.run.source_id, [r.key for r in rows])
-            for row in rows:
-                found = existing.get(row.key)
-                self.outcomes[row.row_number] = (
-                    "created" if found is None else "unchanged" if found.record_hash == row.record_hash else "updated")
-        super().process(rows, issues)
+        # The pipeline looks up the existing records of the chunk's keys once (under the
+        # source lock); that answer tells each record's outcome, without a second query.
+        looked_up: dict[str, Any] = {}
+        lookup = self.writer.existing
+
+        def existing(source_id: int, keys: list[str]) -> dict[str, Any]:
+            looked_up.update(lookup(source_id, keys))
+            return looked_up
+
+        self.writer.existing = existing  # type: ignore[method-assign]
+        try:
+            super().process(rows, issues)
+        finally:
+            self.writer.existing = lookup  # type: ignore[method-assign]
+        for row in rows:
+            found = looked_up.get(row.key)
+            self.outcomes[row.row_number] = (
+                "created" if found is None else "unchanged" if found.record_hash == row.record_hash else "updated")
         self.all_issues = issues
 
 
