@@ -33,17 +33,16 @@ def closed_port_connector(**extra) -> Connector:  # noqa: ANN003
     )
 
 
-def test_it_retries_with_backoff_then_pauses_and_raises_an_alert(django_capture_on_commit_callbacks, settings):
+def test_it_retries_with_backoff_then_pauses_and_raises_an_alert(django_capture_on_commit_callbacks, settings,
+                                                                _no_real_retries):
     settings.CRMHUB_CONNECTOR_RETRY_SECONDS = 30
     connector = closed_port_connector()
     connector = connector_schedule_set(connector=connector, every_minutes=15)
-    countdowns = []
-    with mock.patch("imports.tasks.connector_sync_task.apply_async") as retry:
-        for _attempt in range(3):
-            with django_capture_on_commit_callbacks(execute=True):
-                run = connector_sync_request(connector=connector, enqueue=False)
-                connector_run_execute(run_id=run.pk)
-        countdowns = [c.kwargs["countdown"] for c in retry.call_args_list]
+    for _attempt in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            run = connector_sync_request(connector=connector, enqueue=False)
+            connector_run_execute(run_id=run.pk)
+    countdowns = [c.kwargs["countdown"] for c in _no_real_retries.call_args_list]
     assert countdowns == [30, 60]  # the third failure pauses instead of retrying
     connector.refresh_from_db()
     assert connector.consecutive_failures == 3 and not connector.is_enabled
