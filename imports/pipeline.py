@@ -72,7 +72,9 @@ class ChunkSource(Protocol):
 
 
 class ImportPipeline:
-    def __init__(self, run: ImportRun, *, chunk_rows: int = CHUNK_ROWS, chunk_source: ChunkSource | None = None) -> None:
+    def __init__(
+        self, run: ImportRun, *, chunk_rows: int = CHUNK_ROWS, chunk_source: ChunkSource | None = None,
+    ) -> None:
         self.run = run
         self.chunk_rows = chunk_rows
         options = run.options

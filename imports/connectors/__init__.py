@@ -6,9 +6,8 @@ rollback as a file import.
 """
 from __future__ import annotations
 
-from imports.connectors.base import REGISTRY, Connector, ConnectorError, connector_class, register_connector
-
 # Importing the kinds registers them.
 from imports.connectors import rest, sql  # noqa: E402, F401, I001
+from imports.connectors.base import REGISTRY, Connector, ConnectorError, connector_class, register_connector
 
 __all__ = ["REGISTRY", "Connector", "ConnectorError", "connector_class", "register_connector"]

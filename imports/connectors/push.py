@@ -24,12 +24,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.crypto import seal_values, secret_field_names
 from crmhub.choices import ChangeChannel
 from crmhub.context import change_context
 from crmhub.models import FieldDefinition, Source
 from imports.choices import IssueKind, RunKind, RunStatus
 from imports.connectors.base import cell_text
-from accounts.crypto import seal_values, secret_field_names
 from imports.models import ImportRun, ImportRunIssue, MappingTemplate, PushRequest, SourceWebhook, WebhookDelivery
 from imports.pipeline import ImportPipeline, Issue
 from imports.writers import PreparedRow

@@ -12,7 +12,6 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -173,7 +172,7 @@ class RestConnector(Connector):
             wait: float | None = None
             try:
                 status, headers, body = self._once(url)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise ConnectorError(f"{shown} did not answer within the timeout "
                                      f"({self.config['connect_timeout']:g}s connect, {self.config['read_timeout']:g}s read)"
                                      ) from None

@@ -20,9 +20,9 @@ from crmhub.choices import ChangeChannel
 from crmhub.context import change_context
 from crmhub.models import FieldDefinition, Source
 from imports.choices import RunKind, RunStatus
-from imports.constants import CHUNK_ROWS
-from imports.connectors.base import ConnectorChunkSource, ConnectorError, connector_class
 from imports.connectors.base import Connector as ConnectorKind
+from imports.connectors.base import ConnectorChunkSource, ConnectorError, connector_class
+from imports.constants import CHUNK_ROWS
 from imports.models import AlertEvent, Connector, ImportRun
 
 logger = logging.getLogger(__name__)

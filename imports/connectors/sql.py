@@ -18,7 +18,14 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from imports.connectors.base import (
-    Connector, ConnectorError, Page, Preview, cell_text, cursor_value_dump, cursor_value_load, register_connector,
+    Connector,
+    ConnectorError,
+    Page,
+    Preview,
+    cell_text,
+    cursor_value_dump,
+    cursor_value_load,
+    register_connector,
 )
 
 SUPPORTED = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}

@@ -12,3 +12,6 @@ def _no_real_retries():  # noqa: ANN202
     retry assert on this mock."""
     with mock.patch("imports.tasks.connector_sync_task.apply_async") as retry:
         yield retry
+
+
+from tests.imports.connectors.erp import mariadb_erp, pg_erp  # noqa: E402, F401 - fixtures of this folder

@@ -153,7 +153,7 @@ def test_it_accepts_a_signed_webhook_and_refuses_bad_stale_and_replayed_ones(sho
     body = json.dumps([{"source_key": "W1", "full_name": "钱七"}]).encode()
 
     def send(payload: bytes, ts: str, signature: str):  # noqa: ANN202
-        return client.post(f"/api/v1/sources/shop/webhook/", data=payload, content_type="application/json",
+        return client.post("/api/v1/sources/shop/webhook/", data=payload, content_type="application/json",
                            HTTP_X_CRMHUB_TIMESTAMP=ts, HTTP_X_CRMHUB_SIGNATURE=signature)
 
     now = str(int(time.time()))

@@ -20,8 +20,10 @@ TOKEN = "Bearer s3cret-token"
 
 
 def people(n: int) -> list[dict]:
-    return [{"uid": f"U{i:03d}", "profile": {"name": "会员" + "甲乙丙丁戊己庚辛壬癸"[i % 10] + "子丑寅卯辰巳午未申酉"[i // 10], "phone": f"139{i:08d}"}, "updated": f"2026-01-{1 + i // 10:02d}T00:00:00",
-             "tags": ["vip", "new"]} for i in range(1, n + 1)]
+    return [{"uid": f"U{i:03d}",
+             "profile": {"name": "会员" + "甲乙丙丁戊己庚辛壬癸"[i % 10] + "子丑寅卯辰巳午未申酉"[i // 10],
+                         "phone": f"139{i:08d}"},
+             "updated": f"2026-01-{1 + i // 10:02d}T00:00:00", "tags": ["vip", "new"]} for i in range(1, n + 1)]
 
 
 class Api:

@@ -10,8 +10,13 @@ from rest_framework.test import APIClient
 
 from imports.choices import RunKind, RunStatus
 from imports.connectors.services import (
-    ConnectorRefused, connector_create, connector_run_execute, connector_schedule_set, connector_set_enabled,
-    connector_sync_request, connector_sync_scheduled,
+    ConnectorRefused,
+    connector_create,
+    connector_run_execute,
+    connector_schedule_set,
+    connector_set_enabled,
+    connector_sync_request,
+    connector_sync_scheduled,
 )
 from imports.models import AlertEvent, Connector, ImportRun
 from tests.factories import SourceFactory

@@ -7,17 +7,21 @@ import time
 
 import pytest
 
-from crmhub.models import Customer, SourceRecord
+from crmhub.models import SourceRecord
 from imports.choices import ChangeAction, RunStatus
 from imports.connectors.base import ConnectorChunkSource, ConnectorError
 from imports.connectors.services import (
-    ConnectorRefused, connector_create, connector_run_execute, connector_sync_request, connector_test,
+    ConnectorRefused,
+    connector_create,
+    connector_run_execute,
+    connector_sync_request,
+    connector_test,
     connector_update,
 )
 from imports.connectors.sql import SqlConnector, mask_url, validate_select
 from imports.models import Connector, ImportRunChange
 from tests.factories import SourceFactory
-from tests.imports.connectors.erp import BASE, erp_rows, mariadb_erp, pg_erp  # noqa: F401
+from tests.imports.connectors.erp import BASE, erp_rows
 
 MAPPING = {"name": "full_name", "mobile": "mobile", "id_card": "id_number", "city": "city"}
 
@@ -69,8 +73,8 @@ def test_it_syncs_incrementally_reading_only_rows_past_the_cursor(erp_fixture, r
 @pytest.mark.django_db(transaction=True)
 def test_it_reads_a_select_with_a_join_and_an_increasing_id_cursor(pg_erp):
     pg_erp.insert(erp_rows(12))
-    query = ("SELECT c.id, c.code, c.name, c.mobile, r.region_name AS province FROM {t}_customers c "
-             "JOIN {t}_regions r ON r.id = c.region_id WHERE c.city = '上海'").format(t=pg_erp.prefix)
+    query = (f"SELECT c.id, c.code, c.name, c.mobile, r.region_name AS province FROM {pg_erp.prefix}_customers c "
+             f"JOIN {pg_erp.prefix}_regions r ON r.id = c.region_id WHERE c.city = '上海'")
     connector = connector_create(
         source=SourceFactory(code="erp"), name="erp-q", kind="sql", secret=pg_erp.url,
         config={"query": query, "key_columns": ["code"], "cursor_column": "id", "page_size": 5},

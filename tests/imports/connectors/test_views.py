@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from imports.models import AlertEvent, Connector, SourceWebhook
 from tests.factories import SourceFactory
-from tests.imports.connectors.erp import erp_rows, mariadb_erp  # noqa: F401
+from tests.imports.connectors.erp import erp_rows
 
 pytestmark = pytest.mark.django_db
 

@@ -16,7 +16,7 @@ from imports.models import Connector, ImportRun, ImportRunChange
 from imports.tasks import connector_run_task
 from tests.conftest import ROOT, _worker_env
 from tests.factories import SourceFactory
-from tests.imports.connectors.erp import erp_rows, mariadb_erp  # noqa: F401
+from tests.imports.connectors.erp import erp_rows
 
 ROWS = 6000
 
