@@ -24,5 +24,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("connectors/<int:pk>/test/", connector_views.connector_test, name="connector-test"),
     path("connectors/<int:pk>/sync/", connector_views.connector_sync, name="connector-sync"),
     path("connectors/<int:pk>/toggle/", connector_views.connector_toggle, name="connector-toggle"),
+    path("connectors/<int:pk>/reset/", connector_views.connector_reset, name="connector-reset"),
     path("connectors/<int:pk>/schedule/", connector_views.connector_schedule, name="connector-schedule"),
 ]

@@ -120,6 +120,17 @@ def connector_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def connector_reset(request: HttpRequest, pk: int) -> HttpResponse:
+    """Forget the cursor: the next sync reads everything again (unchanged rows stay unchanged)."""
+    _require_manager(request)
+    connector = selectors.connector_get(user=request.user, pk=pk)
+    services.connector_update(connector=connector, reset_cursor=True)
+    messages.success(request, _("The next sync reads the source from the beginning."))
+    return redirect(connector)
+
+
+@login_required
+@require_POST
 def connector_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     _require_manager(request)
     connector = selectors.connector_get(user=request.user, pk=pk)

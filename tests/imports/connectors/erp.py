@@ -89,11 +89,17 @@ def _reachable(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture
-def mariadb_erp():  # noqa: ANN201
+def mariadb_tables() -> Erp:
+    """Fresh fixture tables in MariaDB; the caller drops them (``Erp.drop``)."""
     _reachable(MARIADB_URL)
     erp = Erp(MARIADB_URL)
     erp.create()
+    return erp
+
+
+@pytest.fixture
+def mariadb_erp():  # noqa: ANN201
+    erp = mariadb_tables()
     yield erp
     erp.drop()
 

@@ -43,6 +43,9 @@ def test_it_creates_tests_runs_pauses_and_schedules_a_connector_in_the_browser(
     run_id = delay.call_args.args[0]
     assert queued["Location"] == reverse("imports:run-detail", args=[run_id])
     assert client.get(queued["Location"]).status_code == 200
+    Connector.objects.filter(pk=connector.pk).update(cursor={"columns": ["updated_at", "code"], "after": []})
+    client.post(reverse("imports:connector-reset", args=[connector.pk]))
+    assert Connector.objects.get(pk=connector.pk).cursor is None
     client.post(reverse("imports:connector-toggle", args=[connector.pk]))
     assert not Connector.objects.get(pk=connector.pk).is_enabled
     client.post(reverse("imports:connector-schedule", args=[connector.pk]), {"every_minutes": "30", "cron": ""})
