@@ -244,7 +244,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crmhub.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "6000/min"},
+    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "6000/min",
+                               "push": env_str("CRMHUB_PUSH_RATE", "12000/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "crmhub API",
@@ -312,6 +313,11 @@ LOGGING = {
 # crmhub behaviour
 #
 CRMHUB_IMPORT_MAX_UPLOAD_BYTES = env_int("CRMHUB_IMPORT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+# Connectors and the push API (imports/connectors/)
+CRMHUB_CONNECTOR_STALE_SECONDS = env_int("CRMHUB_CONNECTOR_STALE_SECONDS", 900)
+CRMHUB_CONNECTOR_RETRY_SECONDS = env_int("CRMHUB_CONNECTOR_RETRY_SECONDS", 60)
+CRMHUB_PUSH_MAX_BATCH = env_int("CRMHUB_PUSH_MAX_BATCH", 500)
+CRMHUB_WEBHOOK_TOLERANCE_SECONDS = env_int("CRMHUB_WEBHOOK_TOLERANCE_SECONDS", 300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 CRMHUB_DEMO_PASSWORD = "crmhub-demo"

@@ -6,9 +6,13 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from accounts.crypto import EncryptedTextField
 from imports.choices import ChangeAction, IssueKind, RunKind, RunStatus
 
-__all__ = ["ImportRun", "ImportRunChange", "ImportRunIssue", "MappingTemplate"]
+__all__ = [
+    "AlertEvent", "Connector", "ImportRun", "ImportRunChange", "ImportRunIssue", "MappingTemplate", "PushRequest",
+    "SourceWebhook", "WebhookDelivery",
+]
 
 
 class ImportRun(models.Model):
@@ -194,3 +198,152 @@ class ImportRunIssue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} row {self.row_number}"
+
+
+#
+# Connectors
+#
+
+
+class Connector(models.Model):
+    """A pull connector (SQL database, REST endpoint) feeding one source through the import pipeline.
+
+    ``config`` holds the kind's non-secret settings; ``secret`` (encrypted at rest) holds the
+    credentials: the SQL URL, or the REST auth header value. ``cursor`` is the incremental
+    position saved in the same transaction as the page written before it moved.
+    """
+
+    source = models.ForeignKey("crmhub.Source", verbose_name=_("source"), on_delete=models.PROTECT,
+                               related_name="connectors")
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=16)
+    config = models.JSONField(_("settings"), default=dict, blank=True)
+    secret = EncryptedTextField(_("credentials"), blank=True)
+    mapping = models.JSONField(_("mapping"), default=dict, blank=True, help_text=_("Column → data-dictionary field."))
+    cursor = models.JSONField(_("cursor"), null=True, blank=True)
+    is_enabled = models.BooleanField(_("enabled"), default=True)
+    paused_reason = models.CharField(_("paused because"), max_length=300, blank=True)
+    max_failures = models.PositiveSmallIntegerField(
+        _("pause after failures"), default=3, help_text=_("Consecutive failed syncs before the connector is paused."))
+    consecutive_failures = models.PositiveSmallIntegerField(_("consecutive failures"), default=0)
+    last_success_at = models.DateTimeField(_("last success"), null=True, blank=True)
+    last_error_at = models.DateTimeField(_("last error"), null=True, blank=True)
+    last_error = models.TextField(_("last error message"), blank=True)
+    last_rows = models.PositiveIntegerField(_("rows in last sync"), null=True, blank=True)
+    last_run = models.ForeignKey(ImportRun, verbose_name=_("last run"), null=True, blank=True,
+                                 on_delete=models.SET_NULL, related_name="+")
+    schedule = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", verbose_name=_("schedule"), null=True, blank=True,
+        on_delete=models.SET_NULL, related_name="crmhub_connector",
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("connector")
+        verbose_name_plural = _("connectors")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("imports:connector-detail", args=[self.pk])
+
+    @property
+    def lag_seconds(self) -> int | None:
+        """Seconds since the data was last brought up to date (the last successful sync)."""
+        if self.last_success_at is None:
+            return None
+        from django.utils import timezone
+
+        return max(0, int((timezone.now() - self.last_success_at).total_seconds()))
+
+
+class AlertEvent(models.Model):
+    """Something an operator must look at (a connector paused after repeated failures).
+
+    A plain, visible record: the connectors page lists the open ones; a later alerting
+    channel can pick them up by ``notified_at`` being empty."""
+
+    kind = models.CharField(_("kind"), max_length=32)
+    connector = models.ForeignKey(Connector, verbose_name=_("connector"), null=True, blank=True,
+                                  on_delete=models.CASCADE, related_name="alerts")
+    message = models.TextField(_("message"))
+    created_at = models.DateTimeField(_("raised"), auto_now_add=True)
+    notified_at = models.DateTimeField(_("notified"), null=True, blank=True)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.connector_id}"
+
+
+class PushRequest(models.Model):
+    """A push request's Idempotency-Key: the request's hash and the response given, so that a
+    retried request gets the same answer and never writes twice."""
+
+    source = models.ForeignKey("crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE, related_name="+")
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("client"), on_delete=models.CASCADE,
+                               related_name="+")
+    key = models.CharField(_("idempotency key"), max_length=200)
+    request_hash = models.CharField(_("request hash"), max_length=64)
+    response_status = models.PositiveSmallIntegerField(_("response status"), default=200)
+    response = models.JSONField(_("response"), default=dict)
+    run = models.ForeignKey(ImportRun, verbose_name=_("run"), null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="+")
+    created_at = models.DateTimeField(_("received"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("push request")
+        verbose_name_plural = _("push requests")
+        constraints = [
+            models.UniqueConstraint(fields=["client", "source", "key"], name="imports_pushrequest_unique_client_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class SourceWebhook(models.Model):
+    """The shared secret a source's webhook deliveries are signed with (HMAC-SHA256)."""
+
+    source = models.OneToOneField("crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE,
+                                  related_name="webhook")
+    secret = EncryptedTextField(_("secret"))
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("source webhook")
+        verbose_name_plural = _("source webhooks")
+
+    def __str__(self) -> str:
+        return str(self.source_id)
+
+
+class WebhookDelivery(models.Model):
+    """A signature already accepted, so that a replayed delivery is refused."""
+
+    source = models.ForeignKey("crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE, related_name="+")
+    signature = models.CharField(_("signature"), max_length=64)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    run = models.ForeignKey(ImportRun, verbose_name=_("run"), null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="+")
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        constraints = [
+            models.UniqueConstraint(fields=["source", "signature"], name="imports_webhookdelivery_unique_signature"),
+        ]
+
+    def __str__(self) -> str:
+        return self.signature

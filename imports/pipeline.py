@@ -10,8 +10,9 @@ Between chunks the run's cancel flag is checked.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from django.db import transaction
@@ -60,12 +61,25 @@ class Tally:
         return len(self.samples[kind]) < SAMPLES_PER_KIND
 
 
+class ChunkSource(Protocol):
+    """Where a run's rows come from when it is not a file (a connector): frames of text
+    cells, and a hook called inside each chunk's transaction once its rows are written, so
+    that the source can save its position atomically with them."""
+
+    def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]: ...
+
+    def chunk_committed(self) -> None: ...
+
+
 class ImportPipeline:
-    def __init__(self, run: ImportRun, *, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(
+        self, run: ImportRun, *, chunk_rows: int = CHUNK_ROWS, chunk_source: ChunkSource | None = None,
+    ) -> None:
         self.run = run
         self.chunk_rows = chunk_rows
         options = run.options
-        self.layout = FileLayout.from_options(options["layout"])
+        self.chunk_source = chunk_source
+        self.layout = FileLayout.from_options(options["layout"]) if "layout" in options else None
         self.mapping: dict[str, str] = dict(options.get("mapping", {}))
         self.key_columns: list[str] = list(options.get("key_columns", []))
         self.dayfirst = bool(options.get("dayfirst", False))
@@ -83,6 +97,8 @@ class ImportPipeline:
 
     def execute(self) -> bool:
         """Process every chunk; False when the run was cancelled midway."""
+        if self.chunk_source is not None:
+            return self._execute_chunk_source(self.chunk_source)
         row_number = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
         for frame in iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows):
             rows, issues = self.prepare(frame, row_number)
@@ -90,6 +106,22 @@ class ImportPipeline:
             with transaction.atomic():
                 self.process(rows, issues)
                 self._save_progress(final=False)
+            if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                self._save_progress(final=True)
+                return False
+        self._save_progress(final=True)
+        return True
+
+    def _execute_chunk_source(self, source: ChunkSource) -> bool:
+        """As ``execute``, over a connector's chunks (rows numbered from 1)."""
+        row_number = 1
+        for frame in source.chunks(self.chunk_rows):
+            rows, issues = self.prepare(frame, row_number)
+            row_number += len(frame)
+            with transaction.atomic():
+                self.process(rows, issues)
+                self._save_progress(final=False)
+                source.chunk_committed()
             if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
                 self._save_progress(final=True)
                 return False

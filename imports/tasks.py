@@ -16,3 +16,18 @@ def import_run_rollback_task(run_id: int) -> None:
     from imports.services import import_run_rollback_execute
 
     import_run_rollback_execute(run_id=run_id)
+
+
+@shared_task(name="imports.connector_run", ignore_result=True, acks_late=True)
+def connector_run_task(run_id: int) -> None:
+    from imports.connectors.services import connector_run_execute
+
+    connector_run_execute(run_id=run_id)
+
+
+@shared_task(name="imports.connector_sync", ignore_result=True)
+def connector_sync_task(connector_id: int) -> None:
+    """Scheduled by django-celery-beat (and by the retry after a failure): request a sync and run it."""
+    from imports.connectors.services import connector_sync_scheduled
+
+    connector_sync_scheduled(connector_id=connector_id)
