@@ -11,4 +11,9 @@ def navigation(request: HttpRequest) -> dict:
     from dedup.choices import CandidateStatus
     from dedup.models import MatchCandidate
 
-    return {"nav_pending_reviews": MatchCandidate.objects.filter(status=CandidateStatus.PENDING).count()}
+    from crmhub.quality import quality_may_view
+
+    return {
+        "nav_pending_reviews": MatchCandidate.objects.filter(status=CandidateStatus.PENDING).count(),
+        "nav_quality": quality_may_view(user),
+    }

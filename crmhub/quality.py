@@ -317,3 +317,125 @@ def quality_trend(*, metric: str, field: str = "", source_id: int | None = None,
     since = timezone.localdate() - timedelta(days=days)
     qs = QualitySnapshot.objects.filter(metric=metric, field=field, source_id=source_id, date__gte=since)
     return [{"date": d.isoformat(), "value": v} for d, v in qs.order_by("date").values_list("date", "value")]
+
+
+def quality_may_view(user) -> bool:  # noqa: ANN001
+    """The dashboard, its drill-downs, its export and the alerts page: admins, stewards, auditors."""
+    from accounts.roles import Role, user_roles
+
+    return bool(user_roles(user) & {Role.ADMIN, Role.STEWARD, Role.AUDITOR})
+
+
+def quality_dashboard(*, days: int = 30) -> dict:
+    """Everything the dashboard shows: the latest snapshot by source and field, the golden
+    records' figures, trends, the review backlog, imports and syncs, merges per day."""
+    from django.db.models import Count
+    from django.db.models.functions import TruncDate
+
+    from imports.models import ImportRun
+
+    latest = quality_latest_date()
+    rows = list(QualitySnapshot.objects.filter(date=latest).select_related("source")) if latest else []
+    sources = {s.pk: s for s in Source.objects.all()}
+    per_source: dict[int, dict] = {}
+    golden: dict[str, dict] = {}
+    overall: dict[str, float | None] = {}
+    for r in rows:
+        if r.source_id is None:
+            if r.field:
+                golden.setdefault(r.field, {})[r.metric] = r
+            else:
+                overall[r.metric] = r.value
+            continue
+        entry = per_source.setdefault(r.source_id, {"source": sources.get(r.source_id), "fields": {}, "figures": {}})
+        if r.field:
+            entry["fields"].setdefault(r.field, {})[r.metric] = r
+        else:
+            entry["figures"][r.metric] = r
+    since = timezone.now() - timedelta(days=days)
+    runs = list(
+        ImportRun.objects.filter(created_at__gte=since).annotate(day=TruncDate("created_at"))
+        .values("day", "kind", "status").annotate(n=Count("id")).order_by("day")
+    )
+    try:
+        from dedup.models import Merge
+
+        merges = list(
+            Merge.objects.filter(created_at__gte=since).annotate(day=TruncDate("created_at"))
+            .values("day").annotate(n=Count("id")).order_by("day")
+        )
+    except ImportError:  # pragma: no cover - dedup is part of the project
+        merges = []
+    return {
+        "latest": latest,
+        "per_source": [per_source[k] for k in sorted(per_source, key=lambda k: sources[k].code)],
+        "golden": dict(sorted(golden.items())),
+        "overall": overall,
+        "runs": runs,
+        "merges": merges,
+    }
+
+
+def quality_chart_data(*, days: int = 90) -> dict:
+    """JSON for the dashboard's charts (static/js/quality.js)."""
+    since = timezone.localdate() - timedelta(days=days)
+    trend: dict[str, dict[str, float | None]] = {}
+    wanted = ("validity", "completeness", "duplicate_rate", "conflict_rate")
+    for day, metric, field, value in (
+        QualitySnapshot.objects.filter(date__gte=since, source__isnull=True, metric__in=wanted,
+                                       field__in=["mobile", "email", "full_name"])
+        .order_by("date").values_list("date", "metric", "field", "value")
+    ):
+        trend.setdefault(f"{metric}:{field}", {})[day.isoformat()] = value
+    backlog = {
+        d.isoformat(): v for d, v in QualitySnapshot.objects.filter(
+            date__gte=since, metric=QualityMetric.REVIEW_BACKLOG).order_by("date").values_list("date", "value")
+    }
+    latest = quality_latest_date()
+    compare = {}
+    if latest:
+        for code, metric, value in QualitySnapshot.objects.filter(
+            date=latest, source__isnull=False, field="mobile", metric__in=["completeness", "validity"]
+        ).values_list("source__code", "metric", "value"):
+            compare.setdefault(code, {})[metric] = value
+    return {"trend": trend, "backlog": backlog, "sources": compare}
+
+
+def quality_records(*, source_code: str = "", field: str = "", state: str = ""):  # noqa: ANN201
+    """The source records behind a figure: of a source, with ``field`` flagged, missing or present."""
+    qs = SourceRecord.objects.select_related("source").order_by("source__code", "source_key")
+    if source_code:
+        qs = qs.filter(source__code=source_code)
+    if field:
+        if not _SAFE_NAME.match(field):
+            raise ValueError(f"unknown field {field!r}")
+        if state == "flagged":
+            qs = qs.filter(flags__has_key=field)
+        elif state == "missing":
+            qs = qs.exclude(normalized__has_key=field).exclude(flags__has_key=field)
+        elif state == "present":
+            qs = qs.filter(normalized__has_key=field)
+    return qs
+
+
+def quality_report_xlsx(*, day: date | None = None) -> bytes:
+    """The day's snapshot as a spreadsheet (no customer values: figures only)."""
+    import io
+
+    from openpyxl import Workbook
+
+    from accounts.exports import safe_cell
+
+    day = day or quality_latest_date()
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("quality")
+    sheet.append(["date", "source", "field", "metric", "value", "numerator", "denominator"])
+    if day is not None:
+        for r in QualitySnapshot.objects.filter(date=day).select_related("source").order_by(
+            "metric", "source__code", "field"
+        ):
+            sheet.append([day.isoformat(), safe_cell(r.source.code if r.source else ""), safe_cell(r.field),
+                          safe_cell(r.metric), r.value, r.numerator, r.denominator])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
