@@ -30,8 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -104,7 +103,7 @@ def _as_datetime(value: Any) -> datetime | None:  # noqa: ANN401
         return value
     parsed = parse_datetime(str(value))
     if parsed is not None and timezone.is_naive(parsed):
-        parsed = parsed.replace(tzinfo=dt_timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -138,7 +137,8 @@ def _source_record_figures(fields: list[FieldDefinition], now: datetime) -> tupl
             present, flagged, checked = (int(v or 0) for v in row[3 + 3 * i : 6 + 3 * i])
             if not checked:
                 continue  # the source does not carry this field
-            figures.append(Figure(source_id, f.name, QualityMetric.COMPLETENESS, _ratio(present, count), present, count))
+            completeness = _ratio(present, count)
+            figures.append(Figure(source_id, f.name, QualityMetric.COMPLETENESS, completeness, present, count))
             figures.append(
                 Figure(source_id, f.name, QualityMetric.VALIDITY, _ratio(checked - flagged, checked), checked - flagged,
                        checked)

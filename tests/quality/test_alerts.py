@@ -124,7 +124,8 @@ def test_it_alerts_on_a_source_without_a_sync_and_on_a_disabled_webhook(quality_
     assert not AlertEvent.objects.filter(rule__name="hooks").exists()
     WebhookSubscription.objects.filter(pk=sub.pk).update(is_active=False, disabled_reason="25 failures")
     alerts_evaluate()
-    assert list(AlertEvent.objects.filter(rule__name="hooks").values_list("subject", flat=True)) == [f"webhook:{sub.pk}"]
+    hooks = AlertEvent.objects.filter(rule__name="hooks")
+    assert list(hooks.values_list("subject", flat=True)) == [f"webhook:{sub.pk}"]
     w.crm.records.update(last_seen_at=timezone.now() - timedelta(hours=1))
     alerts_evaluate()
     assert AlertEvent.objects.get(rule__name="stale").status == AlertStatus.RESOLVED
