@@ -516,6 +516,22 @@ class AlertRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_email
+
+        from crmhub.choices import QualityMetric
+
+        if self.kind in (AlertKind.METRIC_BELOW, AlertKind.METRIC_ABOVE) and self.metric not in QualityMetric.values:
+            raise ValidationError({"metric": _("Choose one of: %(m)s.") % {"m": ", ".join(QualityMetric.values)}})
+        for address in self.recipients:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError({"email_to": _("%(a)s is not an e-mail address.") % {"a": address}}) from None
+        if not self.recipients and not self.webhook_url:
+            raise ValidationError(_("Give e-mail recipients, a webhook URL or both."))
+
     @property
     def recipients(self) -> list[str]:
         return [a.strip() for a in self.email_to.replace(";", ",").split(",") if a.strip()]

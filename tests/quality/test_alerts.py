@@ -140,3 +140,16 @@ def test_it_evaluates_a_rule_for_every_source_from_a_real_metrics_run(quality_wo
     subjects = set(AlertEvent.objects.values_list("subject", flat=True))
     # crm 2/3 and all sources 4/5 are below 95 %; shop 2/2 is not.
     assert subjects == {"source:crm|field:mobile|metric:validity", "source:*|field:mobile|metric:validity"}
+
+
+def test_it_refuses_a_rule_that_cannot_work(db):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="metric"):
+        AlertRule(name="x", kind=AlertKind.METRIC_BELOW, metric="validty", email_to="a@example.com").full_clean()
+    with pytest.raises(ValidationError, match="not an e-mail address"):
+        AlertRule(name="x", kind=AlertKind.BACKLOG_ABOVE, email_to="a@example.com, nobody").full_clean()
+    with pytest.raises(ValidationError, match="webhook URL"):
+        AlertRule(name="x", kind=AlertKind.BACKLOG_ABOVE).full_clean()
+    AlertRule(name="x", kind=AlertKind.METRIC_BELOW, metric="validity", field="mobile", threshold=0.95,
+              email_to="a@example.com").full_clean()
