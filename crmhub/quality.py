@@ -215,9 +215,10 @@ def _conflict_figures(fields: list[FieldDefinition]) -> list[Figure]:
     for i, f in enumerate(fields):
         value = _json_text("normalized", f.name)
         v = f"CASE WHEN {_present(value)} THEN {value} END"
-        inner += [f"COUNT({v}) AS n{i}", f"COUNT(DISTINCT {v}) AS d{i}"]
-        outer += [f"COALESCE(SUM(CASE WHEN n{i} >= 2 THEN 1 ELSE 0 END), 0)",
-                  f"COALESCE(SUM(CASE WHEN d{i} >= 2 THEN 1 ELSE 0 END), 0)"]
+        # "two or more distinct values" is MIN <> MAX: plain aggregates, no per-group sort
+        # (COUNT(DISTINCT ...) for 25 fields made this pass 4x slower at 1M rows).
+        inner += [f"COUNT({v}) AS n{i}", f"CASE WHEN MIN({v}) <> MAX({v}) THEN 1 ELSE 0 END AS d{i}"]
+        outer += [f"COALESCE(SUM(CASE WHEN n{i} >= 2 THEN 1 ELSE 0 END), 0)", f"COALESCE(SUM(d{i}), 0)"]
     row = _fetch_one(
         f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {table} "  # noqa: S608
         f"WHERE customer_id IS NOT NULL GROUP BY customer_id HAVING COUNT(*) >= 2) AS g"
