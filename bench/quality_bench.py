@@ -129,6 +129,7 @@ def parts() -> dict[str, float]:
         ("source_records_pass", lambda: quality._source_record_figures(fields, now)),
         ("golden_pass", lambda: quality._golden_figures(fields)),
         ("identity_keys", lambda: quality._identity_figures(fields)),
+        ("source_identity_keys", lambda: quality._source_identity_figures(fields)),
         ("conflicts_pass", lambda: quality._conflict_figures(fields)),
     ]:
         started = time.monotonic()

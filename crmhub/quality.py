@@ -15,9 +15,10 @@ What each metric means (``QualitySnapshot`` rows; ``source`` empty = across sour
 * ``validity`` — per source and field: share of present-or-flagged values not flagged by
   their cleaning rule (``SourceRecord.flags``; each field has the rule of its type).
   Without a source: the same over all sources.
-* ``uniqueness`` / ``duplicate_rate`` — golden records, per identity-key field: distinct
-  values / filled values, and the share of filled golden records that share their value
-  with another active golden record.
+* ``uniqueness`` / ``duplicate_rate`` — golden records (no source), per identity-key field:
+  distinct values / filled values, and the share of filled golden records that share their
+  value with another active golden record. Per source: the same among the source's own
+  records (its internal duplicates; secret keys left out, being sealed).
 * ``review_backlog`` — pending match candidates (no source, no field).
 * ``freshness_hours`` — per source: hours since the later of its last successful import or
   sync (``imports.ImportRun``) and its records' ``last_seen_at``.
@@ -204,6 +205,33 @@ def _identity_figures(fields: list[FieldDefinition]) -> list[Figure]:
     return figures
 
 
+def _source_identity_figures(fields: list[FieldDefinition]) -> list[Figure]:
+    """Per source and identity key: uniqueness and duplicate rate of the normalized values
+    among the source's own records (one grouped pass per key field). Secret keys are sealed
+    with a randomised cipher in source records and cannot be grouped: left out."""
+    table = _q(SourceRecord._meta.db_table)
+    figures: list[Figure] = []
+    for f in fields:
+        if not f.is_identity_key or f.sensitivity == Sensitivity.SECRET:
+            continue
+        value = _json_text("normalized", f.name)
+        rows = _fetch_all(
+            f"""
+            SELECT source_id, SUM(n), COUNT(*), SUM(CASE WHEN n > 1 THEN n ELSE 0 END)
+            FROM (SELECT source_id, {value} AS v, COUNT(*) AS n FROM {table}
+                  WHERE {_present(value)} GROUP BY source_id, {value}) AS g
+            GROUP BY source_id
+            """  # noqa: S608 - names are validated identifiers
+        )
+        for source_id, filled, distinct, shared in rows:
+            filled, distinct, shared = int(filled), int(distinct), int(shared)
+            figures.append(Figure(source_id, f.name, QualityMetric.UNIQUENESS, _ratio(distinct, filled), distinct,
+                                  filled))
+            figures.append(Figure(source_id, f.name, QualityMetric.DUPLICATE_RATE, _ratio(shared, filled), shared,
+                                  filled))
+    return figures
+
+
 def _conflict_figures(fields: list[FieldDefinition]) -> list[Figure]:
     """Per field: golden records whose source records disagree, among those with two or more
     values. One grouped pass over the source records."""
@@ -268,6 +296,7 @@ def quality_figures(*, now: datetime | None = None) -> list[Figure]:
         *record_figures,
         *_golden_figures(fields),
         *_identity_figures(fields),
+        *_source_identity_figures(fields),
         *_conflict_figures(fields),
         *_freshness_figures(last_seen, now),
         *_backlog_figures(),

@@ -42,6 +42,12 @@ def test_it_computes_every_metric_of_the_fixed_data_set_exactly(quality_world):
     assert ratio(None, "mobile", "uniqueness") == (2, 3)
     assert ratio(None, "mobile", "duplicate_rate") == (2, 3)
     assert ratio(None, "email", "duplicate_rate") == (0, 1)
+    # ... and per source, among the source's own records (r1 and r4 share a mobile).
+    assert ratio(w.crm, "mobile", "uniqueness") == (2, 3)
+    assert ratio(w.crm, "mobile", "duplicate_rate") == (2, 3)
+    assert ratio(w.shop, "mobile", "duplicate_rate") == (0, 2)
+    assert ratio(w.crm, "email", "duplicate_rate") == (0, 1)
+    assert (w.crm.pk, "id_number", "duplicate_rate") not in got
     # Conflicts between the source records of one customer.
     assert ratio(None, "full_name", "conflict_rate") == (1, 2)
     assert ratio(None, "mobile", "conflict_rate") == (1, 2)
