@@ -77,6 +77,10 @@ def test_it_lists_the_records_behind_a_figure_masked(quality_world, auditor):
     text = body.content.decode()
     assert "r2" in text and "r1" not in text
     assert "12345" not in text  # auditors see mobiles masked
+    missing = client_for(auditor).get("/quality/records/", {"source": "crm", "field": "email", "state": "missing"})
+    assert [r["record"].source_key for r in missing.context["rows"]] == ["r1", "r2", "r3"]
+    present = client_for(auditor).get("/quality/records/", {"field": "email", "state": "present"})
+    assert [r["record"].source_key for r in present.context["rows"]] == ["r4"]
     assert client_for(auditor).get("/quality/records/", {"field": "nope"}).status_code == 400
     assert client_for(auditor).get("/quality/records/", {"state": "nope"}).status_code == 400
 
