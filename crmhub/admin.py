@@ -8,6 +8,7 @@ from crmhub.models import (
     AlertEvent,
     AlertRule,
     FieldDefinition,
+    PrivacyRequest,
     Source,
     WebhookDelivery,
     WebhookSubscription,
@@ -106,4 +107,22 @@ class AlertEventAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in AlertEvent._meta.fields]
 
     def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(admin.ModelAdmin):
+    """Read-only: requests are handled at /privacy/ and recorded, never edited."""
+
+    list_display = ["created_at", "kind", "acting_user", "reason"]
+    list_filter = ["kind"]
+    readonly_fields = [f.name for f in PrivacyRequest._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
         return False

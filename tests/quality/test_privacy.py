@@ -219,3 +219,19 @@ def test_it_rolls_the_whole_erasure_back_when_a_step_fails(person, admin_user, m
     assert customer.mobile == MOBILE and customer.status == CustomerStatus.ACTIVE
     assert not ChangeEvent.objects.filter(event_type=ChangeEventType.ERASED).exists()
     assert not PrivacyRequest.objects.exists()
+
+
+def test_it_tells_feed_consumers_of_the_erasure(person, admin_user):
+    from rest_framework.test import APIClient
+
+    subject = privacy_subject_find(user=admin_user, mobile=MOBILE, email=EMAIL)
+    privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request 2026-19")
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    events = client.get("/api/v1/changes/", {"after": 0, "limit": 1000}).json()["results"]
+    erased = [e for e in events if e["event_type"] == "erased"]
+    assert sorted(e["customer"] for e in erased) == sorted([person.customer.pk, person.old.pk])
+    assert all(e["data"] == {} for e in events if e["customer"] in subject.customer_ids)
+    (mine,) = [e for e in erased if e["customer"] == person.customer.pk]
+    assert {"mobile", "email", "full_name", "id_number"} <= set(mine["changed_fields"])
+    assert NATIONAL not in json.dumps(events, ensure_ascii=False)
