@@ -235,3 +235,16 @@ def test_it_tells_feed_consumers_of_the_erasure(person, admin_user):
     (mine,) = [e for e in erased if e["customer"] == person.customer.pk]
     assert {"mobile", "email", "full_name", "id_number"} <= set(mine["changed_fields"])
     assert NATIONAL not in json.dumps(events, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(("mode", "reason", "message"), [
+    ("delete", "T-1", "erase or to anonymize"),
+    ("erase", "  ", "reference or reason"),
+])
+def test_it_refuses_an_erasure_without_a_mode_or_a_reference_and_changes_nothing(person, admin_user, mode, reason,
+                                                                                  message):
+    subject = privacy_subject_find(user=admin_user, mobile=MOBILE)
+    with pytest.raises(PrivacyInputError, match=message):
+        privacy_erase(user=admin_user, subject=subject, mode=mode, reason=reason)
+    assert Customer.objects.get(pk=person.customer.pk).mobile == MOBILE
+    assert not PrivacyRequest.objects.exists()
