@@ -73,6 +73,18 @@ CHANNELS: dict[str, Channel] = {
             "accounts.services.customer_value_reveal",
             "/accounts/customers/<id>/reveal/, /api/v1/customers/<id>/reveal/ (masked -> plain, logged)",
         ),
+        Channel(
+            "quality_records",
+            "user",
+            "accounts.policy.present_values",
+            "/quality/records/ (crmhub.quality_views.records): source records behind a quality figure",
+        ),
+        Channel(
+            "privacy_report",
+            "user",
+            "accounts.policy.present_customer",
+            "/privacy/, /privacy/export/ (crmhub.privacy.privacy_report): data-subject report, admins only",
+        ),
     ]
 }
 

@@ -4,7 +4,16 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from crmhub.models import FieldDefinition, Source, WebhookDelivery, WebhookSubscription, WorkerHeartbeat
+from crmhub.models import (
+    AlertEvent,
+    AlertRule,
+    FieldDefinition,
+    PrivacyRequest,
+    Source,
+    WebhookDelivery,
+    WebhookSubscription,
+    WorkerHeartbeat,
+)
 from crmhub.webhooks import webhook_delivery_redeliver, webhook_subscription_enable
 
 
@@ -82,3 +91,38 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def redeliver(self, request, queryset) -> None:  # noqa: ANN001
         for delivery in queryset:
             webhook_delivery_redeliver(delivery=delivery)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "metric", "source", "field", "threshold", "is_active"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name"]
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    list_display = ["opened_at", "rule", "subject", "status", "value", "resolved_at", "notified_at"]
+    list_filter = ["status", "rule"]
+    readonly_fields = [f.name for f in AlertEvent._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(admin.ModelAdmin):
+    """Read-only: requests are handled at /privacy/ and recorded, never edited."""
+
+    list_display = ["created_at", "kind", "acting_user", "reason"]
+    list_filter = ["kind"]
+    readonly_fields = [f.name for f in PrivacyRequest._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False

@@ -98,3 +98,34 @@ class DeliveryStatus(models.TextChoices):
     DELIVERED = "delivered", _("Delivered")
     FAILED = "failed", _("Failed, will retry")
     DEAD = "dead", _("Given up")
+
+
+class QualityMetric(models.TextChoices):
+    COMPLETENESS = "completeness", _("Completeness")
+    VALIDITY = "validity", _("Validity")
+    UNIQUENESS = "uniqueness", _("Uniqueness")
+    DUPLICATE_RATE = "duplicate_rate", _("Duplicate rate")
+    FRESHNESS = "freshness_hours", _("Hours since last sync")
+    CONFLICT_RATE = "conflict_rate", _("Conflict rate between sources")
+    REVIEW_BACKLOG = "review_backlog", _("Match candidates awaiting review")
+    RECORDS = "records", _("Records")
+
+
+class AlertKind(models.TextChoices):
+    METRIC_BELOW = "metric_below", _("Metric below threshold")
+    METRIC_ABOVE = "metric_above", _("Metric above threshold")
+    NO_SYNC = "no_sync", _("No successful sync for N hours")
+    BACKLOG_ABOVE = "backlog_above", _("Review backlog above N")
+    WEBHOOK_DISABLED = "webhook_disabled", _("Webhook subscription disabled")
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    RESOLVED = "resolved", _("Resolved")
+
+
+class PrivacyRequestKind(models.TextChoices):
+    SEARCH = "search", _("Search")
+    EXPORT = "export", _("Export for the person")
+    ANONYMIZE = "anonymize", _("Anonymize")
+    ERASE = "erase", _("Erase")

@@ -8,7 +8,11 @@ def navigation(request: HttpRequest) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
+    from crmhub.quality import quality_may_view
     from dedup.choices import CandidateStatus
     from dedup.models import MatchCandidate
 
-    return {"nav_pending_reviews": MatchCandidate.objects.filter(status=CandidateStatus.PENDING).count()}
+    return {
+        "nav_pending_reviews": MatchCandidate.objects.filter(status=CandidateStatus.PENDING).count(),
+        "nav_quality": quality_may_view(user),
+    }

@@ -15,6 +15,8 @@ from simple_history.models import HistoricalRecords
 
 from accounts.crypto import EncryptedTextField, blind_index
 from crmhub.choices import (
+    AlertKind,
+    AlertStatus,
     ChangeChannel,
     ChangeEventType,
     CustomerStatus,
@@ -23,13 +25,18 @@ from crmhub.choices import (
     Gender,
     InteractionKind,
     MaskStyle,
+    PrivacyRequestKind,
     Sensitivity,
     SourceKind,
 )
 from crmhub.context import history_user
 
 __all__ = [
+    "AlertEvent",
+    "AlertRule",
     "ChangeContextHistory",
+    "PrivacyRequest",
+    "QualitySnapshot",
     "ChangeEvent",
     "Customer",
     "FieldDefinition",
@@ -441,3 +448,149 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription_id}:{self.position} {self.status}"
+
+
+#
+# Data quality (issue 8 items 3-6): daily metric snapshots, alert rules and their events,
+# data-subject requests.
+#
+
+
+class QualitySnapshot(models.Model):
+    """One data-quality figure of one day: a metric of a field, for a source or for all (golden
+    records and cross-source figures have no source). ``value`` is a share 0-1 for ratios and
+    hours for freshness; ``numerator``/``denominator`` give the counts behind a ratio.
+    Re-running the metrics on the same day replaces that day's rows (crmhub.quality)."""
+
+    date = models.DateField(_("date"), db_index=True)
+    source = models.ForeignKey(
+        Source, verbose_name=_("source"), null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    field = models.CharField(_("field"), max_length=64, blank=True)
+    metric = models.CharField(_("metric"), max_length=32)
+    value = models.FloatField(_("value"), null=True, blank=True)
+    numerator = models.BigIntegerField(_("numerator"), null=True, blank=True)
+    denominator = models.BigIntegerField(_("denominator"), null=True, blank=True)
+    computed_at = models.DateTimeField(_("computed"), default=timezone.now)
+
+    class Meta:
+        ordering = ["date", "metric", "source", "field"]
+        verbose_name = _("quality snapshot")
+        verbose_name_plural = _("quality snapshots")
+        indexes = [models.Index(fields=["metric", "field", "date"], name="crmhub_quality_trend")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.metric} {self.source_id or '*'}/{self.field or '*'} = {self.value}"
+
+
+class AlertRule(models.Model):
+    """A condition worth telling someone about, evaluated after each metrics run and periodically.
+
+    ``metric_below``/``metric_above`` compare the latest snapshot of ``metric`` (of ``field``,
+    of ``source`` or of every source when empty) with ``threshold``; ``no_sync`` fires for a
+    source without a successful import or sync for ``threshold`` hours; ``backlog_above`` when
+    more than ``threshold`` match candidates wait for review; ``webhook_disabled`` for each
+    disabled webhook subscription.
+    """
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=24, choices=AlertKind.choices)
+    metric = models.CharField(_("metric"), max_length=32, blank=True)
+    source = models.ForeignKey(
+        Source, verbose_name=_("source"), null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text=_("Empty means every source."),
+    )
+    field = models.CharField(_("field"), max_length=64, blank=True)
+    threshold = models.FloatField(_("threshold"), default=0)
+    email_to = models.TextField(_("email recipients"), blank=True, help_text=_("Comma-separated addresses."))
+    webhook_url = models.URLField(_("webhook URL"), max_length=500, blank=True)
+    webhook_secret = EncryptedTextField(_("webhook signing secret"), blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("alert rule")
+        verbose_name_plural = _("alert rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_email
+
+        from crmhub.choices import QualityMetric
+
+        if self.kind in (AlertKind.METRIC_BELOW, AlertKind.METRIC_ABOVE) and self.metric not in QualityMetric.values:
+            raise ValidationError({"metric": _("Choose one of: %(m)s.") % {"m": ", ".join(QualityMetric.values)}})
+        for address in self.recipients:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError({"email_to": _("%(a)s is not an e-mail address.") % {"a": address}}) from None
+        if not self.recipients and not self.webhook_url:
+            raise ValidationError(_("Give e-mail recipients, a webhook URL or both."))
+
+    @property
+    def recipients(self) -> list[str]:
+        return [a.strip() for a in self.email_to.replace(";", ",").split(",") if a.strip()]
+
+
+class AlertEvent(models.Model):
+    """One alert: open while its rule's condition holds for ``subject``, then resolved.
+
+    At most one open event per (rule, subject): a condition that persists never fires again,
+    one that clears and comes back opens a new event."""
+
+    rule = models.ForeignKey(AlertRule, verbose_name=_("rule"), on_delete=models.CASCADE, related_name="events")
+    subject = models.CharField(_("subject"), max_length=200)
+    status = models.CharField(
+        _("status"), max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN, db_index=True
+    )
+    value = models.FloatField(_("value"), null=True, blank=True)
+    message = models.CharField(_("message"), max_length=500)
+    opened_at = models.DateTimeField(_("opened"), default=timezone.now)
+    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
+    notified_at = models.DateTimeField(_("notified"), null=True, blank=True)
+    notify_errors = models.JSONField(_("notification errors"), default=list, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rule", "subject"], condition=models.Q(status="open"), name="crmhub_alertevent_unique_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}:{self.subject} {self.status}"
+
+
+class PrivacyRequest(models.Model):
+    """A data-subject request (PIPL) handled by an admin: what was done and to which records.
+
+    Holds no personal values: the identifiers searched for are kept only as the kinds used
+    (mobile, email, ID number), the matched records by id."""
+
+    kind = models.CharField(_("kind"), max_length=16, choices=PrivacyRequestKind.choices)
+    identifiers = models.JSONField(_("identifiers used"), default=list, blank=True)
+    customer_ids = models.JSONField(_("customers"), default=list, blank=True)
+    counts = models.JSONField(_("records"), default=dict, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("handled by"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("data-subject request")
+        verbose_name_plural = _("data-subject requests")
+        permissions = [("handle_privacy_requests", _("Can search, export and erase a person's data (PIPL)"))]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

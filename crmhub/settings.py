@@ -332,7 +332,14 @@ CRMHUB_WEBHOOK_BACKOFF_MAX_SECONDS = float(env_int("CRMHUB_WEBHOOK_BACKOFF_MAX_S
 CRMHUB_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("CRMHUB_WEBHOOK_DISABLE_AFTER_FAILURES", 25)
 CELERY_BEAT_SCHEDULE = {
     "webhooks": {"task": "crmhub.webhooks_dispatch_all", "schedule": 5.0},
+    # Data quality: today's snapshot (then the alert rules) every 6 hours; alert rules every 5 minutes.
+    "quality-metrics": {"task": "crmhub.quality_metrics_run", "schedule": 6 * 3600.0},
+    "alerts": {"task": "crmhub.alerts_evaluate", "schedule": 300.0},
 }
+# Alert e-mails (crmhub.alerts): any Django e-mail backend; the console one until configured.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "crmhub@localhost")
 # Access control (accounts): reveals per user per hour, rows above which an export needs an
 # admin's approval, lifetime of tokens issued by POST /api/v1/auth/token/.
 CRMHUB_REVEAL_LIMIT_PER_HOUR = env_int("CRMHUB_REVEAL_LIMIT_PER_HOUR", 20)

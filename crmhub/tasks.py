@@ -28,3 +28,21 @@ def webhooks_dispatch_all() -> None:
 
     for pk in WebhookSubscription.objects.filter(is_active=True).values_list("pk", flat=True):
         webhook_dispatch.delay(pk)
+
+
+@shared_task(name="crmhub.quality_metrics_run", ignore_result=True, time_limit=900, soft_time_limit=840)
+def quality_metrics_run() -> None:
+    """Beat (daily) and the dashboard's button: today's snapshot, then the alert rules."""
+    from crmhub.alerts import alerts_evaluate
+    from crmhub.quality import quality_snapshot_take
+
+    quality_snapshot_take()
+    alerts_evaluate()
+
+
+@shared_task(name="crmhub.alerts_evaluate", ignore_result=True, time_limit=300)
+def alerts_evaluate() -> None:
+    """Beat: evaluate the alert rules between metrics runs (syncs, backlog, webhooks)."""
+    from crmhub.alerts import alerts_evaluate as evaluate
+
+    evaluate()

@@ -19,6 +19,8 @@ urlpatterns = [
     path("imports/", include("imports.urls")),
     path("dedup/", include("dedup.urls")),
     path("accounts/", include("accounts.urls")),
+    path("quality/", include("crmhub.quality_urls")),
+    path("privacy/", include("crmhub.privacy_urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("crmhub.api.urls")),
 ]

@@ -251,7 +251,39 @@ def channel_export(user, customer, fields):  # noqa: ANN001, ANN201
     return {name: _unquote(cell) for name, cell in zip(header, row, strict=False) if name != "id"}, None
 
 
+def channel_quality_records(user, customer, fields):  # noqa: ANN001, ANN201
+    from django.test import Client
+
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(user)
+    response = client.get("/quality/records/", {"source": "matrix"})
+    if response.status_code == 403:
+        return None, None
+    body = response.content.decode()
+    shown = {
+        name: html.unescape(value)
+        for name, value in re.findall(r'<dd data-field="([\w-]+)"><span class="value">(.*?)</span></dd>', body, re.S)
+    }
+    return shown, None
+
+
+def channel_privacy_report(user, customer, fields):  # noqa: ANN001, ANN201
+    from django.test import Client
+
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(user)
+    response = client.post("/privacy/export/", {"mobile": SAMPLES["mobile"], "format": "json"})
+    if response.status_code == 404:
+        return None, None
+    import json
+
+    (entry,) = [c for c in json.loads(response.content)["customers"] if c["id"] == customer.pk]
+    return {k: value_as_text(v) for k, v in entry["values"].items()}, None
+
+
 ADAPTERS = {
+    "quality_records": channel_quality_records,
+    "privacy_report": channel_privacy_report,
     "page": channel_page,
     "api": channel_api,
     "history": channel_history,
@@ -264,6 +296,8 @@ ADAPTERS = {
 PER_FIELD_CHANNELS = {"search", "reveal"}
 # Channels that refuse some roles outright: the roles they serve.
 REFUSING = {
+    "quality_records": {Role.ADMIN, Role.STEWARD, Role.AUDITOR},
+    "privacy_report": {Role.ADMIN},
     "export": {Role.ADMIN, Role.STEWARD},
     "change_feed": {Role.ADMIN, Role.STEWARD, Role.API_CLIENT},
 }
