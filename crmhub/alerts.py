@@ -119,12 +119,23 @@ def _webhook_hits(rule: AlertRule) -> list[Hit]:
     ]
 
 
+def _connector_hits(rule: AlertRule) -> list[Hit]:
+    from imports.models import Connector
+
+    paused = Connector.objects.filter(is_enabled=False).exclude(paused_reason="")
+    return [
+        Hit(f"connector:{pk}", None, _("connector %(name)s is paused: %(reason)s") % {"name": name, "reason": reason})
+        for pk, name, reason in paused.values_list("pk", "name", "paused_reason")
+    ]
+
+
 CHECKS = {
     AlertKind.METRIC_BELOW: _metric_hits,
     AlertKind.METRIC_ABOVE: _metric_hits,
     AlertKind.NO_SYNC: _no_sync_hits,
     AlertKind.BACKLOG_ABOVE: _backlog_hits,
     AlertKind.WEBHOOK_DISABLED: _webhook_hits,
+    AlertKind.CONNECTOR_PAUSED: _connector_hits,
 }
 
 

@@ -117,6 +117,7 @@ class AlertKind(models.TextChoices):
     NO_SYNC = "no_sync", _("No successful sync for N hours")
     BACKLOG_ABOVE = "backlog_above", _("Review backlog above N")
     WEBHOOK_DISABLED = "webhook_disabled", _("Webhook subscription disabled")
+    CONNECTOR_PAUSED = "connector_paused", _("Connector paused after repeated failures")
 
 
 class AlertStatus(models.TextChoices):

@@ -153,3 +153,22 @@ def test_it_refuses_a_rule_that_cannot_work(db):
         AlertRule(name="x", kind=AlertKind.BACKLOG_ABOVE).full_clean()
     AlertRule(name="x", kind=AlertKind.METRIC_BELOW, metric="validity", field="mobile", threshold=0.95,
               email_to="a@example.com").full_clean()
+
+
+def test_it_alerts_once_on_a_paused_connector_and_resolves_when_it_runs_again(quality_world):
+    from imports.models import Connector
+
+    w = quality_world
+    AlertRule.objects.create(name="connectors", kind=AlertKind.CONNECTOR_PAUSED, email_to="ops@example.com")
+    connector = Connector.objects.create(source=w.crm, name="erp", kind="sql", secret="sqlite://")
+    alerts_evaluate()
+    assert not AlertEvent.objects.exists()
+    Connector.objects.filter(pk=connector.pk).update(is_enabled=False, paused_reason="Paused after 3 failed syncs")
+    alerts_evaluate()
+    alerts_evaluate()  # still paused: no second alert
+    (event,) = AlertEvent.objects.all()
+    assert event.subject == f"connector:{connector.pk}" and "Paused after 3" in event.message
+    Connector.objects.filter(pk=connector.pk).update(is_enabled=True, paused_reason="")
+    alerts_evaluate()
+    event.refresh_from_db()
+    assert event.status == AlertStatus.RESOLVED
