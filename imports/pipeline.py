@@ -25,7 +25,7 @@ from imports.choices import IssueKind
 from imports.cleaning.frame import clean_columns
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
 from imports.linking import link_new_records_to_customers
-from imports.models import ImportRun, ImportRunIssue
+from imports.models import ImportRun
 from imports.readers import FileLayout, iter_chunks
 from imports.writers import Existing, PreparedRow, writer_for_connection
 
@@ -247,14 +247,9 @@ class ImportPipeline:
         if room <= 0 or not issues:
             return
         kept = sorted(issues, key=lambda i: i.row_number)[:room]
-        ImportRunIssue.objects.bulk_create(
-            [
-                ImportRunIssue(
-                    run_id=self.run.pk, row_number=i.row_number, kind=i.kind, source_key=i.key,
-                    raw=seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw, reasons=i.reasons,
-                )
-                for i in kept
-            ],
-            batch_size=1000,
-        )
+        self.writer.store_issues(self.run.pk, [
+            (i.row_number, i.kind, i.key, seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw,
+             i.reasons)
+            for i in kept
+        ])
         self.tally.issues_kept += len(kept)
