@@ -90,12 +90,15 @@ def _copy_events(changes: list[Change], secret_names: set[str], *, channel: str,
     now = timezone.now()
     columns = ", ".join(ChangeEvent._meta.get_field(n).column for n in _COPY_COLUMNS)
     with connection.cursor() as cursor, cursor.copy(f"COPY {ChangeEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
+        field_lists: dict[tuple, str] = {}  # a bulk write repeats few lists of changed fields
         for c in changes:
             data = seal_values(c.data, secret_names) if secret_names & c.data.keys() else c.data
-            copy.write_row((
-                uuid.uuid4(), c.event_type, c.customer_id, json.dumps(list(c.changed_fields), cls=encoder),
-                json.dumps(data, cls=encoder), channel, ref, user_id, now,
-            ))
+            changed = tuple(c.changed_fields)
+            changed_json = field_lists.get(changed)
+            if changed_json is None:
+                changed_json = field_lists[changed] = json.dumps(list(changed), cls=encoder)
+            copy.write_row((uuid.uuid4(), c.event_type, c.customer_id, changed_json, json.dumps(data, cls=encoder),
+                            channel, ref, user_id, now))
 
 
 def change_record(*, event_type: str, customer_id: int, changed_fields: list[str] | None = None,

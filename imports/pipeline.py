@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.crypto import blind_index, seal_values, secret_field_names
+from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt, seal_values, secret_field_names
 from crmhub.context import current_change_context
 from crmhub.models import FieldDefinition, SourceRecord
 from imports.choices import IssueKind
@@ -30,6 +30,22 @@ from imports.readers import FileLayout, iter_chunks
 from imports.writers import Existing, PreparedRow, writer_for_connection
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected")
+
+
+def _sealed(values: dict[str, Any], secret_names: set[str], ciphers: dict[str, str]) -> dict[str, Any]:
+    """``seal_values`` with a memo of ciphertexts by plaintext."""
+    names = secret_names & values.keys() if secret_names else ()
+    if not names:
+        return values
+    out = dict(values)
+    for name in names:
+        value = out[name]
+        if isinstance(value, str) and value and not value.startswith(CIPHERTEXT_PREFIX):
+            sealed = ciphers.get(value)
+            if sealed is None:
+                sealed = ciphers[value] = encrypt(value)
+            out[name] = sealed
+    return out
 
 
 @dataclass
@@ -129,12 +145,17 @@ class ImportPipeline:
         flag_columns = [flags[n] for n in names]
         keys = self._keys(frame)
         matrix = frame.to_numpy().tolist()
+        per_row_values = list(zip(*value_columns, strict=True)) if names else [()] * len(matrix)
+        per_row_flags = list(zip(*flag_columns, strict=True)) if names else [()] * len(matrix)
+        digest_of = blind_indexer()
+        dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
         rows: list[PreparedRow] = []
         issues: list[Issue] = []
         key_label = ", ".join(self.key_columns)
+        seen = self.seen
         for i, cells in enumerate(matrix):
             row_number = first_row + i
-            raw = {h: v for h, v in zip(headers, cells, strict=True) if v != ""}
+            raw = {h: v for h, v in zip(headers, cells) if v != ""}
             key = keys[i]
             if not key:
                 reason = (_("the key column %(column)s is empty") % {"column": key_label}) if self.key_columns else _(
@@ -144,27 +165,23 @@ class ImportPipeline:
             if len(key) > 255:
                 issues.append(Issue(row_number, key[:255], raw, {"": _("the key is longer than 255 characters")}))
                 continue
-            first = self.seen.get(key)
+            first = seen.get(key)
             if first is not None:
                 issues.append(Issue(row_number, key, raw, {"": _("the key appears again; its first row is %(row)s")
                                                             % {"row": first}}))
                 continue
-            self.seen[key] = row_number
-            normalized: dict[str, Any] = {}
-            row_flags: dict[str, str] = {}
-            for name, column, flag_column in zip(names, value_columns, flag_columns, strict=True):
-                value = column[i]
-                if value is not None and value != "" and value != []:
-                    normalized[name] = value
-                if flag_column[i]:
-                    row_flags[name] = flag_column[i]
-            digest = blind_index(json.dumps([raw, normalized], ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+            seen[key] = row_number
+            normalized = {n: v for n, v in zip(names, per_row_values[i]) if v is not None and v != "" and v != []}
+            row_flags = {n: f for n, f in zip(names, per_row_flags[i]) if f}
+            digest = digest_of(dumps([raw, normalized]))
             rows.append(PreparedRow(row_number, key, raw, normalized, row_flags, digest))
         return rows, issues
 
-    def _seal(self, row: PreparedRow) -> None:
-        row.sealed_raw = seal_values(row.raw, self.secret_headers) if self.secret_headers else row.raw
-        row.sealed_normalized = seal_values(row.normalized, self.secret_fields) if self.secret_fields else row.normalized
+    def _seal(self, row: PreparedRow, ciphers: dict[str, str]) -> None:
+        """Secret values encrypted; the raw and normalized copies of one value share its ciphertext
+        (``ciphers``, per chunk), so each secret value is encrypted once."""
+        row.sealed_raw = _sealed(row.raw, self.secret_headers, ciphers)
+        row.sealed_normalized = _sealed(row.normalized, self.secret_fields, ciphers)
 
     def _reasons(self, flags: dict[str, str]) -> dict[str, str]:
         return {self.header_of.get(name, name): reason for name, reason in flags.items()}
@@ -209,10 +226,11 @@ class ImportPipeline:
                 if t.wants("rejected"):
                     t.sample("rejected", {"row": issue.row_number, "key": issue.key, "reasons": issue.reasons})
         if not dry:
+            ciphers: dict[str, str] = {}
             for row in new:
-                self._seal(row)
+                self._seal(row, ciphers)
             for row, _existing in changed:
-                self._seal(row)
+                self._seal(row, ciphers)
             links = link_new_records_to_customers(records=[(r.normalized, r.flags) for r in new], creator=self.writer) \
                 if new else []
             self.writer.write(
