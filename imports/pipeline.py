@@ -10,12 +10,16 @@ Between chunks the run's cancel flag is checked.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from django.db import transaction
 from django.utils import timezone
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt, seal_values, secret_field_names
@@ -99,18 +103,42 @@ class ImportPipeline:
 
     def execute(self) -> bool:
         """Process every chunk; False when the run was cancelled midway."""
-        row_number = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
-        for frame in iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows):
-            rows, issues = self.prepare(frame, row_number)
-            row_number += len(frame)
-            with transaction.atomic():
-                self.process(rows, issues)
-                self._save_progress(final=False)
-            if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
-                self._save_progress(final=True)
-                return False
+        with closing(self._prepared_chunks()) as chunks:
+            for rows, issues in chunks:
+                with transaction.atomic():
+                    self.process(rows, issues)
+                    self._save_progress(final=False)
+                if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                    self._save_progress(final=True)
+                    return False
         self._save_progress(final=True)
         return True
+
+    def _prepared_chunks(self) -> Iterator[tuple[list[PreparedRow], list[Issue]]]:
+        """Prepared chunks, in order. The next chunk is read and cleaned in a helper thread
+        while the caller writes the current one, so Python and the database work at the same
+        time (the thread touches no database; messages use the caller's language)."""
+        chunks = iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows)
+        language = translation.get_language()
+        next_row = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
+
+        def prepare_next() -> tuple[list[PreparedRow], list[Issue]] | None:
+            nonlocal next_row
+            with translation.override(language):
+                frame = next(chunks, None)
+                if frame is None:
+                    return None
+                first, next_row = next_row, next_row + len(frame)
+                return self.prepare(frame, first)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-prepare") as pool:
+            pending = pool.submit(prepare_next)
+            try:
+                while (prepared := pending.result()) is not None:
+                    pending = pool.submit(prepare_next)
+                    yield prepared
+            finally:
+                pending.cancel()
 
     def _save_progress(self, *, final: bool) -> None:
         t = self.tally
