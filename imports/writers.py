@@ -5,7 +5,8 @@ Two writers give the same results. ``PostgresWriter`` streams rows with COPY int
 customer table and into a temporary staging table, then runs one set-based upsert into
 ``crmhub_sourcerecord`` and set-based INSERT … SELECTs into the history tables and the run's
 change log. ``PortableWriter`` (SQLite and anything else) uses bulk_create/bulk_update in
-batches and writes the historical rows as objects. Neither sends per-object signals.
+batches and writes the historical rows as objects. Neither sends per-object signals. Both
+also store the rows of the run's error report (``store_issues``: COPY on PostgreSQL).
 """
 from __future__ import annotations
 
