@@ -60,5 +60,4 @@ def link_new_records_to_customers(
 
 
 def _feed_values(row: dict[str, Any]) -> dict[str, Any]:
-    values = {k: v for k, v in row.items() if k != "name_pinyin"}
-    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items() if k != "name_pinyin"}
