@@ -260,10 +260,12 @@ class PostgresWriter:
                 with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
                     for pk, (row, link) in zip(new_ids, new, strict=True):
                         copy.write_row([pk, True, link.customer_id, link.created, row.key, _dumps(row.sealed_raw),
-                                        _dumps(row.sealed_normalized), _dumps(row.flags), row.record_hash])
+                                        _dumps(row.sealed_normalized), _dumps(row.flags) if row.flags else "{}",
+                                        row.record_hash])
                     for row, existing in changed:
                         copy.write_row([existing.pk, False, existing.customer_id, False, row.key, _dumps(row.sealed_raw),
-                                        _dumps(row.sealed_normalized), _dumps(row.flags), row.record_hash])
+                                        _dumps(row.sealed_normalized), _dumps(row.flags) if row.flags else "{}",
+                                        row.record_hash])
                 params = {"run": run_id, "source": source_id, "now": now}
                 # The values before, for rollback; then one upsert for new and changed records.
                 cursor.execute(
