@@ -18,6 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmhub.settings")
+# Measure as deployed: DEBUG would keep every SQL statement (with its parameters) in memory.
+os.environ.setdefault("DEBUG", "0")
 
 import django  # noqa: E402
 

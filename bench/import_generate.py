@@ -21,7 +21,8 @@ def id_number(rng: random.Random, born: tuple[int, int, int], male: bool) -> str
 
     seq = rng.randrange(0, 50) * 2 + (1 if male else 0)
     body = f"110105{born[0]:04d}{born[1]:02d}{born[2]:02d}{rng.randrange(10):01d}{seq:02d}"
-    return body + calc_check_digit(body)
+    # stdnum's calc_check_digit takes the whole number and ignores its last character.
+    return body + calc_check_digit(body + "X")
 
 
 def phone(rng: random.Random, n: int) -> str:

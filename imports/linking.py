@@ -37,10 +37,11 @@ def customer_row(normalized: dict[str, Any], flags: dict[str, str]) -> dict[str,
     """Customer attribute values from a record's plaintext normalized values. Flagged values
     stay in the source record only; text longer than a column is cut to fit (the source
     record keeps it whole)."""
-    values = customer_values_from_normalized({k: v for k, v in normalized.items() if k not in flags})
-    for name, limit in _CHAR_LIMITS.items():
-        value = values.get(name)
-        if isinstance(value, str) and len(value) > limit:
+    values = customer_values_from_normalized({k: v for k, v in normalized.items() if k not in flags} if flags
+                                             else normalized)
+    for name, value in values.items():
+        limit = _CHAR_LIMITS.get(name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
             values[name] = value[:limit]
     values["name_pinyin"] = name_pinyin(values.get("full_name", ""))[: _CHAR_LIMITS["name_pinyin"]]
     return values
@@ -60,5 +61,4 @@ def link_new_records_to_customers(
 
 
 def _feed_values(row: dict[str, Any]) -> dict[str, Any]:
-    values = {k: v for k, v in row.items() if k != "name_pinyin"}
-    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items() if k != "name_pinyin"}

@@ -11,26 +11,44 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from accounts.crypto import blind_index, seal_values, secret_field_names
+from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt, seal_values, secret_field_names
 from crmhub.context import current_change_context
 from crmhub.models import FieldDefinition, SourceRecord
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_columns
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
 from imports.linking import link_new_records_to_customers
-from imports.models import ImportRun, ImportRunIssue
+from imports.models import ImportRun
 from imports.readers import FileLayout, iter_chunks
 from imports.writers import Existing, PreparedRow, writer_for_connection
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected")
+
+
+def _sealed(values: dict[str, Any], secret_names: set[str], ciphers: dict[str, str]) -> dict[str, Any]:
+    """``seal_values`` with a memo of ciphertexts by plaintext."""
+    names = secret_names & values.keys() if secret_names else ()
+    if not names:
+        return values
+    out = dict(values)
+    for name in names:
+        value = out[name]
+        if isinstance(value, str) and value and not value.startswith(CIPHERTEXT_PREFIX):
+            sealed = ciphers.get(value)
+            if sealed is None:
+                sealed = ciphers[value] = encrypt(value)
+            out[name] = sealed
+    return out
 
 
 @dataclass
@@ -99,21 +117,20 @@ class ImportPipeline:
         """Process every chunk; False when the run was cancelled midway."""
         if self.chunk_source is not None:
             return self._execute_chunk_source(self.chunk_source)
-        row_number = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
-        for frame in iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows):
-            rows, issues = self.prepare(frame, row_number)
-            row_number += len(frame)
-            with transaction.atomic():
-                self.process(rows, issues)
-                self._save_progress(final=False)
-            if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
-                self._save_progress(final=True)
-                return False
+        with closing(self._prepared_chunks()) as chunks:
+            for rows, issues in chunks:
+                with transaction.atomic():
+                    self.process(rows, issues)
+                    self._save_progress(final=False)
+                if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                    self._save_progress(final=True)
+                    return False
         self._save_progress(final=True)
         return True
 
     def _execute_chunk_source(self, source: ChunkSource) -> bool:
-        """As ``execute``, over a connector's chunks (rows numbered from 1)."""
+        """As ``execute``, over a connector's chunks (rows numbered from 1). No read-ahead here:
+        the source saves its cursor for the chunk it yielded last, which must be the one written."""
         row_number = 1
         for frame in source.chunks(self.chunk_rows):
             rows, issues = self.prepare(frame, row_number)
@@ -127,6 +144,32 @@ class ImportPipeline:
                 return False
         self._save_progress(final=True)
         return True
+
+    def _prepared_chunks(self) -> Iterator[tuple[list[PreparedRow], list[Issue]]]:
+        """Prepared chunks, in order. The next chunk is read and cleaned in a helper thread
+        while the caller writes the current one, so Python and the database work at the same
+        time (the thread touches no database; messages use the caller's language)."""
+        chunks = iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows)
+        language = translation.get_language()
+        next_row = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
+
+        def prepare_next() -> tuple[list[PreparedRow], list[Issue]] | None:
+            nonlocal next_row
+            with translation.override(language):
+                frame = next(chunks, None)
+                if frame is None:
+                    return None
+                first, next_row = next_row, next_row + len(frame)
+                return self.prepare(frame, first)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-prepare") as pool:
+            pending = pool.submit(prepare_next)
+            try:
+                while (prepared := pending.result()) is not None:
+                    pending = pool.submit(prepare_next)
+                    yield prepared
+            finally:
+                pending.cancel()
 
     def _save_progress(self, *, final: bool) -> None:
         t = self.tally
@@ -161,12 +204,17 @@ class ImportPipeline:
         flag_columns = [flags[n] for n in names]
         keys = self._keys(frame)
         matrix = frame.to_numpy().tolist()
+        per_row_values = list(zip(*value_columns, strict=True)) if names else [()] * len(matrix)
+        per_row_flags = list(zip(*flag_columns, strict=True)) if names else [()] * len(matrix)
+        digest_of = blind_indexer()
+        dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
         rows: list[PreparedRow] = []
         issues: list[Issue] = []
         key_label = ", ".join(self.key_columns)
+        seen = self.seen
         for i, cells in enumerate(matrix):
             row_number = first_row + i
-            raw = {h: v for h, v in zip(headers, cells, strict=True) if v != ""}
+            raw = {h: v for h, v in zip(headers, cells) if v != ""}
             key = keys[i]
             if not key:
                 reason = (_("the key column %(column)s is empty") % {"column": key_label}) if self.key_columns else _(
@@ -176,27 +224,23 @@ class ImportPipeline:
             if len(key) > 255:
                 issues.append(Issue(row_number, key[:255], raw, {"": _("the key is longer than 255 characters")}))
                 continue
-            first = self.seen.get(key)
+            first = seen.get(key)
             if first is not None:
                 issues.append(Issue(row_number, key, raw, {"": _("the key appears again; its first row is %(row)s")
                                                             % {"row": first}}))
                 continue
-            self.seen[key] = row_number
-            normalized: dict[str, Any] = {}
-            row_flags: dict[str, str] = {}
-            for name, column, flag_column in zip(names, value_columns, flag_columns, strict=True):
-                value = column[i]
-                if value is not None and value != "" and value != []:
-                    normalized[name] = value
-                if flag_column[i]:
-                    row_flags[name] = flag_column[i]
-            digest = blind_index(json.dumps([raw, normalized], ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+            seen[key] = row_number
+            normalized = {n: v for n, v in zip(names, per_row_values[i]) if v is not None and v != "" and v != []}
+            row_flags = {n: f for n, f in zip(names, per_row_flags[i]) if f}
+            digest = digest_of(dumps([raw, normalized]))
             rows.append(PreparedRow(row_number, key, raw, normalized, row_flags, digest))
         return rows, issues
 
-    def _seal(self, row: PreparedRow) -> None:
-        row.sealed_raw = seal_values(row.raw, self.secret_headers) if self.secret_headers else row.raw
-        row.sealed_normalized = seal_values(row.normalized, self.secret_fields) if self.secret_fields else row.normalized
+    def _seal(self, row: PreparedRow, ciphers: dict[str, str]) -> None:
+        """Secret values encrypted; the raw and normalized copies of one value share its ciphertext
+        (``ciphers``, per chunk), so each secret value is encrypted once."""
+        row.sealed_raw = _sealed(row.raw, self.secret_headers, ciphers)
+        row.sealed_normalized = _sealed(row.normalized, self.secret_fields, ciphers)
 
     def _reasons(self, flags: dict[str, str]) -> dict[str, str]:
         return {self.header_of.get(name, name): reason for name, reason in flags.items()}
@@ -241,10 +285,11 @@ class ImportPipeline:
                 if t.wants("rejected"):
                     t.sample("rejected", {"row": issue.row_number, "key": issue.key, "reasons": issue.reasons})
         if not dry:
+            ciphers: dict[str, str] = {}
             for row in new:
-                self._seal(row)
+                self._seal(row, ciphers)
             for row, _existing in changed:
-                self._seal(row)
+                self._seal(row, ciphers)
             links = link_new_records_to_customers(records=[(r.normalized, r.flags) for r in new], creator=self.writer) \
                 if new else []
             self.writer.write(
@@ -279,14 +324,9 @@ class ImportPipeline:
         if room <= 0 or not issues:
             return
         kept = sorted(issues, key=lambda i: i.row_number)[:room]
-        ImportRunIssue.objects.bulk_create(
-            [
-                ImportRunIssue(
-                    run_id=self.run.pk, row_number=i.row_number, kind=i.kind, source_key=i.key,
-                    raw=seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw, reasons=i.reasons,
-                )
-                for i in kept
-            ],
-            batch_size=1000,
-        )
+        self.writer.store_issues(self.run.pk, [
+            (i.row_number, i.kind, i.key, seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw,
+             i.reasons)
+            for i in kept
+        ])
         self.tally.issues_kept += len(kept)

@@ -5,7 +5,8 @@ Two writers give the same results. ``PostgresWriter`` streams rows with COPY int
 customer table and into a temporary staging table, then runs one set-based upsert into
 ``crmhub_sourcerecord`` and set-based INSERT … SELECTs into the history tables and the run's
 change log. ``PortableWriter`` (SQLite and anything else) uses bulk_create/bulk_update in
-batches and writes the historical rows as objects. Neither sends per-object signals.
+batches and writes the historical rows as objects. Neither sends per-object signals. Both
+also store the rows of the run's error report (``store_issues``: COPY on PostgreSQL).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from crmhub.models import Customer, SourceRecord
 from imports.choices import ChangeAction
 from imports.history import history_insert_sql, history_objects, history_params
 from imports.linking import Link
-from imports.models import ImportRunChange
+from imports.models import ImportRunChange, ImportRunIssue
 
 BATCH = 500
 
@@ -50,7 +51,17 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+IssueRow = tuple[int, str, str, dict[str, Any], dict[str, str]]  # row number, kind, key, raw (sealed), reasons
+
+
 class PortableWriter:
+    def store_issues(self, run_id: int, issues: list[IssueRow]) -> None:
+        ImportRunIssue.objects.bulk_create(
+            [ImportRunIssue(run_id=run_id, row_number=n, kind=kind, source_key=key, raw=raw, reasons=reasons)
+             for n, kind, key, raw, reasons in issues],
+            batch_size=1000,
+        )
+
     def lock_source(self, source_id: int) -> None:
         """SQLite serialises writers already (IMMEDIATE transactions)."""
 
@@ -120,26 +131,55 @@ class PortableWriter:
             SourceRecord.objects.filter(pk__in=unchanged[i : i + BATCH]).update(last_seen_at=now)
 
 
-def _customer_copy_plan() -> list[tuple[str, Any]]:
-    """(column, how to get its value from a customer row dict) for COPY into crmhub_customer."""
-    plan: list[tuple[str, Any]] = []
-    for f in Customer._meta.concrete_fields:
-        name = f.attname
-        if name == "id":
-            continue
-        if name == "id_number":
-            plan.append((f.column, lambda row, _now: encrypt(row["id_number"]) if row.get("id_number") else ""))
-        elif name == "id_number_hash":
-            plan.append((f.column, lambda row, _now: blind_index(row.get("id_number") or "")))
-        elif name in ("created_at", "updated_at"):
-            plan.append((f.column, lambda row, now: now))
-        elif isinstance(f, models.JSONField):
-            default = f.get_default()
-            plan.append((f.column, lambda row, _now, n=name, d=default: _dumps(row.get(n, d))))
-        else:
-            default = None if f.null and not f.has_default() else f.get_default()
-            plan.append((f.column, lambda row, _now, n=name, d=default: row.get(n, d)))
-    return plan
+class _CustomerCopy:
+    """Rows for COPY into crmhub_customer: a template of column defaults (JSON defaults
+    pre-serialised) into which each customer row's few values are placed."""
+
+    def __init__(self) -> None:
+        self.columns: list[str] = []
+        self.template: list[Any] = []
+        self.index: dict[str, int] = {}
+        self.json_names: set[str] = set()
+        self.stamp: list[int] = []
+        for f in Customer._meta.concrete_fields:
+            name = f.attname
+            if name == "id":
+                continue
+            self.index[name] = len(self.columns)
+            self.columns.append(f.column)
+            if name in ("created_at", "updated_at"):
+                self.stamp.append(self.index[name])
+                self.template.append(None)
+            elif name in ("id_number", "id_number_hash"):
+                self.template.append("")
+            elif isinstance(f, models.JSONField):
+                self.json_names.add(name)
+                self.template.append(_dumps(f.get_default()))
+            else:
+                self.template.append(None if f.null and not f.has_default() else f.get_default())
+        self.id_number_at, self.id_hash_at = self.index["id_number"], self.index["id_number_hash"]
+
+    def rows(self, pks: list[int], rows: list[dict[str, Any]], now: datetime):
+        template = list(self.template)
+        for i in self.stamp:
+            template[i] = now
+        index, json_names = self.index, self.json_names
+        for pk, row in zip(pks, rows, strict=True):
+            out = list(template)
+            for name, value in row.items():
+                at = index.get(name)
+                if at is None:
+                    continue
+                if name in json_names:
+                    value = _dumps(value)
+                elif name == "id_number":
+                    if value:
+                        out[self.id_hash_at] = blind_index(value)
+                        value = encrypt(value)
+                    else:
+                        value = ""
+                out[at] = value
+            yield [pk, *out]
 
 
 STAGE_DDL = """
@@ -154,8 +194,17 @@ STAGE_COLUMNS = "sr_id, is_new, customer_id, customer_created, source_key, raw, 
 
 class PostgresWriter:
     def __init__(self) -> None:
-        self._customer_plan = _customer_copy_plan()
+        self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
+
+    def store_issues(self, run_id: int, issues: list[IssueRow]) -> None:
+        if not issues:
+            return
+        with connection.cursor() as cursor, cursor.copy(
+            f"COPY {ImportRunIssue._meta.db_table} (run_id, row_number, kind, source_key, raw, reasons) FROM STDIN"
+        ) as copy:
+            for n, kind, key, raw, reasons in issues:
+                copy.write_row((run_id, n, kind, key, _dumps(raw), _dumps(reasons)))
 
     def lock_source(self, source_id: int) -> None:
         """One writer per source at a time: classification and upsert see the same rows."""
@@ -186,10 +235,11 @@ class PostgresWriter:
 
         ids = self._allocate(Customer._meta.db_table, len(rows))
         now = timezone.now()
-        columns = ", ".join(["id"] + [c for c, _get in self._customer_plan])
+        plan = self._customer_copy
+        columns = ", ".join(["id", *plan.columns])
         with connection.cursor() as cursor, cursor.copy(f"COPY {Customer._meta.db_table} ({columns}) FROM STDIN") as copy:
-            for pk, row in zip(ids, rows, strict=True):
-                copy.write_row([pk] + [get(row, now) for _c, get in self._customer_plan])
+            for values in plan.rows(ids, rows, now):
+                copy.write_row(values)
         self._new_customer_ids = ids
         return ids
 
@@ -210,10 +260,12 @@ class PostgresWriter:
                 with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
                     for pk, (row, link) in zip(new_ids, new, strict=True):
                         copy.write_row([pk, True, link.customer_id, link.created, row.key, _dumps(row.sealed_raw),
-                                        _dumps(row.sealed_normalized), _dumps(row.flags), row.record_hash])
+                                        _dumps(row.sealed_normalized), _dumps(row.flags) if row.flags else "{}",
+                                        row.record_hash])
                     for row, existing in changed:
                         copy.write_row([existing.pk, False, existing.customer_id, False, row.key, _dumps(row.sealed_raw),
-                                        _dumps(row.sealed_normalized), _dumps(row.flags), row.record_hash])
+                                        _dumps(row.sealed_normalized), _dumps(row.flags) if row.flags else "{}",
+                                        row.record_hash])
                 params = {"run": run_id, "source": source_id, "now": now}
                 # The values before, for rollback; then one upsert for new and changed records.
                 cursor.execute(

@@ -148,3 +148,28 @@ def test_it_announces_merges_and_unmerges(api_client_user, steward):
     assert sorted((e["event_type"], e["customer"]) for e in undone) == sorted(
         [("unmerged", survivor.pk), ("unmerged", other.pk)]
     )
+
+
+@pytest.mark.django_db
+def test_it_writes_a_large_batch_like_a_small_one(steward):
+    """Past COPY_THRESHOLD PostgreSQL streams events with COPY: same rows, secrets sealed, order kept."""
+    from accounts.crypto import decrypt
+    from crmhub.outbox import COPY_THRESHOLD, Change, changes_record_bulk
+
+    n = COPY_THRESHOLD + 5
+    with transaction.atomic(), change_context(channel="import", ref="run 7", user=steward):
+        written = changes_record_bulk(
+            Change(ChangeEventType.CREATED, 1000 + i, ["full_name", "id_number"],
+                   {"full_name": f"王{i}\t\\n", "id_number": "11010519491231002X", "tags": ["a", "b"]})
+            for i in range(n)
+        )
+    assert written == n
+    events = list(ChangeEvent.objects.order_by("id"))
+    assert [e.customer_id for e in events] == [1000 + i for i in range(n)]
+    assert len({e.event_id for e in events}) == n
+    last = events[-1]
+    assert (last.event_type, last.channel, last.ref, last.user_id, last.position) == (
+        ChangeEventType.CREATED, "import", "run 7", steward.pk, None)
+    assert last.changed_fields == ["full_name", "id_number"]
+    assert last.data["full_name"] == f"王{n - 1}\t\\n" and last.data["tags"] == ["a", "b"]
+    assert last.data["id_number"].startswith("enc1:") and decrypt(last.data["id_number"]) == "11010519491231002X"

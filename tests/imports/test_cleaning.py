@@ -65,6 +65,47 @@ def test_it_checks_resident_ids_and_their_consistency():
     assert id_number_consistency("11010519491231002X", "", "M")
 
 
+@pytest.mark.parametrize("number", [
+    "11010519491231002X",  # valid
+    "110105194912310021",  # wrong check digit
+    "999999194912310025", "999999194912310021",  # unknown region (the first with a right check digit)
+    "110105194902300020", "110105194902300021",  # 30 February
+    "110105185001010013", "110105185001010011",  # a year before the region code existed
+])
+def test_it_checks_resident_ids_exactly_as_stdnum_does(number):
+    from stdnum.cn import ric
+
+    from imports.cleaning.identity import resident_id_facts
+
+    assert (resident_id_facts(number) is not None) == ric.is_valid(number)
+    if len(number) == 18 and number.isascii():
+        assert bool(clean_id_number(number).flag) == (not ric.is_valid(number))
+
+
+def test_it_benchmark_file_has_valid_resident_ids_and_only_deliberate_invalid_values(tmp_path):
+    """The generator's ID numbers must pass the check (a wrong check digit once made 27 % of rows invalid)."""
+    import csv
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "import_generate", Path(__file__).resolve().parents[2] / "bench" / "import_generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "gen.csv"
+    argv, sys.argv = sys.argv, ["import_generate", str(path), "--rows", "300"]
+    try:
+        module.main()
+    finally:
+        sys.argv = argv
+    with open(path, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    ids = [r["身份证号"] for r in rows if r["身份证号"]]
+    assert len(ids) > 50
+    assert all(clean_id_number(n).flag == "" for n in ids)
+
+
 @pytest.mark.parametrize("raw,dayfirst,expected", [
     ("2024/1/5", False, "2024-01-05"), ("2024年1月5日", False, "2024-01-05"), ("05-01-2024", True, "2024-01-05"),
     ("05-01-2024", False, "2024-05-01"), ("25/12/2024", False, "2024-12-25"), ("45296", False, "2024-01-05"),

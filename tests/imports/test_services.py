@@ -173,3 +173,42 @@ def test_it_runs_the_import_on_a_real_worker_and_prints_the_json_last(live_worke
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "completed" and summary["created"] == 3
     assert SourceRecord.objects.filter(source__code="crm").count() == 3
+
+
+def _run_for(tmp_path, rows, source_code: str) -> ImportRun:  # noqa: ANN001
+    from crmhub.services import source_get_or_create
+    from imports.services import file_run_from_path, mapping_suggest
+
+    path = write(tmp_path, f"{source_code}.csv", csv_bytes(rows))
+    source, _ = source_get_or_create(code=source_code)
+    return file_run_from_path(path=str(path), source=source, enqueue=False,
+                              plan_for=lambda layout: mapping_suggest(headers=layout.headers))
+
+
+@pytest.mark.django_db
+def test_it_processes_many_small_chunks_in_order_and_stops_after_the_chunk_when_cancelled(tmp_path):
+    """Chunks are read and cleaned ahead in a helper thread: row numbers, duplicate keys across
+    chunks and the cancel flag must behave as if they were read one after the other."""
+    from imports.choices import IssueKind
+    from imports.pipeline import ImportPipeline
+
+    rows = [[f"K{i:02d}", "张" + "一二三四五六七八九"[i], f"1380013{i:04d}", "", "", ""] for i in range(9)]
+    rows[4][2] = "12345"  # an invalid mobile (spreadsheet row 6)
+    rows[6][0] = "K01"  # repeats the key of row 3, two chunks earlier
+    run = _run_for(tmp_path, rows, "chunks")
+    assert ImportPipeline(run, chunk_rows=2).execute() is True
+    run.refresh_from_db()
+    assert (run.rows_done, run.created, run.invalid, run.errors) == (9, 8, 1, 1)
+    issues = {i.row_number: i for i in ImportRunIssue.objects.filter(run=run)}
+    assert sorted(issues) == [6, 8]
+    assert (issues[6].kind, issues[6].source_key, list(issues[6].reasons)) == (IssueKind.INVALID, "K04", ["手机号"])
+    assert (issues[8].kind, issues[8].source_key) == (IssueKind.ERROR, "K01") and "3" in issues[8].reasons[""]
+    assert sorted(SourceRecord.objects.filter(source__code="chunks").values_list("source_key", flat=True)) == [
+        f"K{i:02d}" for i in range(9) if i != 6]
+
+    cancelled = _run_for(tmp_path, rows, "cancelled")
+    ImportRun.objects.filter(pk=cancelled.pk).update(cancel_requested=True)
+    assert ImportPipeline(cancelled, chunk_rows=2).execute() is False
+    cancelled.refresh_from_db()
+    assert (cancelled.rows_done, cancelled.created) == (2, 2)
+    assert SourceRecord.objects.filter(source__code="cancelled").count() == 2
