@@ -166,9 +166,7 @@ def seal_values(values: dict, secret_names: set[str]) -> dict:
 
 def unseal_values(values: dict) -> dict:
     """A copy of ``values`` with every sealed value decrypted (for presentation and matching)."""
-    return {
-        k: decrypt(v) if isinstance(v, str) and v.startswith(CIPHERTEXT_PREFIX) else v for k, v in values.items()
-    }
+    return {k: decrypt(v) if isinstance(v, str) and v.startswith(CIPHERTEXT_PREFIX) else v for k, v in values.items()}
 
 
 def content_hash(values: dict) -> str:

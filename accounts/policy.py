@@ -243,9 +243,28 @@ def may_edit(user, field_name: str) -> bool:  # noqa: ANN001
 # Dictionary fields a customer list may be ordered by (columns; the encrypted ID number and
 # JSON columns have no meaningful order).
 SORTABLE_FIELDS = (
-    "full_name", "family_name", "given_name", "gender", "birth_date", "mobile", "phone", "email", "member_no",
-    "wechat_openid", "wechat_unionid", "company", "job_title", "province", "city", "district", "address",
-    "postcode", "country", "consent_marketing", "consent_sms", "consent_email",
+    "full_name",
+    "family_name",
+    "given_name",
+    "gender",
+    "birth_date",
+    "mobile",
+    "phone",
+    "email",
+    "member_no",
+    "wechat_openid",
+    "wechat_unionid",
+    "company",
+    "job_title",
+    "province",
+    "city",
+    "district",
+    "address",
+    "postcode",
+    "country",
+    "consent_marketing",
+    "consent_sms",
+    "consent_email",
 )
 
 

@@ -9,6 +9,7 @@ records, ``--batches`` requests spread over the client threads; (2) latency: ``-
 single-record requests over the same threads, p50/p95/p99. Every request carries a unique
 Idempotency-Key, as a careful client would.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,13 @@ GIVEN = "伟芳娜敏静丽强磊军洋"
 
 
 def record(n: int) -> dict:
-    return {"source_key": f"P{n:09d}", "full_name": SURNAMES[n % 10] + GIVEN[(n // 10) % 10],
-            "mobile": f"13{n:09d}", "email": f"p{n}@example.com", "city": "上海"}
+    return {
+        "source_key": f"P{n:09d}",
+        "full_name": SURNAMES[n % 10] + GIVEN[(n // 10) % 10],
+        "mobile": f"13{n:09d}",
+        "email": f"p{n}@example.com",
+        "city": "上海",
+    }
 
 
 def free_port() -> int:
@@ -64,9 +70,16 @@ def load(port: int, token: str, bodies: list[bytes], threads: int) -> list[float
                     break
                 _i, body = queue.pop()
             started = time.perf_counter()
-            conn.request("POST", "/api/v1/sources/bench-push/records/", body=body, headers={
-                "Authorization": f"Token {token}", "Content-Type": "application/json",
-                "Idempotency-Key": uuid.uuid4().hex})
+            conn.request(
+                "POST",
+                "/api/v1/sources/bench-push/records/",
+                body=body,
+                headers={
+                    "Authorization": f"Token {token}",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": uuid.uuid4().hex,
+                },
+            )
             response = conn.getresponse()
             data = response.read()
             elapsed = time.perf_counter() - started
@@ -109,8 +122,23 @@ def main() -> None:
     port = free_port()
     env = dict(os.environ, CRMHUB_PUSH_RATE="1000000/min")
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "crmhub.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
-         "--log-level", "warning", "--keep-alive", "30"], cwd=ROOT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "crmhub.wsgi",
+            "-w",
+            str(args.workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "30",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         for _ in range(100):
             try:
@@ -142,10 +170,14 @@ def main() -> None:
     print("| measurement | requests | records | seconds | records/s | p50 ms | p95 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     bq = statistics.quantiles(sorted(batch_lat), n=20)
-    print(f"| batches of 500 | {len(batch_lat)} | {records:,} | {seconds:.1f} | {records / seconds:,.0f} | "
-          f"{statistics.median(batch_lat) * 1000:.0f} | {bq[18] * 1000:.0f} | - |")
-    print(f"| single records | {len(single_lat)} | {len(single_lat):,} | {single_seconds:.1f} | "
-          f"{len(single_lat) / single_seconds:,.0f} | {q[49] * 1000:.1f} | {q[94] * 1000:.1f} | {q[98] * 1000:.1f} |")
+    print(
+        f"| batches of 500 | {len(batch_lat)} | {records:,} | {seconds:.1f} | {records / seconds:,.0f} | "
+        f"{statistics.median(batch_lat) * 1000:.0f} | {bq[18] * 1000:.0f} | - |"
+    )
+    print(
+        f"| single records | {len(single_lat)} | {len(single_lat):,} | {single_seconds:.1f} | "
+        f"{len(single_lat) / single_seconds:,.0f} | {q[49] * 1000:.1f} | {q[94] * 1000:.1f} | {q[98] * 1000:.1f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ read-only transactions), (2) the first full sync through the import pipeline (in
 product path: connector pages -> cleaning -> upsert -> history -> change log), (3) an
 incremental sync after 1 % of the rows changed (only those are read).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,25 +31,39 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
 TABLE = "bench_conn_customers"
-TABLES = ["imports_importrunissue", "imports_importrunchange", "imports_importrun", "crmhub_historicalsourcerecord",
-          "crmhub_sourcerecord", "crmhub_historicalcustomer", "crmhub_interaction", "crmhub_customer"]
+TABLES = [
+    "imports_importrunissue",
+    "imports_importrunchange",
+    "imports_importrun",
+    "crmhub_historicalsourcerecord",
+    "crmhub_sourcerecord",
+    "crmhub_historicalcustomer",
+    "crmhub_interaction",
+    "crmhub_customer",
+]
 
 
 def fill(rows: int) -> None:
     engine = create_engine(MARIADB)
     with engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
-        conn.execute(text(
-            f"CREATE TABLE {TABLE} (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, name VARCHAR(50), "
-            "mobile VARCHAR(20), email VARCHAR(100), city VARCHAR(20), level VARCHAR(10), updated_at DATETIME(6) NOT NULL, "
-            "KEY cursor_key (updated_at, code))"))
-        conn.execute(text(
-            f"INSERT INTO {TABLE} SELECT seq, CONCAT('E', LPAD(seq, 8, '0')), "
-            "CONCAT(ELT(1 + seq % 8, '张', '王', '李', '赵', '陈', '刘', '杨', '黄'), "
-            "ELT(1 + (seq DIV 8) % 10, '伟', '芳', '娜', '敏', '静', '丽', '强', '磊', '军', '洋')), "
-            "CONCAT('13', LPAD(seq, 9, '0')), CONCAT('u', seq, '@example.com'), "
-            "ELT(1 + seq % 4, '上海', '北京', '广州', '深圳'), ELT(1 + seq % 3, 'gold', 'silver', 'basic'), "
-            f"TIMESTAMP('2026-01-01') + INTERVAL (seq DIV 5) SECOND FROM seq_1_to_{rows}"))
+        conn.execute(
+            text(
+                f"CREATE TABLE {TABLE} (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL, name VARCHAR(50), "
+                "mobile VARCHAR(20), email VARCHAR(100), city VARCHAR(20), level VARCHAR(10), updated_at DATETIME(6) NOT NULL, "
+                "KEY cursor_key (updated_at, code))"
+            )
+        )
+        conn.execute(
+            text(
+                f"INSERT INTO {TABLE} SELECT seq, CONCAT('E', LPAD(seq, 8, '0')), "
+                "CONCAT(ELT(1 + seq % 8, '张', '王', '李', '赵', '陈', '刘', '杨', '黄'), "
+                "ELT(1 + (seq DIV 8) % 10, '伟', '芳', '娜', '敏', '静', '丽', '强', '磊', '军', '洋')), "
+                "CONCAT('13', LPAD(seq, 9, '0')), CONCAT('u', seq, '@example.com'), "
+                "ELT(1 + seq % 4, '上海', '北京', '广州', '深圳'), ELT(1 + seq % 3, 'gold', 'silver', 'basic'), "
+                f"TIMESTAMP('2026-01-01') + INTERVAL (seq DIV 5) SECOND FROM seq_1_to_{rows}"
+            )
+        )
     engine.dispose()
 
 
@@ -82,8 +97,14 @@ def main() -> None:
 
     reset()
     source, _ = source_get_or_create(code="bench-erp")
-    connector = connector_create(source=source, name="bench", kind="sql", config=config, secret=MARIADB,
-                                 mapping={"name": "full_name", "mobile": "mobile", "email": "email", "city": "city"})
+    connector = connector_create(
+        source=source,
+        name="bench",
+        kind="sql",
+        config=config,
+        secret=MARIADB,
+        mapping={"name": "full_name", "mobile": "mobile", "email": "email", "city": "city"},
+    )
     started = time.perf_counter()
     run = connector_run_execute(run_id=connector_sync_request(connector=connector, enqueue=False).pk)
     results.append(("first sync through the pipeline", run.rows_done, time.perf_counter() - started))

@@ -491,8 +491,7 @@ def write(records: list[tuple[int, dict]], source_code: str, out: Path) -> tuple
         else:
             with connection.cursor() as cursor:
                 cursor.executemany(
-                    f"INSERT INTO crmhub_customer ({','.join(cust_cols)}) "
-                    f"VALUES ({','.join(['%s'] * len(cust_cols))})",
+                    f"INSERT INTO crmhub_customer ({','.join(cust_cols)}) VALUES ({','.join(['%s'] * len(cust_cols))})",
                     cust_rows,
                 )
                 cursor.executemany(

@@ -65,11 +65,18 @@ def main() -> None:
                 "run": summary,
                 "pairs": run.pairs,
                 "phases": {
-                k: run.stats.get(k)
-                for k in ("prepare_seconds", "blocking_seconds", "score_seconds", "cluster_seconds", "merge_seconds",
-                          "candidates_seconds", "finish_seconds")
-            },
-            "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
+                    k: run.stats.get(k)
+                    for k in (
+                        "prepare_seconds",
+                        "blocking_seconds",
+                        "score_seconds",
+                        "cluster_seconds",
+                        "merge_seconds",
+                        "candidates_seconds",
+                        "finish_seconds",
+                    )
+                },
+                "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
                 "largest_component": run.stats.get("largest_component"),
                 "blocking": {k: run.stats["blocking"][k] for k in ("largest_block", "sub_blocked", "skipped_records")},
             }

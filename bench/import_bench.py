@@ -7,9 +7,9 @@ and the floor of a plain COPY, measured in the same run.
 Each measurement starts from empty tables. Prints a table (and the peak RSS of this process,
 which is the pipeline's: the other two measurements hold nothing in memory).
 """
+
 from __future__ import annotations
 
-import csv
 import os
 import resource
 import sys
@@ -28,8 +28,16 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-TABLES = ["imports_importrunissue", "imports_importrunchange", "imports_importrun", "crmhub_historicalsourcerecord",
-          "crmhub_sourcerecord", "crmhub_historicalcustomer", "crmhub_interaction", "crmhub_customer"]
+TABLES = [
+    "imports_importrunissue",
+    "imports_importrunchange",
+    "imports_importrun",
+    "crmhub_historicalsourcerecord",
+    "crmhub_sourcerecord",
+    "crmhub_historicalcustomer",
+    "crmhub_interaction",
+    "crmhub_customer",
+]
 
 
 def reset() -> None:
@@ -59,17 +67,26 @@ def set_based(path: str) -> tuple[float, int]:
     indexes (customers, source records, both history tables), mobiles normalized in SQL."""
     started = time.perf_counter()
     with connection.cursor() as c:
-        c.execute("INSERT INTO crmhub_source (code, name, kind, trust_rank, description, is_active, created_at, updated_at) "
-                  "VALUES ('setbased', 'setbased', 'file', 50, '', true, now(), now()) ON CONFLICT (code) DO NOTHING "
-                  "RETURNING id")
+        c.execute(
+            "INSERT INTO crmhub_source (code, name, kind, trust_rank, description, is_active, created_at, updated_at) "
+            "VALUES ('setbased', 'setbased', 'file', 50, '', true, now(), now()) ON CONFLICT (code) DO NOTHING "
+            "RETURNING id"
+        )
         row = c.fetchone()
         if row is None:
             c.execute("SELECT id FROM crmhub_source WHERE code = 'setbased'")
             row = c.fetchone()
         source_id = row[0]
-        c.execute("CREATE UNLOGGED TABLE bench_stage (key text, name text, mobile text, email text, gender text, "
-                  "birth text, idno text, address text, level text, note text)")
-        with open(path, encoding="utf-8") as fh, c.copy("COPY bench_stage FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))") as cp:
+        c.execute(
+            "CREATE UNLOGGED TABLE bench_stage (key text, name text, mobile text, email text, gender text, "
+            "birth text, idno text, address text, level text, note text)"
+        )
+        with (
+            open(path, encoding="utf-8") as fh,
+            c.copy(
+                "COPY bench_stage FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))"
+            ) as cp,
+        ):
             while block := fh.read(1 << 20):
                 cp.write(block)
         c.execute("ALTER TABLE bench_stage ADD COLUMN cid bigint")
@@ -83,7 +100,8 @@ def set_based(path: str) -> tuple[float, int]:
               NULL, '+86' || right(regexp_replace(mobile, '[^0-9]', '', 'g'), 11), '', lower(email), idno, md5(idno),
               '', '', '', '', '', '', '', '', address, '', 'CN', '[]', '{}', 'active', 1, '{}', '', '', now(), now()
             FROM bench_stage""")
-        c.execute("""
+        c.execute(
+            """
             INSERT INTO crmhub_sourcerecord (source_id, source_key, customer_id, raw, normalized, flags, record_hash,
               first_seen_at, last_seen_at, updated_at)
             SELECT %s, key, cid, jsonb_build_object('客户编号', key, '姓名', name, '手机号', mobile, '邮箱', email,
@@ -91,12 +109,17 @@ def set_based(path: str) -> tuple[float, int]:
               jsonb_build_object('full_name', name, 'mobile', '+86' || right(regexp_replace(mobile, '[^0-9]', '', 'g'), 11),
               'email', lower(email), 'address', address), '{}', md5(key || name || mobile), now(), now(), now()
             FROM bench_stage
-            ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw""", [source_id])
-        c.execute("""
+            ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw""",
+            [source_id],
+        )
+        c.execute(
+            """
             INSERT INTO crmhub_historicalsourcerecord (id, source_key, raw, normalized, flags, record_hash, first_seen_at,
               source_updated_at, source_id, customer_id, history_date, history_type, history_user_id, change_channel, change_ref)
             SELECT id, source_key, raw, normalized, flags, record_hash, first_seen_at, source_updated_at, source_id,
-              customer_id, now(), '+', NULL, 'import', 'bench' FROM crmhub_sourcerecord WHERE source_id = %s""", [source_id])
+              customer_id, now(), '+', NULL, 'import', 'bench' FROM crmhub_sourcerecord WHERE source_id = %s""",
+            [source_id],
+        )
         c.execute("""
             INSERT INTO crmhub_historicalcustomer (id, full_name, family_name, given_name, gender, birth_date, mobile,
               phone, email, id_number, member_no, wechat_openid, wechat_unionid, company, job_title, province, city,
@@ -114,9 +137,16 @@ def set_based(path: str) -> tuple[float, int]:
 def bare_copy(path: str) -> tuple[float, int]:
     started = time.perf_counter()
     with connection.cursor() as c:
-        c.execute("CREATE TABLE bench_bare (key text, name text, mobile text, email text, gender text, birth text, "
-                  "idno text, address text, level text, note text)")
-        with open(path, encoding="utf-8") as fh, c.copy("COPY bench_bare FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))") as cp:
+        c.execute(
+            "CREATE TABLE bench_bare (key text, name text, mobile text, email text, gender text, birth text, "
+            "idno text, address text, level text, note text)"
+        )
+        with (
+            open(path, encoding="utf-8") as fh,
+            c.copy(
+                "COPY bench_bare FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))"
+            ) as cp,
+        ):
             while block := fh.read(1 << 20):
                 cp.write(block)
         c.execute("SELECT count(*) FROM bench_bare")
@@ -140,9 +170,11 @@ def main() -> None:
     b_seconds, b_rows = bare_copy(path)
     print(f"pipeline summary: {summary}")
     print(f"{'measurement':<44} {'rows':>9} {'seconds':>8} {'rows/s':>9}")
-    for name, secs, rows in [("crmhub import pipeline (end to end)", p_seconds, p_rows),
-                             ("hand-written COPY + INSERT … SELECT", s_seconds, s_rows),
-                             ("plain COPY into a bare table (floor)", b_seconds, b_rows)]:
+    for name, secs, rows in [
+        ("crmhub import pipeline (end to end)", p_seconds, p_rows),
+        ("hand-written COPY + INSERT … SELECT", s_seconds, s_rows),
+        ("plain COPY into a bare table (floor)", b_seconds, b_rows),
+    ]:
         print(f"{name:<44} {rows:>9} {secs:>8.1f} {rows / secs:>9.0f}")
     print(f"pipeline / set-based time ratio: {p_seconds / s_seconds:.2f}x; peak RSS of the pipeline: {peak_mb:.0f} MB")
 

@@ -9,6 +9,7 @@ Empties the import tables first (like bench/import_bench.py), then prints the ru
 and the call tree with wall time per stage, and the process CPU time (wall time on a shared
 machine includes waiting for a core; CPU time does not).
 """
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ a few thousand pending match candidates. Then times ``quality_figures`` (every m
 writes) and ``quality_snapshot_take`` (the same plus replacing the day's snapshot), twice
 each, and prints one JSON line. Target: all metrics over 1M customers in <= 60 s.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,13 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 TABLES = [
-    "crmhub_qualitysnapshot", "dedup_matchcandidate", "crmhub_historicalsourcerecord", "crmhub_sourcerecord",
-    "crmhub_historicalcustomer", "crmhub_customer", "crmhub_source",
+    "crmhub_qualitysnapshot",
+    "dedup_matchcandidate",
+    "crmhub_historicalsourcerecord",
+    "crmhub_sourcerecord",
+    "crmhub_historicalcustomer",
+    "crmhub_customer",
+    "crmhub_source",
 ]
 
 
@@ -69,17 +75,20 @@ def load(n: int) -> float:
         c.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     sources = [Source.objects.create(code=f"s{i}", name=f"Source {i}") for i in range(5)]
     distinct_mobiles = int(n * 0.95)
-    columns, exprs = _defaults(Customer, {
-        "full_name": "'客户' || g",
-        "family_name": "'张'",
-        "mobile": f"'+86138' || lpad((g % {distinct_mobiles})::text, 8, '0')",
-        "email": "CASE WHEN g % 3 = 0 THEN '' ELSE 'u' || g || '@example.com' END",
-        "member_no": "CASE WHEN g % 2 = 0 THEN 'M' || g ELSE '' END",
-        "city": "CASE WHEN g % 4 = 0 THEN '' ELSE '上海' END",
-        "status": "'active'",
-        "country": "'CN'",
-        "gender": "CASE WHEN g % 2 = 0 THEN 'M' ELSE 'F' END",
-    })
+    columns, exprs = _defaults(
+        Customer,
+        {
+            "full_name": "'客户' || g",
+            "family_name": "'张'",
+            "mobile": f"'+86138' || lpad((g % {distinct_mobiles})::text, 8, '0')",
+            "email": "CASE WHEN g % 3 = 0 THEN '' ELSE 'u' || g || '@example.com' END",
+            "member_no": "CASE WHEN g % 2 = 0 THEN 'M' || g ELSE '' END",
+            "city": "CASE WHEN g % 4 = 0 THEN '' ELSE '上海' END",
+            "status": "'active'",
+            "country": "'CN'",
+            "gender": "CASE WHEN g % 2 = 0 THEN 'M' ELSE 'F' END",
+        },
+    )
     with connection.cursor() as c:
         c.execute(
             f"INSERT INTO crmhub_customer ({', '.join(columns)}) "  # noqa: S608
@@ -89,19 +98,22 @@ def load(n: int) -> float:
         for i, (modulo, name_expr) in enumerate([(1, "'客户' || g"), (4, "'客户' || g"), (12, "'客戶' || g")]):
             source = sources[i]
             bad = "CASE WHEN g % 33 = 0 THEN '{\"mobile\": \"not a valid phone number\"}'::jsonb ELSE '{}'::jsonb END"
-            cols, ex = _defaults(SourceRecord, {
-                "source_id": str(source.pk),
-                "source_key": "'K' || g",
-                "customer_id": "g",
-                "raw": "jsonb_build_object('姓名', '客户' || g)",
-                "normalized": (
-                    f"jsonb_build_object('full_name', {name_expr}, 'mobile', "
-                    f"CASE WHEN g % 33 = 0 THEN '12345' ELSE '+86138' || lpad((g % {distinct_mobiles})::text, 8, '0') "
-                    f"END, 'email', 'u' || g || '@example.com', 'city', '上海')"
-                ),
-                "flags": bad,
-                "last_seen_at": f"now() - interval '{i + 1} hours'",
-            })
+            cols, ex = _defaults(
+                SourceRecord,
+                {
+                    "source_id": str(source.pk),
+                    "source_key": "'K' || g",
+                    "customer_id": "g",
+                    "raw": "jsonb_build_object('姓名', '客户' || g)",
+                    "normalized": (
+                        f"jsonb_build_object('full_name', {name_expr}, 'mobile', "
+                        f"CASE WHEN g % 33 = 0 THEN '12345' ELSE '+86138' || lpad((g % {distinct_mobiles})::text, 8, '0') "
+                        f"END, 'email', 'u' || g || '@example.com', 'city', '上海')"
+                    ),
+                    "flags": bad,
+                    "last_seen_at": f"now() - interval '{i + 1} hours'",
+                },
+            )
             c.execute(
                 f"INSERT INTO crmhub_sourcerecord ({', '.join(cols)}) "  # noqa: S608
                 f"SELECT {', '.join(ex)} FROM generate_series(1, {n}) AS g WHERE g % {modulo} = 0"
@@ -151,14 +163,28 @@ def main() -> None:
     n = Customer.objects.count()
     records = SourceRecord.objects.count()
     timings = {}
-    for label, fn in [("figures_1", quality_figures), ("figures_2", quality_figures),
-                      ("snapshot_1", quality_snapshot_take), ("snapshot_2", quality_snapshot_take)]:
+    for label, fn in [
+        ("figures_1", quality_figures),
+        ("figures_2", quality_figures),
+        ("snapshot_1", quality_snapshot_take),
+        ("snapshot_2", quality_snapshot_take),
+    ]:
         started = time.monotonic()
         result = fn()
         timings[label] = round(time.monotonic() - started, 2)
         rows = len(result) if isinstance(result, list) else result
-    print(json.dumps({"customers": n, "source_records": records, "load_seconds": round(loaded, 1),
-                      "snapshot_rows": rows, **timings, "parts": parts()}))
+    print(
+        json.dumps(
+            {
+                "customers": n,
+                "source_records": records,
+                "load_seconds": round(loaded, 1),
+                "snapshot_rows": rows,
+                **timings,
+                "parts": parts(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 Writes N change events (in batches, as imports do), then times one dispatcher draining them
 to a keep-alive HTTP receiver on 127.0.0.1 that verifies nothing and answers 204.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,10 @@ def main() -> None:
     WebhookSubscription.objects.filter(name="bench").delete()
     start_position = ChangeEvent.objects.order_by("-position").values_list("position", flat=True).first() or 0
     sub = WebhookSubscription.objects.create(
-        name="bench", url=f"http://127.0.0.1:{server.server_address[1]}/", secret="bench", role="api_client",
+        name="bench",
+        url=f"http://127.0.0.1:{server.server_address[1]}/",
+        secret="bench",
+        role="api_client",
         cursor=start_position,
     )
     started = time.monotonic()
@@ -71,8 +75,10 @@ def main() -> None:
     while sent < args.events:
         sent += webhook_dispatch(sub.pk, time_budget=600, batch=2000)["sent"]
     seconds = time.monotonic() - started
-    print(f"database: {connection.vendor}; events: {args.events}; outbox write: {written:.1f} s "
-          f"({args.events / written:,.0f}/s); delivery: {seconds:.1f} s = {args.events / seconds:,.0f} events/s")
+    print(
+        f"database: {connection.vendor}; events: {args.events}; outbox write: {written:.1f} s "
+        f"({args.events / written:,.0f}/s); delivery: {seconds:.1f} s = {args.events / seconds:,.0f} events/s"
+    )
     server.shutdown()
 
 

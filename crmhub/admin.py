@@ -26,8 +26,18 @@ class SourceAdmin(SimpleHistoryAdmin):
 
 @admin.register(FieldDefinition)
 class FieldDefinitionAdmin(SimpleHistoryAdmin):
-    list_display = ["name", "label_zh", "label_en", "field_type", "sensitivity", "mask_style", "is_identity_key",
-                    "is_core", "is_active", "sort_order"]
+    list_display = [
+        "name",
+        "label_zh",
+        "label_en",
+        "field_type",
+        "sensitivity",
+        "mask_style",
+        "is_identity_key",
+        "is_core",
+        "is_active",
+        "sort_order",
+    ]
     list_filter = ["field_type", "sensitivity", "is_identity_key", "is_core", "is_active"]
     list_editable = ["sensitivity", "mask_style", "sort_order"]
     search_fields = ["name", "label_zh", "label_en"]
@@ -78,8 +88,18 @@ class WebhookSubscriptionAdmin(SimpleHistoryAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["subscription", "position", "customer_id", "status", "attempts", "last_status_code", "last_error",
-                    "last_duration_ms", "delivered_at", "next_attempt_at"]
+    list_display = [
+        "subscription",
+        "position",
+        "customer_id",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "last_duration_ms",
+        "delivered_at",
+        "next_attempt_at",
+    ]
     list_filter = ["status", "subscription"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
     actions = ["redeliver"]

@@ -7,6 +7,7 @@ condition is resolved. The partial unique constraint on (rule, subject) while op
 the de-duplication hold even when two evaluations overlap. Messages carry figures and names
 of sources and fields, never a customer's value.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,10 @@ def _metric_hits(rule: AlertRule) -> list[Hit]:
             where = snap.source.code if snap.source else _("all sources")
             subject = f"source:{snap.source.code if snap.source else '*'}|field:{rule.field}|metric:{rule.metric}"
             message = _("%(metric)s of %(field)s for %(where)s is %(value).4g (threshold %(threshold).4g)") % {
-                "metric": rule.metric, "field": rule.field or "-", "where": where, "value": snap.value,
+                "metric": rule.metric,
+                "field": rule.field or "-",
+                "where": where,
+                "value": snap.value,
                 "threshold": rule.threshold,
             }
             hits.append(Hit(subject, snap.value, message))
@@ -78,15 +82,21 @@ def _no_sync_hits(rule: AlertRule) -> list[Hit]:
         sources = sources.filter(pk=rule.source_id)
     source_ids = list(sources.values_list("pk", "code"))
     last_run = dict(
-        ImportRun.objects.filter(status=RunStatus.COMPLETED, dry_run=False, finished_at__isnull=False,
-                                 source_id__in=[pk for pk, _c in source_ids])
-        .values_list("source_id").annotate(last=Max("finished_at"))
+        ImportRun.objects.filter(
+            status=RunStatus.COMPLETED,
+            dry_run=False,
+            finished_at__isnull=False,
+            source_id__in=[pk for pk, _c in source_ids],
+        )
+        .values_list("source_id")
+        .annotate(last=Max("finished_at"))
     )
     from crmhub.models import SourceRecord
 
     last_seen = dict(
         SourceRecord.objects.filter(source_id__in=[pk for pk, _c in source_ids])
-        .values_list("source_id").annotate(last=Max("last_seen_at"))
+        .values_list("source_id")
+        .annotate(last=Max("last_seen_at"))
     )
     hits = []
     for pk, code in source_ids:
@@ -94,8 +104,9 @@ def _no_sync_hits(rule: AlertRule) -> list[Hit]:
         hours = (now - max(moments)).total_seconds() / 3600 if moments else None
         if hours is None or hours > rule.threshold:
             message = (
-                _("source %(code)s has never synced") % {"code": code} if hours is None else
-                _("source %(code)s has not synced for %(hours).1f hours") % {"code": code, "hours": hours}
+                _("source %(code)s has never synced") % {"code": code}
+                if hours is None
+                else _("source %(code)s has not synced for %(hours).1f hours") % {"code": code, "hours": hours}
             )
             hits.append(Hit(f"source:{code}", hours, message))
     return hits
@@ -218,8 +229,9 @@ def alert_event_notify(event: AlertEvent) -> None:
         if rule.webhook_secret:
             headers[SIGNATURE_HEADER] = sign(rule.webhook_secret, timestamp, body)
         try:
-            timeout = httpx.Timeout(settings.CRMHUB_WEBHOOK_READ_TIMEOUT,
-                                    connect=settings.CRMHUB_WEBHOOK_CONNECT_TIMEOUT)
+            timeout = httpx.Timeout(
+                settings.CRMHUB_WEBHOOK_READ_TIMEOUT, connect=settings.CRMHUB_WEBHOOK_CONNECT_TIMEOUT
+            )
             response = httpx.post(rule.webhook_url, content=body, headers=headers, timeout=timeout)
             if response.status_code >= 300:
                 errors.append(f"webhook: HTTP {response.status_code}")

@@ -6,6 +6,7 @@ spawned helper process, see crmhub.heartbeat): that works with every broker, the
 serverless SQLite one included, and lets the command line say "no worker is answering"
 instead of waiting forever.
 """
+
 from __future__ import annotations
 
 import multiprocessing

@@ -1,4 +1,5 @@
 """Choice sets of the core customer domain."""
+
 from __future__ import annotations
 
 from django.db import models

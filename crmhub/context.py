@@ -4,6 +4,7 @@ Every history row records the acting user and the channel (web, API, import run,
 connector, ...) with a reference such as ``import_run:42``. Requests set it in
 ``crmhub.middleware``; tasks and commands wrap their work in ``change_context``.
 """
+
 from __future__ import annotations
 
 import contextlib

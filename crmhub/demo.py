@@ -11,6 +11,7 @@ Generation is a pure function of ``(customers, seed)`` (:func:`generate`); only 
 follow the clock. :func:`demo_seed` writes it with ``bulk_create``: one golden record per source
 record, since matching is the dedup engine's job, not the seed's.
 """
+
 from __future__ import annotations
 
 import random
@@ -59,7 +60,11 @@ SOURCES: list[tuple[str, str, str, int, str]] = [
 SOURCE_CODES = [s[0] for s in SOURCES]
 # The raw column holding the mobile in each source (tests and docs use it).
 MOBILE_COLUMN = {
-    "web": "mobile", "eshop": "phone", "pos_sh": "手机号码", "pos_bj": "手机", "callcenter": "来电号码",
+    "web": "mobile",
+    "eshop": "phone",
+    "pos_sh": "手机号码",
+    "pos_bj": "手机",
+    "callcenter": "来电号码",
     "erp": "Mobile",
 }
 # The raw column holding the ID number: sealed like the normalized value (secret fields are encrypted at rest).
@@ -83,7 +88,11 @@ SALES_TEAM = "east"  # the sales demo user sees the Shanghai store's and east-re
 
 # Surnames in frequency tiers (weight per surname): the top three cover about a fifth of people.
 _SURNAME_TIERS = [
-    (70, "王李张"), (50, "刘陈"), (30, "杨"), (20, "黄赵吴周"), (12, "徐孙马朱胡郭何林高罗"),
+    (70, "王李张"),
+    (50, "刘陈"),
+    (30, "杨"),
+    (20, "黄赵吴周"),
+    (12, "徐孙马朱胡郭何林高罗"),
     (7, "郑梁谢宋唐许韩邓冯曹彭曾肖"),
     (3, "田董潘袁蔡蒋余于杜叶程魏苏吕丁任沈姚卢钟姜崔谭陆范汪廖石金贾夏付方邹熊白"),
     (3, "孟秦邱侯江尹薛闫段雷龙黎史陶贺毛郝顾龚邵万钱戴严"),
@@ -103,8 +112,14 @@ GIVEN_NEW = {
     "M": ("子浩宇俊志晓家嘉天思博一泽梓", "轩然杰宇涛明辉成博航睿阳远峰磊"),
     "F": ("晓雨欣子思梓佳梦诗雅婉静紫一", "涵怡琪萱彤婷雪妍蕾琳悦颖娜洁慧菲"),
 }
-COMMON_NAMES = [("张", "伟", "M"), ("王", "芳", "F"), ("李", "娜", "F"), ("刘", "洋", "M"), ("王", "伟", "M"),
-                ("李", "静", "F")]
+COMMON_NAMES = [
+    ("张", "伟", "M"),
+    ("王", "芳", "F"),
+    ("李", "娜", "F"),
+    ("刘", "洋", "M"),
+    ("王", "伟", "M"),
+    ("李", "静", "F"),
+]
 
 # Simplified -> traditional for the characters used above (old POS terminals and HK/TW customers).
 _TRAD = (
@@ -123,15 +138,26 @@ SURNAME_TYPOS = dict(zip("张王李刘陈杨吴徐肖", "章汪黎柳程阳胡�
 
 WESTERN_NAMES: dict[str, tuple[str, str, str]] = {
     # country: male first names, female first names, family names
-    "US": ("James John Robert Michael David William Daniel Matthew Andrew Christopher",
-           "Mary Jennifer Linda Elizabeth Sarah Emily Jessica Laura Ashley Megan",
-           "Smith Johnson Williams Brown Jones Miller Davis Wilson Anderson Taylor Moore Clark"),
-    "GB": ("Oliver George Harry Jack Thomas Charles Edward Peter", "Olivia Emma Charlotte Sophie Emily Hannah Claire",
-           "Smith Jones Taylor Brown Walker Wright Green Baker O'Brien Murphy MacDonald"),
-    "DE": ("Lukas Jonas Felix Maximilian Stefan Thomas Hans", "Anna Julia Lea Sophie Laura Katharina Marie",
-           "Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker"),
-    "FR": ("Pierre Jean Louis Nicolas Antoine Julien", "Marie Camille Chloé Léa Manon Isabelle",
-           "Martin Bernard Dubois Moreau Laurent Lefèvre"),
+    "US": (
+        "James John Robert Michael David William Daniel Matthew Andrew Christopher",
+        "Mary Jennifer Linda Elizabeth Sarah Emily Jessica Laura Ashley Megan",
+        "Smith Johnson Williams Brown Jones Miller Davis Wilson Anderson Taylor Moore Clark",
+    ),
+    "GB": (
+        "Oliver George Harry Jack Thomas Charles Edward Peter",
+        "Olivia Emma Charlotte Sophie Emily Hannah Claire",
+        "Smith Jones Taylor Brown Walker Wright Green Baker O'Brien Murphy MacDonald",
+    ),
+    "DE": (
+        "Lukas Jonas Felix Maximilian Stefan Thomas Hans",
+        "Anna Julia Lea Sophie Laura Katharina Marie",
+        "Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker",
+    ),
+    "FR": (
+        "Pierre Jean Louis Nicolas Antoine Julien",
+        "Marie Camille Chloé Léa Manon Isabelle",
+        "Martin Bernard Dubois Moreau Laurent Lefèvre",
+    ),
     "AU": ("Jack Liam Noah Ethan Lachlan", "Chloe Emily Isla Mia Ruby", "Wilson Thompson White Harris Kelly"),
 }
 WESTERN_COUNTRY_WEIGHTS = {"US": 35, "GB": 20, "DE": 20, "FR": 15, "AU": 10}
@@ -183,35 +209,111 @@ def _city(
 
 
 CITIES: list[City] = [
-    _city("上海市", "上海市", "021", "east", 30,
-          "黄浦区|310101|200001|南京东路 西藏中路 淮海中路 复兴中路",
-          "徐汇区|310104|200030|漕溪北路 肇嘉浜路 衡山路 虹桥路",
-          "静安区|310106|200040|南京西路 延安中路 江宁路 北京西路",
-          "浦东新区|310115|200120|世纪大道 张杨路 锦绣路 东方路",
-          "闵行区|310112|201100|莘松路 七莘路 沪闵路 都市路", "杨浦区|310110|200082|国定路 四平路 控江路 黄兴路"),
-    _city("北京市", "北京市", "010", "north", 25,
-          "朝阳区|110105|100020|三里屯路 建国路 朝阳北路 望京街",
-          "海淀区|110108|100080|中关村大街 学院路 知春路 花园路",
-          "东城区|110101|100010|王府井大街 东直门内大街 和平里东街",
-          "西城区|110102|100032|金融大街 西单北大街 德胜门外大街",
-          "丰台区|110106|100071|丰台北路 方庄路 草桥东路"),
-    _city("江苏省", "南京市", "025", "east", 5, "玄武区|320102|210018|中山路 北京东路 珠江路",
-          "鼓楼区|320106|210008|中山北路 湖南路 广州路", legacy="320121"),
-    _city("江苏省", "苏州市", "0512", "east", 5, "姑苏区|320508|215000|人民路 干将路 观前街",
-          "吴中区|320506|215128|东吴北路 宝带西路", legacy="320121"),
-    _city("浙江省", "杭州市", "0571", "east", 6, "西湖区|330106|310012|文三路 天目山路 教工路",
-          "上城区|330102|310002|延安路 解放路 庆春路", legacy="330122"),
-    _city("天津市", "天津市", "022", "north", 4, "和平区|120101|300041|南京路 滨江道",
-          "河西区|120103|300202|友谊路 围堤道"),
+    _city(
+        "上海市",
+        "上海市",
+        "021",
+        "east",
+        30,
+        "黄浦区|310101|200001|南京东路 西藏中路 淮海中路 复兴中路",
+        "徐汇区|310104|200030|漕溪北路 肇嘉浜路 衡山路 虹桥路",
+        "静安区|310106|200040|南京西路 延安中路 江宁路 北京西路",
+        "浦东新区|310115|200120|世纪大道 张杨路 锦绣路 东方路",
+        "闵行区|310112|201100|莘松路 七莘路 沪闵路 都市路",
+        "杨浦区|310110|200082|国定路 四平路 控江路 黄兴路",
+    ),
+    _city(
+        "北京市",
+        "北京市",
+        "010",
+        "north",
+        25,
+        "朝阳区|110105|100020|三里屯路 建国路 朝阳北路 望京街",
+        "海淀区|110108|100080|中关村大街 学院路 知春路 花园路",
+        "东城区|110101|100010|王府井大街 东直门内大街 和平里东街",
+        "西城区|110102|100032|金融大街 西单北大街 德胜门外大街",
+        "丰台区|110106|100071|丰台北路 方庄路 草桥东路",
+    ),
+    _city(
+        "江苏省",
+        "南京市",
+        "025",
+        "east",
+        5,
+        "玄武区|320102|210018|中山路 北京东路 珠江路",
+        "鼓楼区|320106|210008|中山北路 湖南路 广州路",
+        legacy="320121",
+    ),
+    _city(
+        "江苏省",
+        "苏州市",
+        "0512",
+        "east",
+        5,
+        "姑苏区|320508|215000|人民路 干将路 观前街",
+        "吴中区|320506|215128|东吴北路 宝带西路",
+        legacy="320121",
+    ),
+    _city(
+        "浙江省",
+        "杭州市",
+        "0571",
+        "east",
+        6,
+        "西湖区|330106|310012|文三路 天目山路 教工路",
+        "上城区|330102|310002|延安路 解放路 庆春路",
+        legacy="330122",
+    ),
+    _city(
+        "天津市",
+        "天津市",
+        "022",
+        "north",
+        4,
+        "和平区|120101|300041|南京路 滨江道",
+        "河西区|120103|300202|友谊路 围堤道",
+    ),
     _city("山东省", "青岛市", "0532", "north", 3, "市南区|370202|266001|香港中路 山东路 中山路", legacy="370223"),
-    _city("广东省", "广州市", "020", "south", 5, "天河区|440106|510620|天河路 体育西路 华夏路",
-          "越秀区|440104|510030|中山五路 北京路 环市东路", legacy="440121"),
-    _city("广东省", "深圳市", "0755", "south", 5, "南山区|440305|518052|科技南路 深南大道 后海大道",
-          "福田区|440304|518033|福华路 深南中路 益田路", legacy="440320"),
-    _city("四川省", "成都市", "028", "west", 4, "武侯区|510107|610041|人民南路 科华北路 武侯祠大街",
-          "锦江区|510104|610021|春熙路 红星路 东大街", legacy="510121"),
-    _city("湖北省", "武汉市", "027", "central", 3, "武昌区|420106|430061|中北路 中南路 解放路",
-          "江岸区|420102|430010|解放大道 建设大道", legacy="420121"),
+    _city(
+        "广东省",
+        "广州市",
+        "020",
+        "south",
+        5,
+        "天河区|440106|510620|天河路 体育西路 华夏路",
+        "越秀区|440104|510030|中山五路 北京路 环市东路",
+        legacy="440121",
+    ),
+    _city(
+        "广东省",
+        "深圳市",
+        "0755",
+        "south",
+        5,
+        "南山区|440305|518052|科技南路 深南大道 后海大道",
+        "福田区|440304|518033|福华路 深南中路 益田路",
+        legacy="440320",
+    ),
+    _city(
+        "四川省",
+        "成都市",
+        "028",
+        "west",
+        4,
+        "武侯区|510107|610041|人民南路 科华北路 武侯祠大街",
+        "锦江区|510104|610021|春熙路 红星路 东大街",
+        legacy="510121",
+    ),
+    _city(
+        "湖北省",
+        "武汉市",
+        "027",
+        "central",
+        3,
+        "武昌区|420106|430061|中北路 中南路 解放路",
+        "江岸区|420102|430010|解放大道 建设大道",
+        legacy="420121",
+    ),
     _city("陕西省", "西安市", "029", "west", 2, "雁塔区|610113|710061|小寨东路 长安中路 科技路", legacy="610121"),
 ]
 CITY_BY_NAME = {c.name: c for c in CITIES}
@@ -223,8 +325,17 @@ MOBILE_PREFIXES = (
     "134 135 136 137 138 139 150 151 152 157 158 159 182 183 187 188 198 130 131 132 155 156 185 186 166 "
     "133 153 180 181 189 199 191 177 173"
 ).split()
-EMAIL_DOMAINS = {"qq.com": 30, "163.com": 20, "126.com": 8, "gmail.com": 5, "outlook.com": 5, "sina.com": 4,
-                 "foxmail.com": 3, "139.com": 3, "hotmail.com": 2}
+EMAIL_DOMAINS = {
+    "qq.com": 30,
+    "163.com": 20,
+    "126.com": 8,
+    "gmail.com": 5,
+    "outlook.com": 5,
+    "sina.com": 4,
+    "foxmail.com": 3,
+    "139.com": 3,
+    "hotmail.com": 2,
+}
 COMPANY_BRANDS = "锦程 华信 云帆 恒泰 瑞丰 宏达 新元 博远 天成 嘉禾 中联 汇通 鼎盛 启明 德润 安和".split()
 COMPANY_TRADES = "贸易 科技 网络科技 餐饮管理 建筑工程 医疗器械 文化传媒 物流 咨询 电子商务".split()
 JOB_TITLES = (
@@ -233,11 +344,26 @@ JOB_TITLES = (
 JOB_TITLES_EN = ["General Manager", "Sales Director", "Engineer", "Consultant", "Marketing Manager", "Teacher"]
 # name, lowest and highest unit price in CNY
 PRODUCTS: list[tuple[str, int, int]] = [
-    ("无线降噪耳机", 899, 1599), ("智能手表", 1299, 2999), ("充电宝 20000mAh", 129, 199), ("蓝牙音箱", 299, 699),
-    ("保湿精华液 50ml", 380, 680), ("玻尿酸面膜 10片", 99, 169), ("口红礼盒", 320, 520), ("羊绒围巾", 599, 1299),
-    ("羊毛大衣", 1899, 3999), ("纯棉T恤", 99, 199), ("跑步鞋", 499, 899), ("空气净化器", 1999, 3599),
-    ("扫地机器人", 2299, 3999), ("真丝床品四件套", 899, 1899), ("明前龙井礼盒", 368, 888), ("坚果礼盒", 128, 238),
-    ("婴儿推车", 1580, 3280), ("有机奶粉 800g", 268, 368), ("保温杯", 129, 259), ("行李箱 24寸", 699, 1399),
+    ("无线降噪耳机", 899, 1599),
+    ("智能手表", 1299, 2999),
+    ("充电宝 20000mAh", 129, 199),
+    ("蓝牙音箱", 299, 699),
+    ("保湿精华液 50ml", 380, 680),
+    ("玻尿酸面膜 10片", 99, 169),
+    ("口红礼盒", 320, 520),
+    ("羊绒围巾", 599, 1299),
+    ("羊毛大衣", 1899, 3999),
+    ("纯棉T恤", 99, 199),
+    ("跑步鞋", 499, 899),
+    ("空气净化器", 1999, 3599),
+    ("扫地机器人", 2299, 3999),
+    ("真丝床品四件套", 899, 1899),
+    ("明前龙井礼盒", 368, 888),
+    ("坚果礼盒", 128, 238),
+    ("婴儿推车", 1580, 3280),
+    ("有机奶粉 800g", 268, 368),
+    ("保温杯", 129, 259),
+    ("行李箱 24寸", 699, 1399),
 ]
 NICKNAMES = ["小雨点", "momo", "阿杰", "Lucky", "夏天", "橙子", "大白", "木木"]
 ESHOP_TAGS = ["数码控", "美妆达人", "母婴", "家居", "高频复购", "大促敏感", "新客"]
@@ -403,8 +529,15 @@ class _Factory:
             if domain == "qq.com" and rng.random() < 0.7:
                 local = str(rng.randrange(10**5, 3 * 10**9))  # QQ numbers
             else:
-                local = rng.choice([family + given, f"{family}.{given}", f"{given}.{family}",
-                                    f"{family}{given}{p.birth:%y}", f"{family[0]}{given}{rng.randrange(1, 999)}"])
+                local = rng.choice(
+                    [
+                        family + given,
+                        f"{family}.{given}",
+                        f"{given}.{family}",
+                        f"{family}{given}{p.birth:%y}",
+                        f"{family[0]}{given}{rng.randrange(1, 999)}",
+                    ]
+                )
         if p.company and rng.random() < 0.25:
             domain = _company_domain(p.company)
             if local.isdigit():
@@ -430,8 +563,10 @@ class _Factory:
             lane, number, room = rng.randrange(1, 1500), rng.randrange(1, 40), rng.randrange(101, 3005)
             return f"{street}{lane}弄{number}号{room}室"
         if city.name == "北京市":
-            return (f"{street}{rng.randrange(1, 300)}号院{rng.randrange(1, 20)}号楼"
-                    f"{rng.randrange(1, 6)}单元{rng.randrange(1, 25)}0{rng.randrange(1, 4)}")
+            return (
+                f"{street}{rng.randrange(1, 300)}号院{rng.randrange(1, 20)}号楼"
+                f"{rng.randrange(1, 6)}单元{rng.randrange(1, 25)}0{rng.randrange(1, 4)}"
+            )
         number, building, room = rng.randrange(1, 800), rng.randrange(1, 30), rng.randrange(101, 3305)
         return f"{street}{number}号{rng.choice(ESTATES)}{building}栋{room}室"
 
@@ -446,9 +581,17 @@ class _Factory:
         first, second = (GIVEN_OLD if birth.year < 1975 else GIVEN_NEW)[gender]
         return rng.choice(first) + rng.choice(second)
 
-    def person(self, *, western: bool | None = None, gender: str | None = None, family: str | None = None,
-               given: str | None = None, birth: date | None = None, city: City | None = None,
-               district: District | None = None) -> Person:
+    def person(
+        self,
+        *,
+        western: bool | None = None,
+        gender: str | None = None,
+        family: str | None = None,
+        given: str | None = None,
+        birth: date | None = None,
+        city: City | None = None,
+        district: District | None = None,
+    ) -> Person:
         rng = self.rng
         western = rng.random() < 0.15 if western is None else western
         gender = gender or rng.choice("MF")
@@ -457,9 +600,15 @@ class _Factory:
         if western:
             country = _pick(rng, WESTERN_COUNTRY_WEIGHTS)
             males, females, families = WESTERN_NAMES[country]
-            p = Person(pid, True, family or rng.choice(families.split()),
-                       given or rng.choice((males if gender == "M" else females).split()), gender, birth,
-                       nationality=country)
+            p = Person(
+                pid,
+                True,
+                family or rng.choice(families.split()),
+                given or rng.choice((males if gender == "M" else females).split()),
+                gender,
+                birth,
+                nationality=country,
+            )
             p.id_number = _passport(rng, country)
             if rng.random() < 0.25:  # lives abroad: shops online from home
                 state, cname, postcode, street = ABROAD[country][:4]
@@ -513,8 +662,14 @@ def _choose_sources(rng: random.Random, p: Person, k: int) -> list[str]:
         weights = {"web": 40, "eshop": 55, "callcenter": 5}
     else:
         region = p.region
-        weights = {"web": 22, "eshop": 30, "callcenter": 12, "erp": 10 if (p.company or rng.random() < 0.3) else 2,
-                   "pos_sh": 25 if region == "east" else 3, "pos_bj": 25 if region == "north" else 3}
+        weights = {
+            "web": 22,
+            "eshop": 30,
+            "callcenter": 12,
+            "erp": 10 if (p.company or rng.random() < 0.3) else 2,
+            "pos_sh": 25 if region == "east" else 3,
+            "pos_bj": 25 if region == "north" else 3,
+        }
     chosen: list[str] = []
     while len(chosen) < min(k, len(weights)):
         code = _pick(rng, {c: w for c, w in weights.items() if c not in chosen})
@@ -539,10 +694,20 @@ def _make_people(rng: random.Random, n: int) -> list[Person]:
     # Households: one address and landline; a parent without a mobile of their own gives the child's.
     for _ in range(max(1, n // 60)):
         head = f.person(western=False, gender="M", birth=f.birth(30, 50, 38))
-        spouse = f.person(western=False, gender="F", birth=head.birth + timedelta(days=rng.randrange(-1500, 1500)),
-                          city=head.city, district=head.district)
-        parent = f.person(western=False, gender="F", birth=head.birth - timedelta(days=rng.randrange(8500, 12000)),
-                          city=head.city, district=head.district)
+        spouse = f.person(
+            western=False,
+            gender="F",
+            birth=head.birth + timedelta(days=rng.randrange(-1500, 1500)),
+            city=head.city,
+            district=head.district,
+        )
+        parent = f.person(
+            western=False,
+            gender="F",
+            birth=head.birth - timedelta(days=rng.randrange(8500, 12000)),
+            city=head.city,
+            district=head.district,
+        )
         phone = head.phone or f.landline(head.city)  # type: ignore[arg-type]
         for member in (head, spouse, parent):
             member.role, member.phone, member.street_line = "household", phone, head.street_line
@@ -561,8 +726,15 @@ def _make_people(rng: random.Random, n: int) -> list[Person]:
         first, second = (GIVEN_NEW[a.gender][0], GIVEN_NEW[a.gender][1])
         shared_char = rng.choice(first)
         a.given = shared_char + rng.choice(second)
-        b = f.person(western=False, gender=a.gender, family=a.family, birth=birth, city=a.city, district=a.district,
-                     given=shared_char + rng.choice([c for c in second if c != a.given[1]]))
+        b = f.person(
+            western=False,
+            gender=a.gender,
+            family=a.family,
+            birth=birth,
+            city=a.city,
+            district=a.district,
+            given=shared_char + rng.choice([c for c in second if c != a.given[1]]),
+        )
         area = a.id_number[:6]
         seq = int(a.id_number[14:17]) // 2 * 2 + (1 if a.gender == "M" else 0)
         seq = min(seq, 995)
@@ -613,12 +785,20 @@ def format_mobile(number: str, style: str) -> str:
     """``number`` (11 mainland digits, or E.164 abroad) the way one system writes it."""
     if number.startswith("+"):  # foreign: fewer variants in the wild
         return {"e164": number, "intl00": "00" + number[1:], "lead0": "00" + number[1:]}.get(
-            style, f"{number[:3]} {number[3:6]} {number[6:]}")
+            style, f"{number[:3]} {number[3:6]} {number[6:]}"
+        )
     a, b, c = number[:3], number[3:7], number[7:]
     return {
-        "plain": number, "e164": "+86" + number, "spaced": f"{a} {b} {c}", "dashed": f"{a}-{b}-{c}",
-        "dashed_intl": f"+86-{a}-{b}-{c}", "intl00": "0086 " + number, "cc": "86" + number,
-        "fullwidth": number.translate(_FULLWIDTH), "paren": f"(+86){number}", "lead0": "0" + number,
+        "plain": number,
+        "e164": "+86" + number,
+        "spaced": f"{a} {b} {c}",
+        "dashed": f"{a}-{b}-{c}",
+        "dashed_intl": f"+86-{a}-{b}-{c}",
+        "intl00": "0086 " + number,
+        "cc": "86" + number,
+        "fullwidth": number.translate(_FULLWIDTH),
+        "paren": f"(+86){number}",
+        "lead0": "0" + number,
     }[style]
 
 
@@ -659,7 +839,7 @@ class _Renderer:
                     family = SURNAME_TYPOS[family]
                 else:
                     i = rng.randrange(len(given))
-                    given = given[:i] + TYPOS.get(given[i], given[i]) + given[i + 1:]
+                    given = given[:i] + TYPOS.get(given[i], given[i]) + given[i + 1 :]
             name = family + given
             if rng.random() < (0.08 if source == "pos_bj" else 0.03):
                 name = "".join(TRADITIONAL.get(c, c) for c in name)
@@ -703,8 +883,12 @@ class _Renderer:
 
     def gender(self, p: Person, source: str) -> str | int:
         return {
-            "web": {"M": "male", "F": "female"}, "eshop": {"M": 1, "F": 2}, "pos_sh": {"M": "男", "F": "女"},
-            "pos_bj": {"M": "M", "F": "F"}, "callcenter": {"M": "先生", "F": "女士"}, "erp": {"M": "M", "F": "F"},
+            "web": {"M": "male", "F": "female"},
+            "eshop": {"M": 1, "F": 2},
+            "pos_sh": {"M": "男", "F": "女"},
+            "pos_bj": {"M": "M", "F": "F"},
+            "callcenter": {"M": "先生", "F": "女士"},
+            "erp": {"M": "M", "F": "F"},
         }[source][p.gender]
 
     def address(self, p: Person, *, with_region: float) -> tuple[str, dict[str, str]]:
@@ -738,7 +922,7 @@ class _Renderer:
         r = self.rng.random()
         city = next((c.short for c in CITIES if name.startswith(c.short)), "")
         if r < 0.15 and city:
-            return name[len(city):].replace("有限公司", f"（{city}）有限公司")
+            return name[len(city) :].replace("有限公司", f"（{city}）有限公司")
         if r < 0.25:
             return name.removesuffix("有限公司")
         return name
@@ -785,13 +969,17 @@ class _Renderer:
         if p.western:
             last, first = p.family, p.given
         elif rng.random() < 0.85:
-            last, first = name[:len(p.family)], name[len(p.family):]
+            last, first = name[: len(p.family)], name[len(p.family) :]
         else:  # the whole name typed into the first of two boxes
             last, first = "", name
         via_wechat = bool(p.unionid) and rng.random() < 0.6
         mobile, email = self.mobile(p, source, first_mobile), self.email(p)
         raw = {
-            "user_id": key, "last_name": last, "first_name": first, "mobile": mobile, "email": email,
+            "user_id": key,
+            "last_name": last,
+            "first_name": first,
+            "mobile": mobile,
+            "email": email,
             "gender": self.gender(p, source) if rng.random() < 0.8 else None,
             "birthday": p.birth.isoformat() if rng.random() < 0.5 else None,
             "province": p.city.province.removesuffix("市").removesuffix("省") if p.city else p.abroad and p.abroad[0],
@@ -801,14 +989,23 @@ class _Renderer:
             "wechat_unionid": p.unionid if via_wechat and rng.random() < 0.8 else None,
             "register_channel": rng.choice(["官网", "微信公众号", "百度推广", "小红书"]),
             "utm_source": rng.choice(["baidu", "wechat", "xhs", "direct", None]),
-            "agree_marketing": rng.random() < 0.55, "agree_sms": rng.random() < 0.6, "agree_email": rng.random() < 0.4,
+            "agree_marketing": rng.random() < 0.55,
+            "agree_sms": rng.random() < 0.6,
+            "agree_email": rng.random() < 0.4,
         }
         mapped = {
             "full_name": f"{first} {last}" if p.western else last + first,
-            "family_name": last if p.western else None, "given_name": first if p.western else None,
-            "mobile": mobile, "email": email, "gender": raw["gender"], "birth_date": raw["birthday"],
-            "country": p.country, "wechat_openid": raw["wechat_openid"], "wechat_unionid": raw["wechat_unionid"],
-            "consent_marketing": raw["agree_marketing"], "consent_sms": raw["agree_sms"],
+            "family_name": last if p.western else None,
+            "given_name": first if p.western else None,
+            "mobile": mobile,
+            "email": email,
+            "gender": raw["gender"],
+            "birth_date": raw["birthday"],
+            "country": p.country,
+            "wechat_openid": raw["wechat_openid"],
+            "wechat_unionid": raw["wechat_unionid"],
+            "consent_marketing": raw["agree_marketing"],
+            "consent_sms": raw["agree_sms"],
             "consent_email": raw["agree_email"],
         }
         region = {"province": p.city.province, "city": p.city.name} if p.city else {}
@@ -825,8 +1022,10 @@ class _Renderer:
         cross_border = not p.western and rng.random() < 0.25  # customs clearance needs the ID number
         address, parsed = self.address(p, with_region=0.8) if rng.random() < 0.9 else (None, {})
         raw = {
-            "userId": int(key), "nickName": rng.choice(NICKNAMES),
-            "realName": name if rng.random() < 0.85 else None, "phone": mobile,
+            "userId": int(key),
+            "nickName": rng.choice(NICKNAMES),
+            "realName": name if rng.random() < 0.85 else None,
+            "phone": mobile,
             "email": email if rng.random() < 0.5 else None,
             "sex": self.gender(p, source) if rng.random() < 0.9 else 0,
             "birthday": f"{p.birth.year}/{p.birth.month}/{p.birth.day}" if rng.random() < 0.4 else None,
@@ -834,17 +1033,29 @@ class _Renderer:
             "openId": self.openid("oMp7Q") if p.unionid and rng.random() < 0.9 else None,
             "unionId": p.unionid if p.unionid and rng.random() < 0.7 else None,
             "idCardNo": self.id_number(p, source) if cross_border else None,
-            "receiverName": name.strip(), "receiverPhone": format_mobile(p.mobile, "spaced"),
-            "receiverAddress": address, "receiverZip": (p.district.postcode if p.district else p.abroad and p.abroad[2])
-            if address else None,
-            "vipLevel": f"V{rng.randrange(0, 6)}", "tags": list(p.tags), "smsSubscribe": rng.random() < 0.5,
+            "receiverName": name.strip(),
+            "receiverPhone": format_mobile(p.mobile, "spaced"),
+            "receiverAddress": address,
+            "receiverZip": (p.district.postcode if p.district else p.abroad and p.abroad[2]) if address else None,
+            "vipLevel": f"V{rng.randrange(0, 6)}",
+            "tags": list(p.tags),
+            "smsSubscribe": rng.random() < 0.5,
         }
         mapped = {
-            "full_name": raw["realName"] or raw["receiverName"], "mobile": mobile, "email": raw["email"],
-            "gender": raw["sex"], "birth_date": raw["birthday"], "member_no": raw["memberCardNo"],
-            "wechat_openid": raw["openId"], "wechat_unionid": raw["unionId"], "id_number": raw["idCardNo"],
-            "address": parsed.pop("address", address), "postcode": raw["receiverZip"], "tags": raw["tags"],
-            "consent_sms": raw["smsSubscribe"], "country": p.country,
+            "full_name": raw["realName"] or raw["receiverName"],
+            "mobile": mobile,
+            "email": raw["email"],
+            "gender": raw["sex"],
+            "birth_date": raw["birthday"],
+            "member_no": raw["memberCardNo"],
+            "wechat_openid": raw["openId"],
+            "wechat_unionid": raw["unionId"],
+            "id_number": raw["idCardNo"],
+            "address": parsed.pop("address", address),
+            "postcode": raw["receiverZip"],
+            "tags": raw["tags"],
+            "consent_sms": raw["smsSubscribe"],
+            "country": p.country,
         }
         return key, raw, mapped, parsed
 
@@ -861,24 +1072,48 @@ class _Renderer:
         id_no = self.id_number(p, source) if rng.random() < 0.15 else None
         birthday = rng.choice([p.birth.isoformat(), f"{p.birth:%m-%d}", None])  # often only the day, for coupons
         if source == "pos_sh":
-            raw = {"会员卡号": card, "会员姓名": name, "性别": self.gender(p, source), "手机号码": mobile,
-                   "生日": birthday, "身份证号": id_no, "联系地址": address,
-                   "邮箱": email if rng.random() < 0.4 else None,
-                   "开卡门店": store, "会员等级": level, "积分": rng.randrange(0, 20000),
-                   "导购": rng.choice(SALES_REPS),
-                   "备注": rng.choice(["", "", "老顾客", "喜欢新品"])}
+            raw = {
+                "会员卡号": card,
+                "会员姓名": name,
+                "性别": self.gender(p, source),
+                "手机号码": mobile,
+                "生日": birthday,
+                "身份证号": id_no,
+                "联系地址": address,
+                "邮箱": email if rng.random() < 0.4 else None,
+                "开卡门店": store,
+                "会员等级": level,
+                "积分": rng.randrange(0, 20000),
+                "导购": rng.choice(SALES_REPS),
+                "备注": rng.choice(["", "", "老顾客", "喜欢新品"]),
+            }
             email = raw["邮箱"]
         else:  # the older POS version at the Beijing store: other column names and formats
             if birthday and len(birthday) > 5:
                 birthday = f"{p.birth:%Y%m%d}"
-            raw = {"卡号": card, "姓名": name, "性别": self.gender(p, source), "手机": mobile, "出生日期": birthday,
-                   "证件号码": id_no, "地址": address, "电子邮件": email if rng.random() < 0.3 else None,
-                   "门店": store, "等级": level, "积分余额": rng.randrange(0, 20000)}
+            raw = {
+                "卡号": card,
+                "姓名": name,
+                "性别": self.gender(p, source),
+                "手机": mobile,
+                "出生日期": birthday,
+                "证件号码": id_no,
+                "地址": address,
+                "电子邮件": email if rng.random() < 0.3 else None,
+                "门店": store,
+                "等级": level,
+                "积分余额": rng.randrange(0, 20000),
+            }
             email = raw["电子邮件"]
         mapped = {
-            "full_name": name, "gender": self.gender(p, source), "mobile": mobile,
+            "full_name": name,
+            "gender": self.gender(p, source),
+            "mobile": mobile,
             "birth_date": birthday if birthday and len(birthday) > 5 else None,  # a month-day is no birth date
-            "id_number": id_no, "address": parsed.pop("address", address), "email": email, "member_no": card,
+            "id_number": id_no,
+            "address": parsed.pop("address", address),
+            "email": email,
+            "member_no": card,
             "tags": [level],
         }
         return card, raw, mapped, parsed
@@ -895,15 +1130,29 @@ class _Renderer:
             name = p.family + ("先生" if p.gender == "M" else "女士")  # often all the agent notes down
         address, parsed = self.address(p, with_region=0.2) if rng.random() < 0.3 else (None, {})
         company = self.company(p) if p.company and rng.random() < 0.5 else None
-        raw = {"来电号码": key, "客户姓名": name, "性别": self.gender(p, source),
-               "所在城市": p.city.short if p.city else p.abroad and p.abroad[1], "联系地址": address,
-               "备用电话": p.phone or None, "电子邮箱": self.email(p, True) if rng.random() < 0.2 else None,
-               "证件号码": self.id_number(p, source) if rng.random() < 0.1 else None,
-               "客户类型": "企业" if company else "个人", "公司名称": company,
-               "坐席备注": rng.choice(["", "", "脾气急，优先处理", "老客户", "需回访"])}
-        mapped = {"full_name": name, "gender": raw["性别"], "mobile": key, "phone": raw["备用电话"],
-                  "address": parsed.pop("address", address), "email": raw["电子邮箱"], "id_number": raw["证件号码"],
-                  "company": company}
+        raw = {
+            "来电号码": key,
+            "客户姓名": name,
+            "性别": self.gender(p, source),
+            "所在城市": p.city.short if p.city else p.abroad and p.abroad[1],
+            "联系地址": address,
+            "备用电话": p.phone or None,
+            "电子邮箱": self.email(p, True) if rng.random() < 0.2 else None,
+            "证件号码": self.id_number(p, source) if rng.random() < 0.1 else None,
+            "客户类型": "企业" if company else "个人",
+            "公司名称": company,
+            "坐席备注": rng.choice(["", "", "脾气急，优先处理", "老客户", "需回访"]),
+        }
+        mapped = {
+            "full_name": name,
+            "gender": raw["性别"],
+            "mobile": key,
+            "phone": raw["备用电话"],
+            "address": parsed.pop("address", address),
+            "email": raw["电子邮箱"],
+            "id_number": raw["证件号码"],
+            "company": company,
+        }
         region = {"city": p.city.name} if p.city else {}
         return key, raw, mapped, region | parsed
 
@@ -922,21 +1171,47 @@ class _Renderer:
             assert p.city is not None and p.district is not None
             province, city, district = p.city.province, p.city.name, p.district.name
             street, zipcode = p.street_line, p.district.postcode
-        raw = {"CustomerCode": key, "CustomerName": name, "Gender": self.gender(p, source),
-               "DOB": f"{p.birth:%Y-%m-%d} 00:00:00" if rng.random() < 0.6 else None,
-               "IDType": "护照" if p.western else "身份证",
-               "IDNo": self.id_number(p, source) if rng.random() < 0.7 else None,
-               "Mobile": mobile, "Tel": phone or None, "Email": self.email(p), "Company": self.company(p) or None,
-               "Title": p.job_title or None, "Province": province if rng.random() < 0.85 else None, "City": city,
-               "District": district, "Street": street, "ZipCode": zipcode,
-               "Country": "中国" if p.country == "CN" and rng.random() < 0.3 else p.country,
-               "CreditLimit": rng.choice([0, 10000, 50000, 100000]),
-               "PaymentTerms": rng.choice(["NET30", "NET60", "预付"]), "SalesRep": rng.choice(SALES_REPS)}
-        mapped = {"full_name": name, "gender": raw["Gender"], "birth_date": raw["DOB"], "id_number": raw["IDNo"],
-                  "mobile": mobile, "phone": phone or None, "email": raw["Email"], "company": raw["Company"],
-                  "job_title": raw["Title"], "address": street, "postcode": zipcode, "country": raw["Country"]}
-        region = {"province": raw["Province"] or (p.city.province if p.city else None), "city": city,
-                  "district": district}
+        raw = {
+            "CustomerCode": key,
+            "CustomerName": name,
+            "Gender": self.gender(p, source),
+            "DOB": f"{p.birth:%Y-%m-%d} 00:00:00" if rng.random() < 0.6 else None,
+            "IDType": "护照" if p.western else "身份证",
+            "IDNo": self.id_number(p, source) if rng.random() < 0.7 else None,
+            "Mobile": mobile,
+            "Tel": phone or None,
+            "Email": self.email(p),
+            "Company": self.company(p) or None,
+            "Title": p.job_title or None,
+            "Province": province if rng.random() < 0.85 else None,
+            "City": city,
+            "District": district,
+            "Street": street,
+            "ZipCode": zipcode,
+            "Country": "中国" if p.country == "CN" and rng.random() < 0.3 else p.country,
+            "CreditLimit": rng.choice([0, 10000, 50000, 100000]),
+            "PaymentTerms": rng.choice(["NET30", "NET60", "预付"]),
+            "SalesRep": rng.choice(SALES_REPS),
+        }
+        mapped = {
+            "full_name": name,
+            "gender": raw["Gender"],
+            "birth_date": raw["DOB"],
+            "id_number": raw["IDNo"],
+            "mobile": mobile,
+            "phone": phone or None,
+            "email": raw["Email"],
+            "company": raw["Company"],
+            "job_title": raw["Title"],
+            "address": street,
+            "postcode": zipcode,
+            "country": raw["Country"],
+        }
+        region = {
+            "province": raw["Province"] or (p.city.province if p.city else None),
+            "city": city,
+            "district": district,
+        }
         return key, raw, mapped, region
 
 
@@ -944,8 +1219,18 @@ class _Renderer:
 # Normalizing: data-dictionary names -> cleaned values, as an import would store them
 # ---------------------------------------------------------------------------------------------
 
-_GENDERS = {"m": "M", "男": "M", "male": "M", "1": "M", "先生": "M",
-            "f": "F", "女": "F", "female": "F", "2": "F", "女士": "F"}
+_GENDERS = {
+    "m": "M",
+    "男": "M",
+    "male": "M",
+    "1": "M",
+    "先生": "M",
+    "f": "F",
+    "女": "F",
+    "female": "F",
+    "2": "F",
+    "女士": "F",
+}
 _DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%Y%m%d", "%Y年%m月%d日")
 _HONORIFICS = {"先生": "M", "女士": "F", "小姐": "F"}
 
@@ -968,7 +1253,7 @@ def clean_name(value: str) -> str:
 def split_chinese_name(name: str) -> tuple[str, str]:
     for surname in COMPOUND_SURNAMES:
         if name.startswith(surname) and len(name) > len(surname):
-            return surname, name[len(surname):]
+            return surname, name[len(surname) :]
     return name[:1], name[1:]
 
 
@@ -1062,8 +1347,16 @@ def _order_title(items: list[dict[str, Any]]) -> str:
 def _interactions(r: _Renderer, plan: RecordPlan, count: int) -> list[dict[str, Any]]:
     rng, source, out = r.rng, plan.source, []
     if source == "web":
-        out.append({"kind": "signup", "external_id": f"REG-{plan.key}", "occurred_at": plan.first_seen,
-                    "title": "官网注册", "status": "completed", "details": {"channel": plan.raw["register_channel"]}})
+        out.append(
+            {
+                "kind": "signup",
+                "external_id": f"REG-{plan.key}",
+                "occurred_at": plan.first_seen,
+                "title": "官网注册",
+                "status": "completed",
+                "details": {"channel": plan.raw["register_channel"]},
+            }
+        )
         count = min(count, 2)
     for _ in range(count):
         ts = r.between(plan.first_seen)
@@ -1077,8 +1370,11 @@ def _interactions(r: _Renderer, plan: RecordPlan, count: int) -> list[dict[str, 
             if source == "eshop":
                 ext = r.external_id("E", ts)
                 status = "paid" if recent else rng.choices(["shipped", "refunded"], [94, 6])[0]
-                details = {"items": items, "channel": rng.choice(["小程序", "App", "H5"]),
-                           "pay_method": rng.choice(["微信支付", "支付宝"])}
+                details = {
+                    "items": items,
+                    "channel": rng.choice(["小程序", "App", "H5"]),
+                    "pay_method": rng.choice(["微信支付", "支付宝"]),
+                }
             elif source == "erp":
                 ext = r.external_id("SO-", ts, 6, "%Y-")
                 status = rng.choices(["shipped", "paid", "refunded"], [60, 37, 3])[0]
@@ -1086,38 +1382,85 @@ def _interactions(r: _Renderer, plan: RecordPlan, count: int) -> list[dict[str, 
             else:
                 store, prefix, _ = STORES[source]
                 ext, status = r.external_id(prefix, ts, 5), rng.choices(["paid", "refunded"], [94, 6])[0]
-                details = {"items": items, "store": store, "cashier": rng.choice(["0012", "0031", "0045"]),
-                           "pay_method": rng.choice(["微信支付", "支付宝", "银联", "现金"])}
+                details = {
+                    "items": items,
+                    "store": store,
+                    "cashier": rng.choice(["0012", "0031", "0045"]),
+                    "pay_method": rng.choice(["微信支付", "支付宝", "银联", "现金"]),
+                }
             title = ("企业采购：" if bulk else "") + _order_title(items)
-            out.append({"kind": "order", "external_id": ext, "occurred_at": ts, "title": title[:300], "status": status,
-                        "amount": amount, "details": details})
+            out.append(
+                {
+                    "kind": "order",
+                    "external_id": ext,
+                    "occurred_at": ts,
+                    "title": title[:300],
+                    "status": status,
+                    "amount": amount,
+                    "details": details,
+                }
+            )
         elif source in STORES:
             store, prefix, _ = STORES[source]
-            out.append({"kind": "visit", "external_id": r.external_id(prefix + "V", ts, 5), "occurred_at": ts,
-                        "title": f"到店：{store}", "status": "",
-                        "details": {"store": store, "minutes": rng.randrange(5, 90)}})
+            out.append(
+                {
+                    "kind": "visit",
+                    "external_id": r.external_id(prefix + "V", ts, 5),
+                    "occurred_at": ts,
+                    "title": f"到店：{store}",
+                    "status": "",
+                    "details": {"store": store, "minutes": rng.randrange(5, 90)},
+                }
+            )
         elif source == "callcenter" and rng.random() < 0.5:
             category = rng.choice(list(TICKETS))
             order_no = f"E{rng.randrange(10**11, 10**12)}"
             title = rng.choice(TICKETS[category]).format(p=rng.choice(PRODUCTS)[0], o=order_no)
             closed = not recent or rng.random() < 0.4
-            details = {"category": category, "agent": rng.choice(AGENTS),
-                       "priority": rng.choice(["normal", "normal", "high"])}
+            details = {
+                "category": category,
+                "agent": rng.choice(AGENTS),
+                "priority": rng.choice(["normal", "normal", "high"]),
+            }
             if closed:
                 details["satisfaction"] = rng.randrange(1, 6)
-            out.append({"kind": "ticket", "external_id": r.external_id("TK", ts, 5), "occurred_at": ts, "title": title,
-                        "status": "closed" if closed else "open", "details": details})
+            out.append(
+                {
+                    "kind": "ticket",
+                    "external_id": r.external_id("TK", ts, 5),
+                    "occurred_at": ts,
+                    "title": title,
+                    "status": "closed" if closed else "open",
+                    "details": details,
+                }
+            )
         elif source == "callcenter":
             topic = rng.choice(CALL_TOPICS)
-            out.append({"kind": "call", "external_id": r.external_id("CL", ts, 5), "occurred_at": ts, "title": topic,
-                        "status": rng.choices(["answered", "missed"], [90, 10])[0],
-                        "details": {"direction": "out" if topic.startswith(("回访", "外呼")) else "in",
-                                    "duration_s": rng.randrange(20, 900), "agent": rng.choice(AGENTS)}})
+            out.append(
+                {
+                    "kind": "call",
+                    "external_id": r.external_id("CL", ts, 5),
+                    "occurred_at": ts,
+                    "title": topic,
+                    "status": rng.choices(["answered", "missed"], [90, 10])[0],
+                    "details": {
+                        "direction": "out" if topic.startswith(("回访", "外呼")) else "in",
+                        "duration_s": rng.randrange(20, 900),
+                        "agent": rng.choice(AGENTS),
+                    },
+                }
+            )
         else:  # web
-            out.append({"kind": "message", "external_id": r.external_id("MSG", ts, 5), "occurred_at": ts,
-                        "title": rng.choice(["在线留言：询问门店地址", "在线留言：企业团购", "订阅新品邮件"]),
-                        "status": "",
-                        "details": {}})
+            out.append(
+                {
+                    "kind": "message",
+                    "external_id": r.external_id("MSG", ts, 5),
+                    "occurred_at": ts,
+                    "title": rng.choice(["在线留言：询问门店地址", "在线留言：企业团购", "订阅新品邮件"]),
+                    "status": "",
+                    "details": {},
+                }
+            )
     return out
 
 
@@ -1200,8 +1543,14 @@ def _customer_from(plan: RecordPlan, owner: AbstractUser | None) -> Customer:
     if "birth_date" in values:
         values["birth_date"] = date.fromisoformat(values["birth_date"])
     full_name = values.get("full_name", "")
-    customer = Customer(**values, name_pinyin=_pinyin(full_name) if full_name else "", team=plan.team,
-                        region=plan.region, owner=owner, created_at=plan.first_seen)
+    customer = Customer(
+        **values,
+        name_pinyin=_pinyin(full_name) if full_name else "",
+        team=plan.team,
+        region=plan.region,
+        owner=owner,
+        created_at=plan.first_seen,
+    )
     # bulk_create skips Customer.save(), which derives the blind index.
     customer.id_number_hash = blind_index(customer.id_number)
     return customer
@@ -1270,18 +1619,36 @@ def _write(data: DemoData, sources: dict[str, Source], sales_user: AbstractUser)
     source_records = []
     for plan, customer in zip(data.records, customers, strict=True):
         raw, normalized = _sealed(plan, secret_names)
-        source_records.append(SourceRecord(
-            source=sources[plan.source], source_key=plan.key, customer=customer, raw=raw, normalized=normalized,
-            # Hashed before sealing: ciphertexts differ every time, equal content must hash equal.
-            flags=plan.flags, record_hash=record_hash(plan.normalized),
-            first_seen_at=plan.first_seen, last_seen_at=plan.last_seen,
-            source_updated_at=plan.last_seen - timedelta(minutes=rng.randrange(5, 600)),
-        ))
+        source_records.append(
+            SourceRecord(
+                source=sources[plan.source],
+                source_key=plan.key,
+                customer=customer,
+                raw=raw,
+                normalized=normalized,
+                # Hashed before sealing: ciphertexts differ every time, equal content must hash equal.
+                flags=plan.flags,
+                record_hash=record_hash(plan.normalized),
+                first_seen_at=plan.first_seen,
+                last_seen_at=plan.last_seen,
+                source_updated_at=plan.last_seen - timedelta(minutes=rng.randrange(5, 600)),
+            )
+        )
     SourceRecord.objects.bulk_create(source_records, batch_size=1000)
     interactions = [
-        Interaction(customer=customer, source=record.source, source_record=record, kind=i["kind"],
-                    external_id=i["external_id"], occurred_at=i["occurred_at"], title=i["title"], status=i["status"],
-                    amount=i.get("amount"), currency="CNY", details=i["details"])
+        Interaction(
+            customer=customer,
+            source=record.source,
+            source_record=record,
+            kind=i["kind"],
+            external_id=i["external_id"],
+            occurred_at=i["occurred_at"],
+            title=i["title"],
+            status=i["status"],
+            amount=i.get("amount"),
+            currency="CNY",
+            details=i["details"],
+        )
         for plan, customer, record in zip(data.records, customers, source_records, strict=True)
         for i in plan.interactions
     ]

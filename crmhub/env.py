@@ -3,6 +3,7 @@
 Every setting that comes from the environment goes through one of these so that a bad
 value fails loudly at start-up instead of somewhere deep in a request.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Health of the parts crmhub needs: the database and the broker (and, for information,
 the workers that have checked in)."""
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@ Not a thread of the worker: the prefork pool forks children from the worker's ma
 process, and a fork taken while a thread holds SQLite's (or libpq's) internal locks leaves
 the child deadlocked on its first query. A spawned process shares no such state.
 """
+
 from __future__ import annotations
 
 import os

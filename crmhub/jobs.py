@@ -3,6 +3,7 @@
 Commands enqueue a job and poll its database row. If no worker has checked in (see
 ``WorkerHeartbeat``) they say so within seconds instead of hanging.
 """
+
 from __future__ import annotations
 
 import time

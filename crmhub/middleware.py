@@ -1,4 +1,5 @@
 """Request middleware of the core app."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

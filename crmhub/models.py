@@ -1,5 +1,6 @@
 """The core customer domain: sources, the data dictionary, golden records, source
 records (the cross-reference), interactions (the timeline) and worker heartbeats."""
+
 from __future__ import annotations
 
 import uuid
@@ -200,7 +201,11 @@ class Customer(models.Model):
     quality_flags = models.JSONField(_("data-quality flags"), default=dict, blank=True)
     # Row scoping for sales (see accounts.permissions)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("owner"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="owned_customers",
     )
     team = models.CharField(_("team"), max_length=64, blank=True, db_index=True)
@@ -213,10 +218,30 @@ class Customer(models.Model):
 
     # Data-dictionary fields that are columns here, in display order.
     CORE_FIELDS = (
-        "full_name", "family_name", "given_name", "gender", "birth_date", "mobile", "phone", "email",
-        "id_number", "member_no", "wechat_openid", "wechat_unionid", "company", "job_title",
-        "province", "city", "district", "address", "postcode", "country", "tags",
-        "consent_marketing", "consent_sms", "consent_email",
+        "full_name",
+        "family_name",
+        "given_name",
+        "gender",
+        "birth_date",
+        "mobile",
+        "phone",
+        "email",
+        "id_number",
+        "member_no",
+        "wechat_openid",
+        "wechat_unionid",
+        "company",
+        "job_title",
+        "province",
+        "city",
+        "district",
+        "address",
+        "postcode",
+        "country",
+        "tags",
+        "consent_marketing",
+        "consent_sms",
+        "consent_email",
     )
 
     class Meta:
@@ -260,7 +285,11 @@ class SourceRecord(models.Model):
     source = models.ForeignKey(Source, verbose_name=_("source"), on_delete=models.PROTECT, related_name="records")
     source_key = models.CharField(_("source key"), max_length=255)
     customer = models.ForeignKey(
-        Customer, verbose_name=_("customer"), null=True, blank=True, on_delete=models.PROTECT,
+        Customer,
+        verbose_name=_("customer"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="source_records",
     )
     raw = models.JSONField(_("raw values"), default=dict, blank=True)
@@ -296,7 +325,11 @@ class Interaction(models.Model):
         Source, verbose_name=_("source"), null=True, blank=True, on_delete=models.PROTECT, related_name="interactions"
     )
     source_record = models.ForeignKey(
-        SourceRecord, verbose_name=_("source record"), null=True, blank=True, on_delete=models.SET_NULL,
+        SourceRecord,
+        verbose_name=_("source record"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="interactions",
     )
     kind = models.CharField(_("kind"), max_length=16, choices=InteractionKind.choices)
@@ -318,7 +351,8 @@ class Interaction(models.Model):
         indexes = [models.Index(fields=["customer", "-occurred_at"], name="crmhub_interaction_timeline")]
         constraints = [
             models.UniqueConstraint(
-                fields=["source", "external_id"], condition=~models.Q(external_id=""),
+                fields=["source", "external_id"],
+                condition=~models.Q(external_id=""),
                 name="crmhub_interaction_unique_external_id",
             ),
         ]
@@ -497,7 +531,12 @@ class AlertRule(models.Model):
     kind = models.CharField(_("kind"), max_length=24, choices=AlertKind.choices)
     metric = models.CharField(_("metric"), max_length=32, blank=True)
     source = models.ForeignKey(
-        Source, verbose_name=_("source"), null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        Source,
+        verbose_name=_("source"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
         help_text=_("Empty means every source."),
     )
     field = models.CharField(_("field"), max_length=64, blank=True)
@@ -581,7 +620,11 @@ class PrivacyRequest(models.Model):
     counts = models.JSONField(_("records"), default=dict, blank=True)
     reason = models.TextField(_("reason"), blank=True)
     acting_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("handled by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("handled by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(_("when"), default=timezone.now)

@@ -15,6 +15,7 @@ already read past it. ``outbox_sequence`` numbers events only when no writer is 
 Per-customer order holds because writers update the customer row (taking its lock) before
 they write its event.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,13 @@ def changes_record_bulk(changes: Iterable[Change], *, secret_names: set[str] | N
     ChangeEvent.objects.bulk_create(
         [
             ChangeEvent(
-                event_type=c.event_type, customer_id=c.customer_id, changed_fields=list(c.changed_fields),
-                data=seal_values(c.data, secret_names), channel=ctx.channel, ref=ctx.ref[:200], user_id=user_id,
+                event_type=c.event_type,
+                customer_id=c.customer_id,
+                changed_fields=list(c.changed_fields),
+                data=seal_values(c.data, secret_names),
+                channel=ctx.channel,
+                ref=ctx.ref[:200],
+                user_id=user_id,
             )
             for c in changes
         ],
@@ -80,8 +86,17 @@ def changes_record_bulk(changes: Iterable[Change], *, secret_names: set[str] | N
 
 
 COPY_THRESHOLD = 200  # from this many events on, PostgreSQL gets them through COPY
-_COPY_COLUMNS = ("event_id", "event_type", "customer_id", "changed_fields", "data", "channel", "ref", "user_id",
-                 "occurred_at")
+_COPY_COLUMNS = (
+    "event_id",
+    "event_type",
+    "customer_id",
+    "changed_fields",
+    "data",
+    "channel",
+    "ref",
+    "user_id",
+    "occurred_at",
+)
 
 
 def _copy_events(changes: list[Change], secret_names: set[str], *, channel: str, ref: str, user_id: int | None) -> None:
@@ -89,7 +104,10 @@ def _copy_events(changes: list[Change], secret_names: set[str], *, channel: str,
     encoder = ChangeEvent._meta.get_field("data").encoder
     now = timezone.now()
     columns = ", ".join(ChangeEvent._meta.get_field(n).column for n in _COPY_COLUMNS)
-    with connection.cursor() as cursor, cursor.copy(f"COPY {ChangeEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY {ChangeEvent._meta.db_table} ({columns}) FROM STDIN") as copy,
+    ):
         field_lists: dict[tuple, str] = {}  # a bulk write repeats few lists of changed fields
         for c in changes:
             data = seal_values(c.data, secret_names) if secret_names & c.data.keys() else c.data
@@ -97,12 +115,24 @@ def _copy_events(changes: list[Change], secret_names: set[str], *, channel: str,
             changed_json = field_lists.get(changed)
             if changed_json is None:
                 changed_json = field_lists[changed] = json.dumps(list(changed), cls=encoder)
-            copy.write_row((uuid.uuid4(), c.event_type, c.customer_id, changed_json, json.dumps(data, cls=encoder),
-                            channel, ref, user_id, now))
+            copy.write_row(
+                (
+                    uuid.uuid4(),
+                    c.event_type,
+                    c.customer_id,
+                    changed_json,
+                    json.dumps(data, cls=encoder),
+                    channel,
+                    ref,
+                    user_id,
+                    now,
+                )
+            )
 
 
-def change_record(*, event_type: str, customer_id: int, changed_fields: list[str] | None = None,
-                  data: dict[str, Any] | None = None) -> None:
+def change_record(
+    *, event_type: str, customer_id: int, changed_fields: list[str] | None = None, data: dict[str, Any] | None = None
+) -> None:
     changes_record_bulk([Change(event_type, customer_id, changed_fields or [], data or {})])
 
 

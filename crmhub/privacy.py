@@ -16,6 +16,7 @@ into merge snapshots, match explanations and import reports. The change feed get
 
 Handled only by admins and holders of ``crmhub.handle_privacy_requests``.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,7 @@ from crmhub.models import ChangeEvent, Customer, Interaction, PrivacyRequest, So
 PERMISSION = "crmhub.handle_privacy_requests"
 
 # Kept by anonymization: attributes that do not identify a person on their own.
-ANONYMIZE_KEEPS = ("gender", "province", "city", "country", "tags", "consent_marketing", "consent_sms",
-                   "consent_email")
+ANONYMIZE_KEEPS = ("gender", "province", "city", "country", "tags", "consent_marketing", "consent_sms", "consent_email")
 _NULL_FIELDS = {"birth_date", "consent_marketing", "consent_sms", "consent_email"}
 # Strings shorter than this are too common ("M", "CN", "上海") to be scrubbed from copies by value.
 MIN_SCRUB_LENGTH = 4
@@ -126,40 +126,72 @@ def privacy_subject_find(*, user, mobile: str = "", email: str = "", id_number: 
     while frontier:
         linked = set(Customer.objects.filter(merged_into__in=frontier).values_list("pk", flat=True))
         linked |= {
-            pk for pk in Customer.objects.filter(pk__in=frontier, merged_into__isnull=False)
-            .values_list("merged_into_id", flat=True)
+            pk
+            for pk in Customer.objects.filter(pk__in=frontier, merged_into__isnull=False).values_list(
+                "merged_into_id", flat=True
+            )
         }
         frontier = linked - found
         found |= frontier
     record_ids |= set(SourceRecord.objects.filter(customer__in=found).values_list("pk", flat=True))
     interaction_ids = set(Interaction.objects.filter(customer__in=found).values_list("pk", flat=True))
     return Subject(
-        identifiers=sorted(ids), customer_ids=sorted(found), source_record_ids=sorted(record_ids),
+        identifiers=sorted(ids),
+        customer_ids=sorted(found),
+        source_record_ids=sorted(record_ids),
         interaction_ids=sorted(interaction_ids),
     )
 
 
-def _audit(*, user, kind: str, request_row: PrivacyRequest, request: HttpRequest | None, reason: str = "",  # noqa: ANN001
-           details: dict | None = None) -> None:
+def _audit(
+    *,
+    user,
+    kind: str,
+    request_row: PrivacyRequest,
+    request: HttpRequest | None,
+    reason: str = "",  # noqa: ANN001
+    details: dict | None = None,
+) -> None:
     from accounts.services import audit_event_record
 
     audit_event_record(
-        kind=kind, user=user, request=request, object_type="privacy_request", object_id=request_row.pk,
-        reason=reason, details=details or {},
+        kind=kind,
+        user=user,
+        request=request,
+        object_type="privacy_request",
+        object_id=request_row.pk,
+        reason=reason,
+        details=details or {},
     )
 
 
-def privacy_request_log(*, user, subject: Subject, kind: str, request: HttpRequest | None = None,  # noqa: ANN001
-                        reason: str = "") -> PrivacyRequest:
+def privacy_request_log(
+    *,
+    user,
+    subject: Subject,
+    kind: str,
+    request: HttpRequest | None = None,  # noqa: ANN001
+    reason: str = "",
+) -> PrivacyRequest:
     """Record a search or an export of ``subject`` (ids and counts only)."""
     _require(user)
     with transaction.atomic():
         row = PrivacyRequest.objects.create(
-            kind=kind, identifiers=subject.identifiers, customer_ids=subject.customer_ids, counts=subject.counts,
-            reason=reason, acting_user=user,
+            kind=kind,
+            identifiers=subject.identifiers,
+            customer_ids=subject.customer_ids,
+            counts=subject.counts,
+            reason=reason,
+            acting_user=user,
         )
-        _audit(user=user, kind=f"privacy_{kind}", request_row=row, request=request, reason=reason,
-               details={"identifiers": subject.identifiers, "customers": subject.customer_ids, **subject.counts})
+        _audit(
+            user=user,
+            kind=f"privacy_{kind}",
+            request_row=row,
+            request=request,
+            reason=reason,
+            details={"identifiers": subject.identifiers, "customers": subject.customer_ids, **subject.counts},
+        )
     return row
 
 
@@ -176,18 +208,23 @@ def privacy_report(*, user, subject: Subject) -> dict[str, Any]:  # noqa: ANN001
     _require(user)
     customers = []
     for customer in Customer.objects.filter(pk__in=subject.customer_ids).order_by("pk"):
-        customers.append({
-            "id": customer.pk,
-            "status": customer.status,
-            "merged_into": customer.merged_into_id,
-            "created_at": customer.created_at,
-            "values": present_customer(user, customer),
-            "history": [
-                {"at": e["at"], "channel": e.get("channel"), "changes": [
-                    {"field": c["field"], "old": c["old"], "new": c["new"]} for c in e["changes"]]}
-                for e in present_customer_history(user, customer)
-            ],
-        })
+        customers.append(
+            {
+                "id": customer.pk,
+                "status": customer.status,
+                "merged_into": customer.merged_into_id,
+                "created_at": customer.created_at,
+                "values": present_customer(user, customer),
+                "history": [
+                    {
+                        "at": e["at"],
+                        "channel": e.get("channel"),
+                        "changes": [{"field": c["field"], "old": c["old"], "new": c["new"]} for c in e["changes"]],
+                    }
+                    for e in present_customer_history(user, customer)
+                ],
+            }
+        )
     records = [
         {
             "id": r.pk,
@@ -247,23 +284,50 @@ def privacy_report_xlsx(report: dict[str, Any]) -> bytes:
     for c in report["customers"]:
         for entry in c["history"]:
             for change in entry["changes"]:
-                sheet.append([c["id"], safe_cell(entry["at"]), safe_cell(change["field"]), safe_cell(change["old"]),
-                              safe_cell(change["new"])])
+                sheet.append(
+                    [
+                        c["id"],
+                        safe_cell(entry["at"]),
+                        safe_cell(change["field"]),
+                        safe_cell(change["old"]),
+                        safe_cell(change["new"]),
+                    ]
+                )
     sheet = workbook.create_sheet("source_records")
     sheet.append(["record", "source", "source_key", "customer", "part", "field", "value"])
     for r in report["source_records"]:
         for part in ("normalized", "raw"):
             for name, value in r[part].items():
-                sheet.append([r["id"], safe_cell(r["source"]), safe_cell(r["source_key"]), r["customer"], part,
-                              safe_cell(name), safe_cell(value)])
+                sheet.append(
+                    [
+                        r["id"],
+                        safe_cell(r["source"]),
+                        safe_cell(r["source_key"]),
+                        r["customer"],
+                        part,
+                        safe_cell(name),
+                        safe_cell(value),
+                    ]
+                )
     sheet = workbook.create_sheet("interactions")
-    sheet.append(["interaction", "customer", "source", "kind", "occurred_at", "title", "status", "amount",
-                  "currency", "details"])
+    sheet.append(
+        ["interaction", "customer", "source", "kind", "occurred_at", "title", "status", "amount", "currency", "details"]
+    )
     for i in report["interactions"]:
-        sheet.append([i["id"], i["customer"], safe_cell(i["source"]), safe_cell(i["kind"]),
-                      safe_cell(i["occurred_at"]), safe_cell(i["title"]), safe_cell(i["status"]),
-                      safe_cell(i["amount"]), safe_cell(i["currency"]),
-                      safe_cell(json.dumps(i["details"], cls=DjangoJSONEncoder, ensure_ascii=False))])
+        sheet.append(
+            [
+                i["id"],
+                i["customer"],
+                safe_cell(i["source"]),
+                safe_cell(i["kind"]),
+                safe_cell(i["occurred_at"]),
+                safe_cell(i["title"]),
+                safe_cell(i["status"]),
+                safe_cell(i["amount"]),
+                safe_cell(i["currency"]),
+                safe_cell(json.dumps(i["details"], cls=DjangoJSONEncoder, ensure_ascii=False)),
+            ]
+        )
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
@@ -373,8 +437,14 @@ def _history_blank_values(keep: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-def privacy_erase(*, user, subject: Subject, mode: str, reason: str,  # noqa: ANN001
-                  request: HttpRequest | None = None) -> PrivacyRequest:
+def privacy_erase(
+    *,
+    user,
+    subject: Subject,
+    mode: str,
+    reason: str,  # noqa: ANN001
+    request: HttpRequest | None = None,
+) -> PrivacyRequest:
     """Erase (or anonymize) everything in ``subject``; see the module docstring."""
     from crmhub.outbox import change_record
 
@@ -388,12 +458,22 @@ def privacy_erase(*, user, subject: Subject, mode: str, reason: str,  # noqa: AN
     keep = ANONYMIZE_KEEPS if mode == PrivacyRequestKind.ANONYMIZE else ()
     with transaction.atomic():
         row = PrivacyRequest.objects.create(
-            kind=mode, identifiers=subject.identifiers, customer_ids=subject.customer_ids, counts=subject.counts,
-            reason=reason, acting_user=user,
+            kind=mode,
+            identifiers=subject.identifiers,
+            customer_ids=subject.customer_ids,
+            counts=subject.counts,
+            reason=reason,
+            acting_user=user,
         )
         ref = f"privacy_request:{row.pk}"
-        _audit(user=user, kind=f"privacy_{mode}_started", request_row=row, request=request, reason=reason,
-               details={"customers": subject.customer_ids, **subject.counts})
+        _audit(
+            user=user,
+            kind=f"privacy_{mode}_started",
+            request_row=row,
+            request=request,
+            reason=reason,
+            details={"customers": subject.customer_ids, **subject.counts},
+        )
         customers = list(Customer.objects.select_for_update().filter(pk__in=subject.customer_ids).order_by("pk"))
         records = list(SourceRecord.objects.filter(pk__in=subject.source_record_ids))
         original_keys = [(r.source_id, r.source_key) for r in records]
@@ -408,10 +488,16 @@ def privacy_erase(*, user, subject: Subject, mode: str, reason: str,  # noqa: AN
                 customer.version += 1
                 customer._change_reason = ref  # noqa: SLF001 - simple-history's reason attribute
                 customer.save()
-                change_record(event_type=ChangeEventType.ERASED, customer_id=customer.pk, changed_fields=blanked,
-                              data={})
-            _audit(user=user, kind=f"privacy_{mode}_customers", request_row=row, request=request,
-                   details={"customers": [c.pk for c in customers]})
+                change_record(
+                    event_type=ChangeEventType.ERASED, customer_id=customer.pk, changed_fields=blanked, data={}
+                )
+            _audit(
+                user=user,
+                kind=f"privacy_{mode}_customers",
+                request_row=row,
+                request=request,
+                details={"customers": [c.pk for c in customers]},
+            )
 
             # Source records: values gone; a key that is itself a personal value is replaced.
             for record in records:
@@ -423,34 +509,53 @@ def privacy_erase(*, user, subject: Subject, mode: str, reason: str,  # noqa: AN
                 record.raw, record.flags, record.record_hash = {}, {}, ""
                 if any(p in record.source_key for p in personal):
                     record.source_key = f"erased-{record.pk}"
-            SourceRecord.objects.bulk_update(records, ["raw", "normalized", "flags", "record_hash", "source_key"],
-                                             batch_size=500)
+            SourceRecord.objects.bulk_update(
+                records, ["raw", "normalized", "flags", "record_hash", "source_key"], batch_size=500
+            )
             interactions = Interaction.objects.filter(pk__in=subject.interaction_ids)
             interactions.update(details={}, title="")
-            _audit(user=user, kind=f"privacy_{mode}_records", request_row=row, request=request,
-                   details={"source_records": len(records), "interactions": len(subject.interaction_ids)})
+            _audit(
+                user=user,
+                kind=f"privacy_{mode}_records",
+                request_row=row,
+                request=request,
+                details={"source_records": len(records), "interactions": len(subject.interaction_ids)},
+            )
 
             # History: the personal columns of every historical row.
             history_counts = {
-                "customers": Customer.history.model.objects.filter(id__in=subject.customer_ids)
-                .update(**_history_blank_values(keep)),
-                "source_records": SourceRecord.history.model.objects.filter(id__in=subject.source_record_ids)
-                .update(raw={}, normalized={}, flags={}, record_hash=""),
-                "interactions": Interaction.history.model.objects.filter(id__in=subject.interaction_ids)
-                .update(details={}, title=""),
+                "customers": Customer.history.model.objects.filter(id__in=subject.customer_ids).update(
+                    **_history_blank_values(keep)
+                ),
+                "source_records": SourceRecord.history.model.objects.filter(id__in=subject.source_record_ids).update(
+                    raw={}, normalized={}, flags={}, record_hash=""
+                ),
+                "interactions": Interaction.history.model.objects.filter(id__in=subject.interaction_ids).update(
+                    details={}, title=""
+                ),
             }
             renamed = {r.pk: r.source_key for r in records if r.source_key.startswith("erased-")}
             for pk, key in renamed.items():
                 SourceRecord.history.model.objects.filter(id=pk).update(source_key=key)
-            _audit(user=user, kind=f"privacy_{mode}_history", request_row=row, request=request,
-                   details={"history_rows": history_counts})
+            _audit(
+                user=user,
+                kind=f"privacy_{mode}_history",
+                request_row=row,
+                request=request,
+                details={"history_rows": history_counts},
+            )
 
             copies = _scrub_copies(subject, original_keys, personal)
             _audit(user=user, kind=f"privacy_{mode}_copies", request_row=row, request=request, details=copies)
         row.counts = {**subject.counts, "history_rows": history_counts, "copies": copies}
         row.save(update_fields=["counts"])
-        _audit(user=user, kind=f"privacy_{mode}_done", request_row=row, request=request,
-               details={"customers": subject.customer_ids})
+        _audit(
+            user=user,
+            kind=f"privacy_{mode}_done",
+            request_row=row,
+            request=request,
+            details={"customers": subject.customer_ids},
+        )
     return row
 
 
@@ -467,7 +572,8 @@ def _scrub_copies(subject: Subject, keys_held: list[tuple[int, str]], personal: 
         ),
         "import_changes": _scrub_rows(
             ImportRunChange.objects.filter(Q(source_record_id__in=subject.source_record_ids) | Q(customer_id__in=ids)),
-            ["before"], personal,
+            ["before"],
+            personal,
         ),
     }
     keys = Q(pk__in=[])

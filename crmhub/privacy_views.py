@@ -3,6 +3,7 @@
 
 Identifiers travel by POST only, so that a mobile number or an ID number never lands in a
 URL (and so in server and proxy logs)."""
+
 from __future__ import annotations
 
 from functools import wraps
@@ -33,7 +34,8 @@ class EraseForm(SubjectForm):
         choices=[(PrivacyRequestKind.ERASE, _("Erase")), (PrivacyRequestKind.ANONYMIZE, _("Anonymize"))],
     )
     reason = forms.CharField(
-        label=_("Request reference"), max_length=200,
+        label=_("Request reference"),
+        max_length=200,
         help_text=_("The ticket or letter number; do not write personal data here."),
     )
     confirm = forms.BooleanField(label=_("I understand this cannot be undone"))
@@ -54,7 +56,9 @@ def privacy_handler(view):  # noqa: ANN001, ANN201
 def _find(request: HttpRequest, form: forms.Form) -> privacy.Subject | None:
     try:
         return privacy.privacy_subject_find(
-            user=request.user, mobile=form.cleaned_data["mobile"], email=form.cleaned_data["email"],
+            user=request.user,
+            mobile=form.cleaned_data["mobile"],
+            email=form.cleaned_data["email"],
             id_number=form.cleaned_data["id_number"],
         )
     except privacy.PrivacyInputError as exc:
@@ -70,14 +74,22 @@ def search(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         subject = _find(request, form)
         if subject is not None:
-            privacy.privacy_request_log(user=request.user, subject=subject, kind=PrivacyRequestKind.SEARCH,
-                                        request=request)
+            privacy.privacy_request_log(
+                user=request.user, subject=subject, kind=PrivacyRequestKind.SEARCH, request=request
+            )
             report = privacy.privacy_report(user=request.user, subject=subject)
     erase_form = EraseForm(initial=form.cleaned_data if form.is_bound and form.is_valid() else None)
-    return render(request, "privacy/search.html", {
-        "form": form, "subject": subject, "report": report, "erase_form": erase_form,
-        "recent": PrivacyRequest.objects.select_related("acting_user")[:20],
-    })
+    return render(
+        request,
+        "privacy/search.html",
+        {
+            "form": form,
+            "subject": subject,
+            "report": report,
+            "erase_form": erase_form,
+            "recent": PrivacyRequest.objects.select_related("acting_user")[:20],
+        },
+    )
 
 
 @require_POST
@@ -92,8 +104,9 @@ def export(request: HttpRequest) -> HttpResponse:
     if subject is None:
         messages.error(request, "; ".join(str(e) for e in form.non_field_errors()))
         return redirect("privacy:search")
-    privacy.privacy_request_log(user=request.user, subject=subject, kind=PrivacyRequestKind.EXPORT,
-                                request=request, reason=fmt)
+    privacy.privacy_request_log(
+        user=request.user, subject=subject, kind=PrivacyRequestKind.EXPORT, request=request, reason=fmt
+    )
     report = privacy.privacy_report(user=request.user, subject=subject)
     if fmt == "json":
         body, content_type = privacy.privacy_report_json(report), "application/json"
@@ -117,11 +130,19 @@ def erase(request: HttpRequest) -> HttpResponse:
         messages.error(request, "; ".join(str(e) for e in form.non_field_errors()))
         return redirect("privacy:search")
     try:
-        row = privacy.privacy_erase(user=request.user, subject=subject, mode=form.cleaned_data["mode"],
-                                    reason=form.cleaned_data["reason"], request=request)
+        row = privacy.privacy_erase(
+            user=request.user,
+            subject=subject,
+            mode=form.cleaned_data["mode"],
+            reason=form.cleaned_data["reason"],
+            request=request,
+        )
     except privacy.PrivacyInputError as exc:
         messages.error(request, str(exc))
         return redirect("privacy:search")
-    messages.success(request, _("Request #%(id)s done: %(n)s golden records, %(r)s source records.") % {
-        "id": row.pk, "n": row.counts.get("customers", 0), "r": row.counts.get("source_records", 0)})
+    messages.success(
+        request,
+        _("Request #%(id)s done: %(n)s golden records, %(r)s source records.")
+        % {"id": row.pk, "n": row.counts.get("customers", 0), "r": row.counts.get("source_records", 0)},
+    )
     return redirect("privacy:search")

@@ -26,6 +26,7 @@ What each metric means (``QualitySnapshot`` rows; ``source`` empty = across sour
   source records holding a value, the share whose values differ. Secret fields are sealed
   with a randomised cipher in source records and cannot be compared in SQL: left out.
 """
+
 from __future__ import annotations
 
 import re
@@ -141,15 +142,24 @@ def _source_record_figures(fields: list[FieldDefinition], now: datetime) -> tupl
             completeness = _ratio(present, count)
             figures.append(Figure(source_id, f.name, QualityMetric.COMPLETENESS, completeness, present, count))
             figures.append(
-                Figure(source_id, f.name, QualityMetric.VALIDITY, _ratio(checked - flagged, checked), checked - flagged,
-                       checked)
+                Figure(
+                    source_id,
+                    f.name,
+                    QualityMetric.VALIDITY,
+                    _ratio(checked - flagged, checked),
+                    checked - flagged,
+                    checked,
+                )
             )
             totals[f.name][0] += flagged
             totals[f.name][1] += checked
     for name, (flagged, checked) in totals.items():
         if checked:
-            figures.append(Figure(None, name, QualityMetric.VALIDITY, _ratio(checked - flagged, checked),
-                                  checked - flagged, checked))
+            figures.append(
+                Figure(
+                    None, name, QualityMetric.VALIDITY, _ratio(checked - flagged, checked), checked - flagged, checked
+                )
+            )
     return figures, last_seen
 
 
@@ -170,8 +180,10 @@ def _golden_figures(fields: list[FieldDefinition]) -> list[Figure]:
     """Completeness of golden records per field: one pass over active customers."""
     table = _q(Customer._meta.db_table)
     columns = ["COUNT(*)"] + [f"SUM(CASE WHEN {_golden_expr(f)} THEN 1 ELSE 0 END)" for f in fields]
-    row = _fetch_one(f"SELECT {', '.join(columns)} FROM {table} WHERE status = %s",  # noqa: S608
-                     [CustomerStatus.ACTIVE])
+    row = _fetch_one(
+        f"SELECT {', '.join(columns)} FROM {table} WHERE status = %s",  # noqa: S608
+        [CustomerStatus.ACTIVE],
+    )
     count = int(row[0])
     figures = [Figure(None, "", QualityMetric.RECORDS, float(count), count, None)]
     for f, present in zip(fields, row[1:], strict=True):
@@ -225,10 +237,12 @@ def _source_identity_figures(fields: list[FieldDefinition]) -> list[Figure]:
         )
         for source_id, filled, distinct, shared in rows:
             filled, distinct, shared = int(filled), int(distinct), int(shared)
-            figures.append(Figure(source_id, f.name, QualityMetric.UNIQUENESS, _ratio(distinct, filled), distinct,
-                                  filled))
-            figures.append(Figure(source_id, f.name, QualityMetric.DUPLICATE_RATE, _ratio(shared, filled), shared,
-                                  filled))
+            figures.append(
+                Figure(source_id, f.name, QualityMetric.UNIQUENESS, _ratio(distinct, filled), distinct, filled)
+            )
+            figures.append(
+                Figure(source_id, f.name, QualityMetric.DUPLICATE_RATE, _ratio(shared, filled), shared, filled)
+            )
     return figures
 
 
@@ -255,8 +269,11 @@ def _conflict_figures(fields: list[FieldDefinition]) -> list[Figure]:
     for i, f in enumerate(fields):
         comparable, conflicting = int(row[2 * i]), int(row[2 * i + 1])
         if comparable:
-            figures.append(Figure(None, f.name, QualityMetric.CONFLICT_RATE, _ratio(conflicting, comparable),
-                                  conflicting, comparable))
+            figures.append(
+                Figure(
+                    None, f.name, QualityMetric.CONFLICT_RATE, _ratio(conflicting, comparable), conflicting, comparable
+                )
+            )
     return figures
 
 
@@ -317,8 +334,14 @@ def quality_snapshot_take(*, day: date | None = None, now: datetime | None = Non
         QualitySnapshot.objects.bulk_create(
             [
                 QualitySnapshot(
-                    date=day, source_id=f.source_id, field=f.field, metric=f.metric, value=f.value,
-                    numerator=f.numerator, denominator=f.denominator, computed_at=now,
+                    date=day,
+                    source_id=f.source_id,
+                    field=f.field,
+                    metric=f.metric,
+                    value=f.value,
+                    numerator=f.numerator,
+                    denominator=f.denominator,
+                    computed_at=now,
                 )
                 for f in figures
             ],
@@ -384,15 +407,21 @@ def quality_dashboard(*, days: int = 30) -> dict:
             entry["figures"][r.metric] = r
     since = timezone.now() - timedelta(days=days)
     runs = list(
-        ImportRun.objects.filter(created_at__gte=since).annotate(day=TruncDate("created_at"))
-        .values("day", "kind", "status").annotate(n=Count("id")).order_by("day")
+        ImportRun.objects.filter(created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "kind", "status")
+        .annotate(n=Count("id"))
+        .order_by("day")
     )
     try:
         from dedup.models import Merge
 
         merges = list(
-            Merge.objects.filter(created_at__gte=since).annotate(day=TruncDate("created_at"))
-            .values("day").annotate(n=Count("id")).order_by("day")
+            Merge.objects.filter(created_at__gte=since)
+            .annotate(day=TruncDate("created_at"))
+            .values("day")
+            .annotate(n=Count("id"))
+            .order_by("day")
         )
     except ImportError:  # pragma: no cover - dedup is part of the project
         merges = []
@@ -412,14 +441,18 @@ def quality_chart_data(*, days: int = 90) -> dict:
     trend: dict[str, dict[str, float | None]] = {}
     wanted = ("validity", "completeness", "duplicate_rate", "conflict_rate")
     for day, metric, field, value in (
-        QualitySnapshot.objects.filter(date__gte=since, source__isnull=True, metric__in=wanted,
-                                       field__in=["mobile", "email", "full_name"])
-        .order_by("date").values_list("date", "metric", "field", "value")
+        QualitySnapshot.objects.filter(
+            date__gte=since, source__isnull=True, metric__in=wanted, field__in=["mobile", "email", "full_name"]
+        )
+        .order_by("date")
+        .values_list("date", "metric", "field", "value")
     ):
         trend.setdefault(f"{metric}:{field}", {})[day.isoformat()] = value
     backlog = {
-        d.isoformat(): v for d, v in QualitySnapshot.objects.filter(
-            date__gte=since, metric=QualityMetric.REVIEW_BACKLOG).order_by("date").values_list("date", "value")
+        d.isoformat(): v
+        for d, v in QualitySnapshot.objects.filter(date__gte=since, metric=QualityMetric.REVIEW_BACKLOG)
+        .order_by("date")
+        .values_list("date", "value")
     }
     latest = quality_latest_date()
     compare = {}
@@ -461,11 +494,22 @@ def quality_report_xlsx(*, day: date | None = None) -> bytes:
     sheet = workbook.create_sheet("quality")
     sheet.append(["date", "source", "field", "metric", "value", "numerator", "denominator"])
     if day is not None:
-        for r in QualitySnapshot.objects.filter(date=day).select_related("source").order_by(
-            "metric", "source__code", "field"
+        for r in (
+            QualitySnapshot.objects.filter(date=day)
+            .select_related("source")
+            .order_by("metric", "source__code", "field")
         ):
-            sheet.append([day.isoformat(), safe_cell(r.source.code if r.source else ""), safe_cell(r.field),
-                          safe_cell(r.metric), r.value, r.numerator, r.denominator])
+            sheet.append(
+                [
+                    day.isoformat(),
+                    safe_cell(r.source.code if r.source else ""),
+                    safe_cell(r.field),
+                    safe_cell(r.metric),
+                    r.value,
+                    r.numerator,
+                    r.denominator,
+                ]
+            )
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

@@ -1,4 +1,5 @@
 """Browser views of data quality and alerts: thin, reading through crmhub.quality."""
+
 from __future__ import annotations
 
 from functools import wraps
@@ -36,9 +37,14 @@ def quality_viewer(view):  # noqa: ANN001, ANN201
 def dashboard(request: HttpRequest) -> HttpResponse:
     from crmhub.privacy import user_may_handle_privacy
 
-    return render(request, "quality/dashboard.html", {
-        "d": quality.quality_dashboard(), "may_privacy": user_may_handle_privacy(request.user),
-    })
+    return render(
+        request,
+        "quality/dashboard.html",
+        {
+            "d": quality.quality_dashboard(),
+            "may_privacy": user_may_handle_privacy(request.user),
+        },
+    )
 
 
 @require_GET
@@ -76,11 +82,20 @@ def records(request: HttpRequest) -> HttpResponse:
             values = {k: v for k, v in values.items() if k in shown_fields}
         labelled = [(policy.fields[k].label if k in policy.fields else k, k, v) for k, v in values.items()]
         rows.append({"record": record, "values": labelled, "flags": sorted(record.flags)})
-    return render(request, "quality/records.html", {
-        "page": page, "rows": rows, "source_code": source_code, "field": field, "state": state,
-        "sources": Source.objects.order_by("code"), "fields": list(policy.fields.values()),
-        "states": FLAG_STATES,
-    })
+    return render(
+        request,
+        "quality/records.html",
+        {
+            "page": page,
+            "rows": rows,
+            "source_code": source_code,
+            "field": field,
+            "state": state,
+            "sources": Source.objects.order_by("code"),
+            "fields": list(policy.fields.values()),
+            "states": FLAG_STATES,
+        },
+    )
 
 
 @require_GET
@@ -102,7 +117,13 @@ def alerts(request: HttpRequest) -> HttpResponse:
     if status in AlertStatus.values:
         events = events.filter(status=status)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
-    return render(request, "quality/alerts.html", {
-        "page": page, "rules": AlertRule.objects.select_related("source"), "status": status,
-        "statuses": AlertStatus.choices,
-    })
+    return render(
+        request,
+        "quality/alerts.html",
+        {
+            "page": page,
+            "rules": AlertRule.objects.select_related("source"),
+            "status": status,
+            "statuses": AlertStatus.choices,
+        },
+    )

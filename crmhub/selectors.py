@@ -1,5 +1,6 @@
 """Reads of the core domain. Every selector takes the acting user and returns rows
 already restricted to what that user may reach."""
+
 from __future__ import annotations
 
 import re
@@ -86,9 +87,9 @@ def customer_detail_related(*, customer: Customer, interactions_limit: int = 200
         SourceRecord.objects.filter(customer=customer).select_related("source").order_by("source__code", "source_key")
     )
     interactions = list(
-        Interaction.objects.filter(customer=customer).select_related("source").order_by("-occurred_at", "-id")[
-            :interactions_limit
-        ]
+        Interaction.objects.filter(customer=customer)
+        .select_related("source")
+        .order_by("-occurred_at", "-id")[:interactions_limit]
     )
     return {"source_records": records, "interactions": interactions}
 

@@ -1,4 +1,5 @@
 """Write operations of the core domain."""
+
 from __future__ import annotations
 
 from django.db import transaction

@@ -5,6 +5,7 @@ crmhub runs on the embedded default: SQLite and a Celery broker on a SQLite file
 under ``var/``. ``CRMHUB_ENV=production`` switches on the production hardening and makes
 the secrets mandatory.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -244,8 +245,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crmhub.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "6000/min",
-                               "push": env_str("CRMHUB_PUSH_RATE", "12000/min")},
+    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "6000/min", "push": env_str("CRMHUB_PUSH_RATE", "12000/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "crmhub API",

@@ -1,4 +1,5 @@
 """Browser views of the core domain: thin, reading through selectors."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
@@ -56,7 +57,10 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         "crmhub/customer_detail.html",
         {
-            "customer": customer, "fields": fields, "records": records, "interactions": related["interactions"],
+            "customer": customer,
+            "fields": fields,
+            "records": records,
+            "interactions": related["interactions"],
             "field_defs": policy.fields,
         },
     )

@@ -8,6 +8,7 @@ leaves its deliveries unconfirmed and they are sent again (receivers dedupe by e
 A customer's later event waits while an earlier one for the same customer is not
 delivered, so a receiver never sees them out of order.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -127,15 +128,20 @@ def webhook_dispatch(subscription_id: int, *, time_budget: float = 20.0, batch: 
                 due = list(
                     WebhookDelivery.objects.filter(
                         subscription=subscription, status__in=UNDELIVERED, next_attempt_at__lte=timezone.now()
-                    ).select_related("event").order_by("position")[:batch]
+                    )
+                    .select_related("event")
+                    .order_by("position")[:batch]
                 )
                 if not due:
                     break
                 first_open = dict(
                     WebhookDelivery.objects.filter(
-                        subscription=subscription, status__in=UNDELIVERED,
+                        subscription=subscription,
+                        status__in=UNDELIVERED,
                         customer_id__in={d.customer_id for d in due},
-                    ).values_list("customer_id").annotate(first=Min("position"))
+                    )
+                    .values_list("customer_id")
+                    .annotate(first=Min("position"))
                 )
                 blocked: set[int] = set()
                 delivered: list[WebhookDelivery] = []
@@ -167,8 +173,9 @@ def webhook_dispatch(subscription_id: int, *, time_budget: float = 20.0, batch: 
 
 
 def _send(client: httpx.Client, subscription: WebhookSubscription, delivery: WebhookDelivery, policy: Policy) -> bool:
-    body = json.dumps(webhook_payload(subscription, delivery.event, policy), cls=DjangoJSONEncoder,
-                      ensure_ascii=False).encode()
+    body = json.dumps(
+        webhook_payload(subscription, delivery.event, policy), cls=DjangoJSONEncoder, ensure_ascii=False
+    ).encode()
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json; charset=utf-8",
@@ -199,8 +206,12 @@ def _send(client: httpx.Client, subscription: WebhookSubscription, delivery: Web
         subscription.consecutive_failures = 0  # written with the batch's successes
         return True
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        status=DeliveryStatus.FAILED, attempts=attempts, last_status_code=code, last_error=error[:300],
-        last_duration_ms=duration, next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts)),
+        status=DeliveryStatus.FAILED,
+        attempts=attempts,
+        last_status_code=code,
+        last_error=error[:300],
+        last_duration_ms=duration,
+        next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts)),
     )
     subscription.consecutive_failures += 1
     updates: dict[str, Any] = {"consecutive_failures": subscription.consecutive_failures}
@@ -227,8 +238,12 @@ def _record_delivered(subscription: WebhookSubscription, delivered: list[Webhook
         for code, group in by_code.items():
             durations = sorted(d.last_duration_ms or 0 for d in group)
             WebhookDelivery.objects.filter(pk__in=[d.pk for d in group]).update(
-                status=DeliveryStatus.DELIVERED, attempts=F("attempts") + 1, last_status_code=code, last_error="",
-                last_duration_ms=durations[len(durations) // 2], delivered_at=timezone.now(),
+                status=DeliveryStatus.DELIVERED,
+                attempts=F("attempts") + 1,
+                last_status_code=code,
+                last_error="",
+                last_duration_ms=durations[len(durations) // 2],
+                delivered_at=timezone.now(),
             )
         WebhookSubscription.objects.filter(pk=subscription.pk).update(
             consecutive_failures=subscription.consecutive_failures
@@ -247,6 +262,4 @@ def webhook_subscription_enable(*, subscription: WebhookSubscription) -> None:
 
 def webhook_delivery_redeliver(*, delivery: WebhookDelivery) -> None:
     """Send a delivery again, even one already delivered (manual redelivery)."""
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        status=DeliveryStatus.PENDING, next_attempt_at=timezone.now()
-    )
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.PENDING, next_attempt_at=timezone.now())

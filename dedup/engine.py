@@ -107,7 +107,13 @@ def learn_parameters(
         levels = levels_of(config, features, sample)
         m, prior, iterations, anchors = scoring.learn_m(config.comparisons, levels, u)
     return scoring.Parameters(
-        m=m, u=u, prior=prior, tf=tf, tf_floor=floor, em_iterations=iterations, random_pairs=sampled,
+        m=m,
+        u=u,
+        prior=prior,
+        tf=tf,
+        tf_floor=floor,
+        em_iterations=iterations,
+        random_pairs=sampled,
         anchor_pairs=anchors,
     )
 

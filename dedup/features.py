@@ -145,11 +145,24 @@ def _row_features(r: dict, position: int) -> tuple:
     valid = r.get("id_valid", True)
     gender = _t(r.get("gender")).upper()
     return (
-        r.get("id", position), names.fold(full), names.name_key(full), names.swapped_name(full, family, given),
-        names.family_key(full, family), names.given_key(full, given, family), _iso_date(r.get("birth_date")),
-        mobile, email, local, id_key, True if valid is None else bool(valid), _t(r.get("wechat_unionid")),
-        _t(r.get("member_no")), gender if gender in ("M", "F") else "",
-        "".join(_t(r.get("postcode")).split()), names.fold(_t(r.get("city"))), names.fold(_t(r.get("address"))),
+        r.get("id", position),
+        names.fold(full),
+        names.name_key(full),
+        names.swapped_name(full, family, given),
+        names.family_key(full, family),
+        names.given_key(full, given, family),
+        _iso_date(r.get("birth_date")),
+        mobile,
+        email,
+        local,
+        id_key,
+        True if valid is None else bool(valid),
+        _t(r.get("wechat_unionid")),
+        _t(r.get("member_no")),
+        gender if gender in ("M", "F") else "",
+        "".join(_t(r.get("postcode")).split()),
+        names.fold(_t(r.get("city"))),
+        names.fold(_t(r.get("address"))),
     )
 
 

@@ -200,8 +200,14 @@ def learn_m(
 
 
 def em_prior(
-    comparisons: list[Comparison], levels: np.ndarray, m: dict[str, list[float]], u: dict[str, list[float]], *,
-    start: float = 0.05, iterations: int = 50, tol: float = 1e-6,
+    comparisons: list[Comparison],
+    levels: np.ndarray,
+    m: dict[str, list[float]],
+    u: dict[str, list[float]],
+    *,
+    start: float = 0.05,
+    iterations: int = 50,
+    tol: float = 1e-6,
 ) -> tuple[float, int]:
     """The share of candidate pairs that are matches, by EM with m and u fixed."""
     llr = np.zeros(len(levels))
@@ -234,7 +240,13 @@ def learn(
     m, prior, iterations, anchors = learn_m(comparisons, levels, u)
     tf, floor = term_frequencies(comparisons, features)
     return Parameters(
-        m=m, u=u, prior=prior, tf=tf, tf_floor=floor, em_iterations=iterations, random_pairs=sampled,
+        m=m,
+        u=u,
+        prior=prior,
+        tf=tf,
+        tf_floor=floor,
+        em_iterations=iterations,
+        random_pairs=sampled,
         anchor_pairs=anchors,
     )
 

@@ -439,9 +439,7 @@ def _allocate_ids(model, n: int) -> list[int]:  # noqa: ANN001
         return []
     table = model._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n]
-        )
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -452,8 +450,12 @@ def _history_objects(model, objs: list, *, user, attrs: dict) -> list:  # noqa: 
     user_id = getattr(user, "pk", None)
     return [
         history_model(
-            history_date=now, history_user_id=user_id, history_change_reason=None, history_type="~",
-            **{f.attname: getattr(obj, f.attname) for f in history_model.tracked_fields}, **attrs,
+            history_date=now,
+            history_user_id=user_id,
+            history_change_reason=None,
+            history_type="~",
+            **{f.attname: getattr(obj, f.attname) for f in history_model.tracked_fields},
+            **attrs,
         )
         for obj in objs
     ]
@@ -967,8 +969,12 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     run.auto_merged = auto_merged
     run.clusters = len(clusters)
     run.stats = {
-        **run.stats, "split_components": split, "largest_component": largest, "score_seconds": score_seconds,
-        "cluster_seconds": round(cluster_seconds, 2), "merge_seconds": round(merge_seconds, 2),
+        **run.stats,
+        "split_components": split,
+        "largest_component": largest,
+        "score_seconds": score_seconds,
+        "cluster_seconds": round(cluster_seconds, 2),
+        "merge_seconds": round(merge_seconds, 2),
         "candidates_seconds": round(time.monotonic() - candidates_started, 2),
         "finish_seconds": round(time.monotonic() - finish_started, 2),
     }
@@ -1176,7 +1182,8 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
         # The set-based merge path: the same snapshot and history as customers_merge, fewer queries.
         with change_context(channel=ChangeChannel.MERGE, ref=f"source_record:{record.pk}", user=acting_user):
             merged = customers_merge_many(
-                clusters=[[other, customer.pk]], origin=MergeOrigin.REALTIME,
+                clusters=[[other, customer.pk]],
+                origin=MergeOrigin.REALTIME,
                 note=f"real-time match by rule {rule.name}",
             )
         if other not in merged:

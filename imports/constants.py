@@ -1,4 +1,5 @@
 """Limits and sizes of the import pipeline."""
+
 from __future__ import annotations
 
 SAMPLE_BYTES = 256 * 1024  # read to detect encoding, delimiter and header row

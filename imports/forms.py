@@ -10,13 +10,27 @@ __all__ = ["UploadForm"]
 
 
 class UploadForm(forms.Form):
-    source = forms.ModelChoiceField(Source.objects.filter(is_active=True), to_field_name="code", required=False,
-                                    label=_("Source"), empty_label=_("— new source —"))
-    new_source = forms.CharField(label=_("New source code"), required=False, max_length=64, validators=[code_validator],
-                                 help_text=_("Lowercase letters, digits, '-' and '_'; created on first use."))
+    source = forms.ModelChoiceField(
+        Source.objects.filter(is_active=True),
+        to_field_name="code",
+        required=False,
+        label=_("Source"),
+        empty_label=_("— new source —"),
+    )
+    new_source = forms.CharField(
+        label=_("New source code"),
+        required=False,
+        max_length=64,
+        validators=[code_validator],
+        help_text=_("Lowercase letters, digits, '-' and '_'; created on first use."),
+    )
     file = forms.FileField(label=_("File"), help_text=_("CSV, TSV, TXT, XLSX or XLS"))
-    template = forms.ModelChoiceField(MappingTemplate.objects.select_related("source"), required=False,
-                                      label=_("Mapping template"), empty_label=_("— map on the next screen —"))
+    template = forms.ModelChoiceField(
+        MappingTemplate.objects.select_related("source"),
+        required=False,
+        label=_("Mapping template"),
+        empty_label=_("— map on the next screen —"),
+    )
     dry_run = forms.BooleanField(label=_("Dry run first (preview, write nothing)"), required=False, initial=True)
 
     def clean(self) -> dict:

@@ -3,17 +3,25 @@
 Bulk paths bypass the per-object signals, so they write the historical rows themselves:
 as objects (portable) or as one INSERT … SELECT from the live table (PostgreSQL).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from django.db import models
 
 from crmhub.context import ChangeContext
 
-HISTORY_COLUMNS = ("history_date", "history_type", "history_user_id", "history_change_reason", "change_channel",
-                   "change_ref")
+HISTORY_COLUMNS = (
+    "history_date",
+    "history_type",
+    "history_user_id",
+    "history_change_reason",
+    "change_channel",
+    "change_ref",
+)
 
 
 def _shared_fields(model: type[models.Model]) -> list[models.Field]:
@@ -22,7 +30,11 @@ def _shared_fields(model: type[models.Model]) -> list[models.Field]:
 
 
 def history_objects(
-    model: type[models.Model], objs: Iterable[models.Model], history_type: str, ctx: ChangeContext, when: datetime,
+    model: type[models.Model],
+    objs: Iterable[models.Model],
+    history_type: str,
+    ctx: ChangeContext,
+    when: datetime,
     reason: str | None = None,
 ) -> list[models.Model]:
     historical = model.history.model
@@ -31,8 +43,12 @@ def history_objects(
     return [
         historical(
             **{name: getattr(obj, name) for name in fields},
-            history_date=when, history_type=history_type, history_user_id=user_id, history_change_reason=reason,
-            change_channel=ctx.channel, change_ref=ctx.ref[:200],
+            history_date=when,
+            history_type=history_type,
+            history_user_id=user_id,
+            history_change_reason=reason,
+            change_channel=ctx.channel,
+            change_ref=ctx.ref[:200],
         )
         for obj in objs
     ]
@@ -51,5 +67,10 @@ def history_insert_sql(model: type[models.Model], *, from_sql: str, history_type
 
 
 def history_params(ctx: ChangeContext, when: datetime, **extra: Any) -> dict[str, Any]:
-    return {"history_date": when, "user_id": getattr(ctx.user, "pk", None), "channel": ctx.channel,
-            "ref": ctx.ref[:200], **extra}
+    return {
+        "history_date": when,
+        "user_id": getattr(ctx.user, "pk", None),
+        "channel": ctx.channel,
+        "ref": ctx.ref[:200],
+        **extra,
+    }

@@ -5,6 +5,7 @@ source record belongs to. Today every new record gets a golden customer of its o
 from its valid normalized values; the real-time matcher plugs in here (return an existing
 customer's id, with ``created=False``, for records it recognises).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ class CustomerCreator(Protocol):
 
 
 _CHAR_LIMITS = {
-    f.attname: f.max_length for f in Customer._meta.concrete_fields if getattr(f, "max_length", None) and f.attname != "id_number"
+    f.attname: f.max_length
+    for f in Customer._meta.concrete_fields
+    if getattr(f, "max_length", None) and f.attname != "id_number"
 }
 
 
@@ -37,8 +40,9 @@ def customer_row(normalized: dict[str, Any], flags: dict[str, str]) -> dict[str,
     """Customer attribute values from a record's plaintext normalized values. Flagged values
     stay in the source record only; text longer than a column is cut to fit (the source
     record keeps it whole)."""
-    values = customer_values_from_normalized({k: v for k, v in normalized.items() if k not in flags} if flags
-                                             else normalized)
+    values = customer_values_from_normalized(
+        {k: v for k, v in normalized.items() if k not in flags} if flags else normalized
+    )
     for name, value in values.items():
         limit = _CHAR_LIMITS.get(name)
         if limit is not None and isinstance(value, str) and len(value) > limit:

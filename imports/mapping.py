@@ -5,6 +5,7 @@ punctuation) with each field's name, labels and synonyms: an exact hit scores 10
 rapidfuzz's ratio (it counts characters, so Chinese headers compare properly) above
 ``FUZZY_THRESHOLD``. Each field takes at most one column, the best-scoring one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,34 @@ from rapidfuzz import fuzz
 FUZZY_THRESHOLD = 82
 # Headers that name a source's own record key (the cross-reference), best first.
 KEY_SYNONYMS = (
-    "cid", "customercode", "customerid", "custid", "customerno", "customernumber", "clientid", "clientcode",
-    "客户编号", "客户代码", "客户id", "客户号", "客户编码", "会员号", "会员编号", "会员卡号", "会员id", "用户id", "用户编号",
-    "memberno", "memberid", "membernumber", "编号", "id", "code", "key", "recordid", "序号",
+    "cid",
+    "customercode",
+    "customerid",
+    "custid",
+    "customerno",
+    "customernumber",
+    "clientid",
+    "clientcode",
+    "客户编号",
+    "客户代码",
+    "客户id",
+    "客户号",
+    "客户编码",
+    "会员号",
+    "会员编号",
+    "会员卡号",
+    "会员id",
+    "用户id",
+    "用户编号",
+    "memberno",
+    "memberid",
+    "membernumber",
+    "编号",
+    "id",
+    "code",
+    "key",
+    "recordid",
+    "序号",
 )
 
 

@@ -1,4 +1,5 @@
 """Getting data in: import runs (file uploads, connector syncs, pushes)."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -10,8 +11,15 @@ from accounts.crypto import EncryptedTextField
 from imports.choices import ChangeAction, IssueKind, RunKind, RunStatus
 
 __all__ = [
-    "AlertEvent", "Connector", "ImportRun", "ImportRunChange", "ImportRunIssue", "MappingTemplate", "PushRequest",
-    "SourceWebhook", "WebhookDelivery",
+    "AlertEvent",
+    "Connector",
+    "ImportRun",
+    "ImportRunChange",
+    "ImportRunIssue",
+    "MappingTemplate",
+    "PushRequest",
+    "SourceWebhook",
+    "WebhookDelivery",
 ]
 
 
@@ -25,13 +33,19 @@ class ImportRun(models.Model):
 
     source = models.ForeignKey("crmhub.Source", verbose_name=_("source"), on_delete=models.PROTECT, related_name="runs")
     kind = models.CharField(_("kind"), max_length=16, choices=RunKind.choices, default=RunKind.FILE)
-    status = models.CharField(_("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+    )
     dry_run = models.BooleanField(_("dry run"), default=False)
     file = models.FileField(_("file"), upload_to="imports/%Y/%m/", blank=True)
     original_filename = models.CharField(_("file name"), max_length=255, blank=True)
     options = models.JSONField(_("options"), default=dict, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -47,19 +61,32 @@ class ImportRun(models.Model):
     message = models.TextField(_("message"), blank=True)
     log = models.JSONField(_("log"), default=list, blank=True)
     template = models.ForeignKey(
-        "imports.MappingTemplate", verbose_name=_("mapping template"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="runs",
+        "imports.MappingTemplate",
+        verbose_name=_("mapping template"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
     )
     preview_of = models.ForeignKey(
-        "self", verbose_name=_("commit of dry run"), null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="commits", help_text=_("The dry run this run commits."),
+        "self",
+        verbose_name=_("commit of dry run"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="commits",
+        help_text=_("The dry run this run commits."),
     )
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     samples = models.JSONField(_("dry-run samples"), default=dict, blank=True)
     rolled_back_at = models.DateTimeField(_("rolled back"), null=True, blank=True)
     rolled_back_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("rolled back by"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("rolled back by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
 
     class Meta:
@@ -137,7 +164,11 @@ class MappingTemplate(models.Model):
     key_columns = models.JSONField(_("key columns"), default=list)
     dayfirst = models.BooleanField(_("day first in dates"), default=False, help_text=_("05-01-2024 is 5 January."))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -162,12 +193,22 @@ class ImportRunChange(models.Model):
     run = models.ForeignKey(ImportRun, verbose_name=_("run"), on_delete=models.CASCADE, related_name="changes")
     action = models.CharField(_("action"), max_length=8, choices=ChangeAction.choices)
     source_record = models.ForeignKey(
-        "crmhub.SourceRecord", verbose_name=_("source record"), null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", db_constraint=False,
+        "crmhub.SourceRecord",
+        verbose_name=_("source record"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     customer = models.ForeignKey(
-        "crmhub.Customer", verbose_name=_("customer created"), null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", db_constraint=False,
+        "crmhub.Customer",
+        verbose_name=_("customer created"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     before = models.JSONField(_("values before"), null=True, blank=True)
 
@@ -213,8 +254,9 @@ class Connector(models.Model):
     position saved in the same transaction as the page written before it moved.
     """
 
-    source = models.ForeignKey("crmhub.Source", verbose_name=_("source"), on_delete=models.PROTECT,
-                               related_name="connectors")
+    source = models.ForeignKey(
+        "crmhub.Source", verbose_name=_("source"), on_delete=models.PROTECT, related_name="connectors"
+    )
     name = models.CharField(_("name"), max_length=100, unique=True)
     kind = models.CharField(_("kind"), max_length=16)
     config = models.JSONField(_("settings"), default=dict, blank=True)
@@ -224,20 +266,32 @@ class Connector(models.Model):
     is_enabled = models.BooleanField(_("enabled"), default=True)
     paused_reason = models.CharField(_("paused because"), max_length=300, blank=True)
     max_failures = models.PositiveSmallIntegerField(
-        _("pause after failures"), default=3, help_text=_("Consecutive failed syncs before the connector is paused."))
+        _("pause after failures"), default=3, help_text=_("Consecutive failed syncs before the connector is paused.")
+    )
     consecutive_failures = models.PositiveSmallIntegerField(_("consecutive failures"), default=0)
     last_success_at = models.DateTimeField(_("last success"), null=True, blank=True)
     last_error_at = models.DateTimeField(_("last error"), null=True, blank=True)
     last_error = models.TextField(_("last error message"), blank=True)
     last_rows = models.PositiveIntegerField(_("rows in last sync"), null=True, blank=True)
-    last_run = models.ForeignKey(ImportRun, verbose_name=_("last run"), null=True, blank=True,
-                                 on_delete=models.SET_NULL, related_name="+")
-    schedule = models.OneToOneField(
-        "django_celery_beat.PeriodicTask", verbose_name=_("schedule"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="crmhub_connector",
+    last_run = models.ForeignKey(
+        ImportRun, verbose_name=_("last run"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    schedule = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="crmhub_connector",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -269,8 +323,9 @@ class AlertEvent(models.Model):
     channel can pick them up by ``notified_at`` being empty."""
 
     kind = models.CharField(_("kind"), max_length=32)
-    connector = models.ForeignKey(Connector, verbose_name=_("connector"), null=True, blank=True,
-                                  on_delete=models.CASCADE, related_name="alerts")
+    connector = models.ForeignKey(
+        Connector, verbose_name=_("connector"), null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
     message = models.TextField(_("message"))
     created_at = models.DateTimeField(_("raised"), auto_now_add=True)
     notified_at = models.DateTimeField(_("notified"), null=True, blank=True)
@@ -290,14 +345,16 @@ class PushRequest(models.Model):
     retried request gets the same answer and never writes twice."""
 
     source = models.ForeignKey("crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE, related_name="+")
-    client = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("client"), on_delete=models.CASCADE,
-                               related_name="+")
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("client"), on_delete=models.CASCADE, related_name="+"
+    )
     key = models.CharField(_("idempotency key"), max_length=200)
     request_hash = models.CharField(_("request hash"), max_length=64)
     response_status = models.PositiveSmallIntegerField(_("response status"), default=200)
     response = models.JSONField(_("response"), default=dict)
-    run = models.ForeignKey(ImportRun, verbose_name=_("run"), null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="+")
+    run = models.ForeignKey(
+        ImportRun, verbose_name=_("run"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(_("received"), auto_now_add=True)
 
     class Meta:
@@ -315,8 +372,9 @@ class PushRequest(models.Model):
 class SourceWebhook(models.Model):
     """The shared secret a source's webhook deliveries are signed with (HMAC-SHA256)."""
 
-    source = models.OneToOneField("crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE,
-                                  related_name="webhook")
+    source = models.OneToOneField(
+        "crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE, related_name="webhook"
+    )
     secret = EncryptedTextField(_("secret"))
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -335,8 +393,9 @@ class WebhookDelivery(models.Model):
     source = models.ForeignKey("crmhub.Source", verbose_name=_("source"), on_delete=models.CASCADE, related_name="+")
     signature = models.CharField(_("signature"), max_length=64)
     received_at = models.DateTimeField(_("received"), auto_now_add=True)
-    run = models.ForeignKey(ImportRun, verbose_name=_("run"), null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="+")
+    run = models.ForeignKey(
+        ImportRun, verbose_name=_("run"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         verbose_name = _("webhook delivery")

@@ -7,6 +7,7 @@ content hash), look up the existing records of those keys, classify each row as 
 through the connection's writer, store the rows of the error report, and save progress.
 Between chunks the run's cancel flag is checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,7 +92,11 @@ class ChunkSource(Protocol):
 
 class ImportPipeline:
     def __init__(
-        self, run: ImportRun, *, chunk_rows: int = CHUNK_ROWS, chunk_source: ChunkSource | None = None,
+        self,
+        run: ImportRun,
+        *,
+        chunk_rows: int = CHUNK_ROWS,
+        chunk_source: ChunkSource | None = None,
     ) -> None:
         self.run = run
         self.chunk_rows = chunk_rows
@@ -174,8 +179,13 @@ class ImportPipeline:
     def _save_progress(self, *, final: bool) -> None:
         t = self.tally
         values: dict[str, Any] = {
-            "rows_done": t.rows, "created": t.created, "updated": t.updated, "unchanged": t.unchanged,
-            "invalid": t.invalid, "errors": t.errors, "samples": t.samples,
+            "rows_done": t.rows,
+            "created": t.created,
+            "updated": t.updated,
+            "unchanged": t.unchanged,
+            "invalid": t.invalid,
+            "errors": t.errors,
+            "samples": t.samples,
         }
         if final or (self.run.rows_total is not None and t.rows > self.run.rows_total):
             values["rows_total"] = t.rows
@@ -214,11 +224,14 @@ class ImportPipeline:
         seen = self.seen
         for i, cells in enumerate(matrix):
             row_number = first_row + i
-            raw = {h: v for h, v in zip(headers, cells) if v != ""}
+            raw = {h: v for h, v in zip(headers, cells, strict=False) if v != ""}
             key = keys[i]
             if not key:
-                reason = (_("the key column %(column)s is empty") % {"column": key_label}) if self.key_columns else _(
-                    "no key column was chosen")
+                reason = (
+                    (_("the key column %(column)s is empty") % {"column": key_label})
+                    if self.key_columns
+                    else _("no key column was chosen")
+                )
                 issues.append(Issue(row_number, "", raw, {"": reason}))
                 continue
             if len(key) > 255:
@@ -226,12 +239,18 @@ class ImportPipeline:
                 continue
             first = seen.get(key)
             if first is not None:
-                issues.append(Issue(row_number, key, raw, {"": _("the key appears again; its first row is %(row)s")
-                                                            % {"row": first}}))
+                issues.append(
+                    Issue(
+                        row_number,
+                        key,
+                        raw,
+                        {"": _("the key appears again; its first row is %(row)s") % {"row": first}},
+                    )
+                )
                 continue
             seen[key] = row_number
-            normalized = {n: v for n, v in zip(names, per_row_values[i]) if v is not None and v != "" and v != []}
-            row_flags = {n: f for n, f in zip(names, per_row_flags[i]) if f}
+            normalized = {n: v for n, v in zip(names, per_row_values[i], strict=False) if v is not None and v != "" and v != []}
+            row_flags = {n: f for n, f in zip(names, per_row_flags[i], strict=False) if f}
             digest = digest_of(dumps([raw, normalized]))
             rows.append(PreparedRow(row_number, key, raw, normalized, row_flags, digest))
         return rows, issues
@@ -263,8 +282,14 @@ class ImportPipeline:
             if found is None:
                 new.append(row)
                 if t.wants("created"):
-                    t.sample("created", {"row": row.row_number, "key": row.key,
-                                         "values": seal_values(row.normalized, self.secret_fields)})
+                    t.sample(
+                        "created",
+                        {
+                            "row": row.row_number,
+                            "key": row.key,
+                            "values": seal_values(row.normalized, self.secret_fields),
+                        },
+                    )
             elif found.record_hash != row.record_hash:
                 changed.append((row, found))
             else:
@@ -290,11 +315,19 @@ class ImportPipeline:
                 self._seal(row, ciphers)
             for row, _existing in changed:
                 self._seal(row, ciphers)
-            links = link_new_records_to_customers(records=[(r.normalized, r.flags) for r in new], creator=self.writer) \
-                if new else []
+            links = (
+                link_new_records_to_customers(records=[(r.normalized, r.flags) for r in new], creator=self.writer)
+                if new
+                else []
+            )
             self.writer.write(
-                run_id=run.pk, source_id=run.source_id, new=list(zip(new, links, strict=True)), changed=changed,
-                unchanged=unchanged, ctx=current_change_context(), now=timezone.now(),
+                run_id=run.pk,
+                source_id=run.source_id,
+                new=list(zip(new, links, strict=True)),
+                changed=changed,
+                unchanged=unchanged,
+                ctx=current_change_context(),
+                now=timezone.now(),
             )
         self._store_issues(issues)
 
@@ -313,20 +346,33 @@ class ImportPipeline:
             diff_before = {n: old.get(n) for n in names if old.get(n) != row.normalized.get(n)}
             diff_after = {n: row.normalized.get(n) for n in diff_before}
             raw_note = not diff_before  # only unmapped columns changed
-            t.sample("updated", {
-                "row": row.row_number, "key": row.key, "raw_only": raw_note,
-                "before": seal_values(diff_before, self.secret_fields),
-                "after": seal_values(diff_after, self.secret_fields),
-            })
+            t.sample(
+                "updated",
+                {
+                    "row": row.row_number,
+                    "key": row.key,
+                    "raw_only": raw_note,
+                    "before": seal_values(diff_before, self.secret_fields),
+                    "after": seal_values(diff_after, self.secret_fields),
+                },
+            )
 
     def _store_issues(self, issues: list[Issue]) -> None:
         room = ISSUES_KEPT - self.tally.issues_kept
         if room <= 0 or not issues:
             return
         kept = sorted(issues, key=lambda i: i.row_number)[:room]
-        self.writer.store_issues(self.run.pk, [
-            (i.row_number, i.kind, i.key, seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw,
-             i.reasons)
-            for i in kept
-        ])
+        self.writer.store_issues(
+            self.run.pk,
+            [
+                (
+                    i.row_number,
+                    i.kind,
+                    i.key,
+                    seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw,
+                    i.reasons,
+                )
+                for i in kept
+            ],
+        )
         self.tally.issues_kept += len(kept)

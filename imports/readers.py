@@ -8,6 +8,7 @@ layout: encoding, delimiter, sheet, header row (under any title rows) and column
 rows as DataFrames of strings, so leading zeros and long digit strings stay exactly as
 written and files larger than memory pass through in chunks.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -17,9 +18,10 @@ import os
 import re
 import unicodedata
 import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 from django.conf import settings
@@ -69,7 +71,9 @@ class FileLayout:
 #
 
 
-def inspect_file(path: str, *, filename: str = "", sheet: str | None = None, header_row: int | None = None) -> FileLayout:
+def inspect_file(
+    path: str, *, filename: str = "", sheet: str | None = None, header_row: int | None = None
+) -> FileLayout:
     """The layout of the file at ``path``, or FileRefused."""
     size = os.path.getsize(path)
     if size > settings.CRMHUB_IMPORT_MAX_UPLOAD_BYTES:
@@ -129,16 +133,22 @@ def _kind(path: str, head: bytes, filename: str) -> str:
     if head.startswith(CFB_SIGNATURE):
         if _contains(path, ENCRYPTED_PACKAGE):
             raise FileRefused(
-                _("The workbook is password-protected. Remove the password in Excel (File › Info › Protect "
-                  "Workbook) and upload it again.")
+                _(
+                    "The workbook is password-protected. Remove the password in Excel (File › Info › Protect "
+                    "Workbook) and upload it again."
+                )
             )
         return "xls"
     if ext in (".xlsx", ".xlsm", ".xls"):
         text_like = b"\x00" not in head[:4096] or head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
         if ext == ".xls" and text_like and not head.lstrip().startswith(b"<"):
             return "csv"  # many systems export tab-separated text named .xls
-        raise FileRefused(_("The file is not a readable Excel workbook (it may be damaged). Open it in Excel, "
-                            "save it again as .xlsx, and upload that."))
+        raise FileRefused(
+            _(
+                "The file is not a readable Excel workbook (it may be damaged). Open it in Excel, "
+                "save it again as .xlsx, and upload that."
+            )
+        )
     return "csv"
 
 
@@ -176,7 +186,10 @@ def detect_encoding(sample: bytes) -> str:
         except UnicodeDecodeError:
             continue
         non_ascii = [c for c in text if ord(c) > 127]
-        if non_ascii and sum("\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef" for c in non_ascii) >= len(non_ascii) * 0.6:
+        if (
+            non_ascii
+            and sum("\u3000" <= c <= "\u9fff" or "\uff00" <= c <= "\uffef" for c in non_ascii) >= len(non_ascii) * 0.6
+        ):
             return "gb18030"
     from charset_normalizer import from_bytes
 
@@ -257,8 +270,10 @@ def detect_header_row(rows: list[list[str]]) -> int:
             data_like = sum(1 for c in cells if _DATA_LIKE.search(c))
             if data_like * 2 >= len(cells) and widest > 1:
                 raise FileRefused(
-                    _("The first row looks like data, not column names. Add a header row (e.g. 客户编号, 姓名, 手机) "
-                      "and upload the file again.")
+                    _(
+                        "The first row looks like data, not column names. Add a header row (e.g. 客户编号, 姓名, 手机) "
+                        "and upload the file again."
+                    )
                 )
             return i
     raise FileRefused(_("No header row found in the first %(n)s rows.") % {"n": len(rows)})
@@ -309,16 +324,32 @@ def _inspect_text(path: str, head: bytes, *, filename: str, header_row: int | No
     if not headers:
         raise FileRefused(_("The file has no header row."))
     return FileLayout(
-        kind="csv", headers=headers, header_row=header_row, encoding=encoding, delimiter=delimiter,
+        kind="csv",
+        headers=headers,
+        header_row=header_row,
+        encoding=encoding,
+        delimiter=delimiter,
         rows_estimate=max(0, lines - header_row - 1),
     )
 
 
 def _csv_chunks(path: str, layout: FileLayout, chunksize: int) -> Iterator[pd.DataFrame]:
     reader = pd.read_csv(
-        path, sep=layout.delimiter, encoding=layout.encoding, dtype=str, keep_default_na=False, na_filter=False,
-        header=None, names=layout.headers, skiprows=layout.header_row + 1, index_col=False, chunksize=chunksize,
-        skip_blank_lines=True, engine="c", quoting=csv.QUOTE_MINIMAL, encoding_errors="strict",
+        path,
+        sep=layout.delimiter,
+        encoding=layout.encoding,
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        header=None,
+        names=layout.headers,
+        skiprows=layout.header_row + 1,
+        index_col=False,
+        chunksize=chunksize,
+        skip_blank_lines=True,
+        engine="c",
+        quoting=csv.QUOTE_MINIMAL,
+        encoding_errors="strict",
     )
     for chunk in reader:
         chunk = chunk.fillna("")
@@ -336,15 +367,21 @@ def _check_zip(path: str) -> None:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except zipfile.BadZipFile as exc:
-        raise FileRefused(_("The workbook is damaged (not a valid .xlsx archive). Open it in Excel, save it again "
-                            "and upload that.")) from exc
+        raise FileRefused(
+            _("The workbook is damaged (not a valid .xlsx archive). Open it in Excel, save it again and upload that.")
+        ) from exc
     total = sum(i.file_size for i in infos)
-    if len(infos) > MAX_ZIP_MEMBERS or total > MAX_UNCOMPRESSED_BYTES or any(
-        i.file_size > (1 << 20) and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1) for i in infos
+    if (
+        len(infos) > MAX_ZIP_MEMBERS
+        or total > MAX_UNCOMPRESSED_BYTES
+        or any(i.file_size > (1 << 20) and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1) for i in infos)
     ):
         raise FileRefused(
-            _("The workbook expands to %(size)s MB when opened, or compresses suspiciously well: refused as a "
-              "possible decompression bomb. Export it as CSV instead.") % {"size": total // (1024 * 1024)}
+            _(
+                "The workbook expands to %(size)s MB when opened, or compresses suspiciously well: refused as a "
+                "possible decompression bomb. Export it as CSV instead."
+            )
+            % {"size": total // (1024 * 1024)}
         )
     if "xl/workbook.xml" not in {i.filename for i in infos}:
         raise FileRefused(_("The file is a zip archive but not an Excel workbook."))
@@ -357,8 +394,13 @@ def _open_xlsx(path: str):  # noqa: ANN202
     try:
         return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds on damaged files
-        raise FileRefused(_("The workbook is damaged and cannot be read (%(reason)s). Open it in Excel, save it "
-                            "again and upload that.") % {"reason": type(exc).__name__}) from exc
+        raise FileRefused(
+            _(
+                "The workbook is damaged and cannot be read (%(reason)s). Open it in Excel, save it "
+                "again and upload that."
+            )
+            % {"reason": type(exc).__name__}
+        ) from exc
 
 
 def _pick_sheet(names: list[str], sheet: str | None) -> str:
@@ -367,8 +409,9 @@ def _pick_sheet(names: list[str], sheet: str | None) -> str:
     if sheet is None or sheet == "":
         return names[0]
     if sheet not in names:
-        raise FileRefused(_("The workbook has no sheet %(sheet)s; it has: %(names)s.")
-                          % {"sheet": sheet, "names": ", ".join(names)})
+        raise FileRefused(
+            _("The workbook has no sheet %(sheet)s; it has: %(names)s.") % {"sheet": sheet, "names": ", ".join(names)}
+        )
     return sheet
 
 
@@ -389,7 +432,9 @@ def _xlsx_merges(path: str, worksheet_path: str) -> list[tuple[int, int, int, in
     return sorted(set(found))
 
 
-def _merged_names(cells: list[Any], row: int, merges: list[tuple[int, int, int, int]], above: list[list[Any]]) -> dict[int, str]:
+def _merged_names(
+    cells: list[Any], row: int, merges: list[tuple[int, int, int, int]], above: list[list[Any]]
+) -> dict[int, str]:
     names: dict[int, str] = {}
     for r0, c0, r1, c1 in merges:
         if r0 <= row <= r1:
@@ -411,8 +456,9 @@ def _inspect_xlsx(path: str, *, sheet: str | None, header_row: int | None) -> Fi
             for row in ws.iter_rows(values_only=True, max_row=HEADER_SCAN_ROWS):
                 rows.append(list(row))
         except Exception as exc:  # noqa: BLE001
-            raise FileRefused(_("The workbook is damaged and cannot be read (%(reason)s).")
-                              % {"reason": type(exc).__name__}) from exc
+            raise FileRefused(
+                _("The workbook is damaged and cannot be read (%(reason)s).") % {"reason": type(exc).__name__}
+            ) from exc
         text_rows = [[_cell_text(c) for c in r] for r in rows]
         if not any(any(c.strip() for c in r) for r in text_rows):
             raise FileRefused(_("The sheet %(sheet)s is empty.") % {"sheet": chosen})
@@ -427,8 +473,14 @@ def _inspect_xlsx(path: str, *, sheet: str | None, header_row: int | None) -> Fi
         total = ws.max_row if ws.max_row else None
     finally:
         wb.close()
-    return FileLayout(kind="xlsx", headers=headers, header_row=header_row, sheet=chosen, sheets=names,
-                      rows_estimate=(total - header_row - 1) if total else None)
+    return FileLayout(
+        kind="xlsx",
+        headers=headers,
+        header_row=header_row,
+        sheet=chosen,
+        sheets=names,
+        rows_estimate=(total - header_row - 1) if total else None,
+    )
 
 
 def _xlsx_rows(path: str, layout: FileLayout) -> Iterator[list[str]]:
@@ -453,13 +505,16 @@ def _open_xls(path: str):  # noqa: ANN202
         return xlrd.open_workbook(path, formatting_info=True, on_demand=True)
     except xlrd.biffh.XLRDError as exc:
         if "encrypt" in str(exc).lower():
-            raise FileRefused(_("The workbook is password-protected. Remove the password in Excel and upload it "
-                                "again.")) from exc
-        raise FileRefused(_("The workbook is damaged and cannot be read. Open it in Excel, save it as .xlsx and "
-                            "upload that.")) from exc
+            raise FileRefused(
+                _("The workbook is password-protected. Remove the password in Excel and upload it again.")
+            ) from exc
+        raise FileRefused(
+            _("The workbook is damaged and cannot be read. Open it in Excel, save it as .xlsx and upload that.")
+        ) from exc
     except Exception as exc:  # noqa: BLE001
-        raise FileRefused(_("The workbook is damaged and cannot be read. Open it in Excel, save it as .xlsx and "
-                            "upload that.")) from exc
+        raise FileRefused(
+            _("The workbook is damaged and cannot be read. Open it in Excel, save it as .xlsx and upload that.")
+        ) from exc
 
 
 def _xls_value(book, cell) -> str:  # noqa: ANN001
@@ -495,8 +550,14 @@ def _inspect_xls(path: str, *, sheet: str | None, header_row: int | None) -> Fil
         total = ws.nrows
     finally:
         book.release_resources()
-    return FileLayout(kind="xls", headers=headers, header_row=header_row, sheet=chosen, sheets=names,
-                      rows_estimate=total - header_row - 1)
+    return FileLayout(
+        kind="xls",
+        headers=headers,
+        header_row=header_row,
+        sheet=chosen,
+        sheets=names,
+        rows_estimate=total - header_row - 1,
+    )
 
 
 def _xls_rows(path: str, layout: FileLayout) -> Iterator[list[str]]:

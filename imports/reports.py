@@ -1,5 +1,6 @@
 """The error report of a run: each rejected or flagged row as the file had it, plus the
 reasons, presented through the field policy and safe to open in a spreadsheet."""
+
 from __future__ import annotations
 
 import csv

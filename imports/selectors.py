@@ -1,4 +1,5 @@
 """Reads of the imports app; each takes the acting user."""
+
 from __future__ import annotations
 
 from django.db.models import QuerySet

@@ -1,5 +1,6 @@
 """Write operations of the imports app: receiving files, mapping templates, creating,
 executing, cancelling, committing and rolling back import runs."""
+
 from __future__ import annotations
 
 import logging
@@ -103,8 +104,10 @@ def mapping_template_matching(*, source: Source, headers: list[str]) -> MappingT
 def mapping_validate(*, headers: list[str], mapping: dict[str, str], key_columns: list[str]) -> None:
     missing = [h for h in [*mapping, *key_columns] if h not in headers]
     if missing:
-        raise ImportRefused(_("The file has no column %(columns)s; it has: %(headers)s.")
-                            % {"columns": ", ".join(missing), "headers": ", ".join(headers)})
+        raise ImportRefused(
+            _("The file has no column %(columns)s; it has: %(headers)s.")
+            % {"columns": ", ".join(missing), "headers": ", ".join(headers)}
+        )
     known = set(FieldDefinition.objects.filter(is_active=True).values_list("name", flat=True))
     unknown = sorted(set(mapping.values()) - known)
     if unknown:
@@ -112,8 +115,10 @@ def mapping_validate(*, headers: list[str], mapping: dict[str, str], key_columns
     seen: dict[str, str] = {}
     for header, name in mapping.items():
         if name in seen:
-            raise ImportRefused(_("Columns %(a)s and %(b)s are both mapped to %(field)s; map one of them only.")
-                                % {"a": seen[name], "b": header, "field": name})
+            raise ImportRefused(
+                _("Columns %(a)s and %(b)s are both mapped to %(field)s; map one of them only.")
+                % {"a": seen[name], "b": header, "field": name}
+            )
         seen[name] = header
     if not key_columns:
         raise ImportRefused(_("Choose the column that holds the source's key for each record (e.g. 客户编号 or CID)."))
@@ -121,11 +126,19 @@ def mapping_validate(*, headers: list[str], mapping: dict[str, str], key_columns
 
 @transaction.atomic
 def mapping_template_save(
-    *, source: Source, name: str, headers: list[str], mapping: dict[str, str], key_columns: list[str],
-    dayfirst: bool = False, user=None,  # noqa: ANN001
+    *,
+    source: Source,
+    name: str,
+    headers: list[str],
+    mapping: dict[str, str],
+    key_columns: list[str],
+    dayfirst: bool = False,
+    user=None,  # noqa: ANN001
 ) -> MappingTemplate:
     mapping_validate(headers=headers, mapping=mapping, key_columns=key_columns)
-    template = MappingTemplate.objects.filter(source=source, name=name).first() or MappingTemplate(source=source, name=name)
+    template = MappingTemplate.objects.filter(source=source, name=name).first() or MappingTemplate(
+        source=source, name=name
+    )
     template.headers = headers
     template.header_signature = header_signature(headers)
     template.mapping = mapping
@@ -145,17 +158,34 @@ def mapping_template_save(
 
 @transaction.atomic
 def import_run_create(
-    *, source: Source, staged_name: str, filename: str, layout: FileLayout, plan: MappingPlan, user=None,  # noqa: ANN001
-    dry_run: bool = False, enqueue: bool = True, preview_of: ImportRun | None = None,
+    *,
+    source: Source,
+    staged_name: str,
+    filename: str,
+    layout: FileLayout,
+    plan: MappingPlan,
+    user=None,  # noqa: ANN001
+    dry_run: bool = False,
+    enqueue: bool = True,
+    preview_of: ImportRun | None = None,
 ) -> ImportRun:
     """A pending run for a staged (already inspected) file; its task is enqueued on commit."""
     mapping_validate(headers=layout.headers, mapping=plan.mapping, key_columns=plan.key_columns)
     run = ImportRun(
-        source=source, kind=RunKind.FILE, dry_run=dry_run, original_filename=os.path.basename(filename)[:255],
-        created_by=user if getattr(user, "is_authenticated", False) else None, template=plan.template,
-        rows_total=layout.rows_estimate, preview_of=preview_of,
-        options={"layout": layout.as_options(), "mapping": plan.mapping, "key_columns": plan.key_columns,
-                 "dayfirst": plan.dayfirst},
+        source=source,
+        kind=RunKind.FILE,
+        dry_run=dry_run,
+        original_filename=os.path.basename(filename)[:255],
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        template=plan.template,
+        rows_total=layout.rows_estimate,
+        preview_of=preview_of,
+        options={
+            "layout": layout.as_options(),
+            "mapping": plan.mapping,
+            "key_columns": plan.key_columns,
+            "dayfirst": plan.dayfirst,
+        },
     )
     run.file.name = staged_name
     run.full_clean(exclude=["file"])
@@ -197,7 +227,8 @@ def import_run_execute(*, run_id: int) -> ImportRun | None:
     except Exception as exc:  # noqa: BLE001 - the run must end in a terminal status whatever happens
         logger.exception("import run %s failed", run_id)
         message = _("The run stopped: %(reason)s. Chunks already written stay until the run is rolled back.") % {
-            "reason": _safe_reason(exc)}
+            "reason": _safe_reason(exc)
+        }
     ImportRun.objects.filter(pk=run_id).update(status=status, message=message, finished_at=timezone.now())
     run.refresh_from_db()
     return run
@@ -215,8 +246,9 @@ def import_run_match(*, run: ImportRun) -> dict:
     from dedup.tasks import dedup_run_start
 
     created = list(
-        ImportRunChange.objects.filter(run=run, action=ChangeAction.CREATED, source_record__isnull=False)
-        .values_list("source_record_id", flat=True)
+        ImportRunChange.objects.filter(run=run, action=ChangeAction.CREATED, source_record__isnull=False).values_list(
+            "source_record_id", flat=True
+        )
     )
     if not created:
         summary: dict = {"matching": "nothing new"}
@@ -267,11 +299,21 @@ def import_run_commit_preview(*, run: ImportRun, user=None) -> ImportRun:  # noq
     if preview.commits.exists():
         raise ImportRefused(_("This dry run has already been committed."))
     layout = FileLayout.from_options(preview.options["layout"])
-    plan = MappingPlan(mapping=preview.options["mapping"], key_columns=preview.options["key_columns"],
-                       dayfirst=preview.options.get("dayfirst", False), template=preview.template)
+    plan = MappingPlan(
+        mapping=preview.options["mapping"],
+        key_columns=preview.options["key_columns"],
+        dayfirst=preview.options.get("dayfirst", False),
+        template=preview.template,
+    )
     return import_run_create(
-        source=preview.source, staged_name=preview.file.name, filename=preview.original_filename, layout=layout,
-        plan=plan, user=user, dry_run=False, preview_of=preview,
+        source=preview.source,
+        staged_name=preview.file.name,
+        filename=preview.original_filename,
+        layout=layout,
+        plan=plan,
+        user=user,
+        dry_run=False,
+        preview_of=preview,
     )
 
 
@@ -284,11 +326,16 @@ def import_run_commit_preview(*, run: ImportRun, user=None) -> ImportRun:  # noq
 def import_run_request_rollback(*, run: ImportRun, user=None) -> ImportRun:  # noqa: ANN001
     run = ImportRun.objects.select_for_update().get(pk=run.pk)
     if not run.can_rollback or run.options.get("rollback_requested"):
-        raise ImportRefused(_("Run #%(id)s cannot be rolled back (status: %(status)s).")
-                            % {"id": run.pk, "status": run.get_status_display()})
+        raise ImportRefused(
+            _("Run #%(id)s cannot be rolled back (status: %(status)s).")
+            % {"id": run.pk, "status": run.get_status_display()}
+        )
     _check_no_later_changes(run)
-    run.options = {**run.options, "rollback_requested": True,
-                   "rollback_user": getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None}
+    run.options = {
+        **run.options,
+        "rollback_requested": True,
+        "rollback_user": getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None,
+    }
     run.save(update_fields=["options"])
     from imports.tasks import import_run_rollback_task
 
@@ -299,7 +346,8 @@ def import_run_request_rollback(*, run: ImportRun, user=None) -> ImportRun:  # n
 def _check_no_later_changes(run: ImportRun) -> None:
     later = (
         ImportRunChange.objects.filter(
-            run__gt=run.pk, run__rolled_back_at__isnull=True,
+            run__gt=run.pk,
+            run__rolled_back_at__isnull=True,
             source_record_id__in=ImportRunChange.objects.filter(run=run).values("source_record_id"),
         )
         .values_list("run_id", flat=True)
@@ -307,8 +355,9 @@ def _check_no_later_changes(run: ImportRun) -> None:
         .first()
     )
     if later:
-        raise ImportRefused(_("Run #%(later)s changed records of this run afterwards; roll it back first.")
-                            % {"later": later})
+        raise ImportRefused(
+            _("Run #%(later)s changed records of this run afterwards; roll it back first.") % {"later": later}
+        )
 
 
 def _delete_ids(model: type, ids: list[int]) -> None:
@@ -326,16 +375,21 @@ def import_run_rollback(*, run_id: int, user=None) -> ImportRun:  # noqa: ANN001
     changes and their undoing (reason 'rollback')."""
     run = ImportRun.objects.select_for_update().get(pk=run_id)
     if not run.can_rollback:
-        raise ImportRefused(_("Run #%(id)s cannot be rolled back (status: %(status)s).")
-                            % {"id": run.pk, "status": run.get_status_display()})
+        raise ImportRefused(
+            _("Run #%(id)s cannot be rolled back (status: %(status)s).")
+            % {"id": run.pk, "status": run.get_status_display()}
+        )
     _check_no_later_changes(run)
     reason = f"rollback of import run {run.pk}"
     now = timezone.now()
     kept_customers = 0
     with change_context(channel=ChangeChannel.IMPORT, ref=f"import_run:{run.pk}", user=user):
         ctx = current_change_context()
-        updates = list(ImportRunChange.objects.filter(run=run, action=ChangeAction.UPDATED).values_list(
-            "source_record_id", "before"))
+        updates = list(
+            ImportRunChange.objects.filter(run=run, action=ChangeAction.UPDATED).values_list(
+                "source_record_id", "before"
+            )
+        )
         for i in range(0, len(updates), 500):
             batch = dict(updates[i : i + 500])
             records = SourceRecord.objects.in_bulk([pk for pk in batch if pk])
@@ -343,22 +397,37 @@ def import_run_rollback(*, run_id: int, user=None) -> ImportRun:  # noqa: ANN001
                 before = batch[pk]
                 record.raw, record.normalized = before["raw"], before["normalized"]
                 record.flags, record.record_hash, record.updated_at = before["flags"], before["record_hash"], now
-            SourceRecord.objects.bulk_update(records.values(), ["raw", "normalized", "flags", "record_hash", "updated_at"])
-            SourceRecord.history.model.objects.bulk_create(history_objects(SourceRecord, records.values(), "~", ctx, now, reason))
-        created = list(ImportRunChange.objects.filter(run=run, action=ChangeAction.CREATED).values_list(
-            "source_record_id", "customer_id"))
+            SourceRecord.objects.bulk_update(
+                records.values(), ["raw", "normalized", "flags", "record_hash", "updated_at"]
+            )
+            SourceRecord.history.model.objects.bulk_create(
+                history_objects(SourceRecord, records.values(), "~", ctx, now, reason)
+            )
+        created = list(
+            ImportRunChange.objects.filter(run=run, action=ChangeAction.CREATED).values_list(
+                "source_record_id", "customer_id"
+            )
+        )
         for i in range(0, len(created), 500):
             batch = created[i : i + 500]
             record_ids = [r for r, _c in batch if r]
             records = list(SourceRecord.objects.filter(pk__in=record_ids))
-            SourceRecord.history.model.objects.bulk_create(history_objects(SourceRecord, records, "-", ctx, now, reason))
+            SourceRecord.history.model.objects.bulk_create(
+                history_objects(SourceRecord, records, "-", ctx, now, reason)
+            )
             Interaction.objects.filter(source_record_id__in=record_ids).update(source_record=None)
             _delete_ids(SourceRecord, [r.pk for r in records])
             customer_ids = {c for _r, c in batch if c}
             if customer_ids:
-                busy = set(SourceRecord.objects.filter(customer_id__in=customer_ids).values_list("customer_id", flat=True))
-                busy |= set(Interaction.objects.filter(customer_id__in=customer_ids).values_list("customer_id", flat=True))
-                busy |= set(Customer.objects.filter(merged_into_id__in=customer_ids).values_list("merged_into_id", flat=True))
+                busy = set(
+                    SourceRecord.objects.filter(customer_id__in=customer_ids).values_list("customer_id", flat=True)
+                )
+                busy |= set(
+                    Interaction.objects.filter(customer_id__in=customer_ids).values_list("customer_id", flat=True)
+                )
+                busy |= set(
+                    Customer.objects.filter(merged_into_id__in=customer_ids).values_list("merged_into_id", flat=True)
+                )
                 doomed = list(Customer.objects.filter(pk__in=customer_ids - busy))
                 kept_customers += len(customer_ids) - len(doomed)
                 Customer.history.model.objects.bulk_create(history_objects(Customer, doomed, "-", ctx, now, reason))
@@ -366,14 +435,22 @@ def import_run_rollback(*, run_id: int, user=None) -> ImportRun:  # noqa: ANN001
     run.status = RunStatus.ROLLED_BACK
     run.rolled_back_at = now
     run.rolled_back_by = user if getattr(user, "is_authenticated", False) else None
-    entry = {"at": now.isoformat(), "event": "rolled_back", "restored": len(updates), "removed": len(created),
-             "customers_kept": kept_customers}
+    entry = {
+        "at": now.isoformat(),
+        "event": "rolled_back",
+        "restored": len(updates),
+        "removed": len(created),
+        "customers_kept": kept_customers,
+    }
     run.log = [*run.log, entry]
     run.message = _("Rolled back: %(restored)s records restored, %(removed)s records removed.") % {
-        "restored": len(updates), "removed": len(created)}
+        "restored": len(updates),
+        "removed": len(created),
+    }
     if kept_customers:
         run.message += " " + _("%(n)s customers were kept because other records or interactions now refer to them.") % {
-            "n": kept_customers}
+            "n": kept_customers
+        }
     run.save(update_fields=["status", "rolled_back_at", "rolled_back_by", "log", "message"])
     return run
 
@@ -392,14 +469,22 @@ def import_run_rollback_execute(*, run_id: int) -> ImportRun | None:
         logger.exception("rollback of import run %s failed", run_id)
         options = {**run.options, "rollback_requested": False}
         ImportRun.objects.filter(pk=run_id).update(
-            options=options, message=_("The rollback failed and changed nothing: %(reason)s") % {"reason": _safe_reason(exc)}
+            options=options,
+            message=_("The rollback failed and changed nothing: %(reason)s") % {"reason": _safe_reason(exc)},
         )
         return None
 
 
 def file_run_from_path(
-    *, path: str, source: Source, plan_for, user=None, dry_run: bool = False, enqueue: bool = True,  # noqa: ANN001
-    sheet: str | None = None, header_row: int | None = None,
+    *,
+    path: str,
+    source: Source,
+    plan_for,
+    user=None,
+    dry_run: bool = False,
+    enqueue: bool = True,  # noqa: ANN001
+    sheet: str | None = None,
+    header_row: int | None = None,
 ) -> ImportRun:
     """Stage a local file (the command line), inspect it, and create its run. ``plan_for(layout)``
     returns the MappingPlan."""
@@ -411,15 +496,27 @@ def file_run_from_path(
     with open(path, "rb") as fh:
         staged = upload_stage(fileobj=fh, filename=os.path.basename(path))
     try:
-        return import_run_create(source=source, staged_name=staged, filename=os.path.basename(path), layout=layout,
-                                 plan=plan, user=user, dry_run=dry_run, enqueue=enqueue)
+        return import_run_create(
+            source=source,
+            staged_name=staged,
+            filename=os.path.basename(path),
+            layout=layout,
+            plan=plan,
+            user=user,
+            dry_run=dry_run,
+            enqueue=enqueue,
+        )
     except Exception:
         upload_discard(name=staged)
         raise
 
 
 def plan_resolve(
-    *, source: Source, layout: FileLayout, template_name: str = "", auto_map: bool = False,
+    *,
+    source: Source,
+    layout: FileLayout,
+    template_name: str = "",
+    auto_map: bool = False,
     key_columns: list[str] | None = None,
 ) -> MappingPlan:
     """The mapping for a file: the named template, else --auto-map's suggestion, else the
@@ -429,22 +526,31 @@ def plan_resolve(
         template = MappingTemplate.objects.filter(source=source, name=template_name).first()
         if template is None:
             names = ", ".join(MappingTemplate.objects.filter(source=source).values_list("name", flat=True)) or "-"
-            raise ImportRefused(_("Source %(source)s has no template %(name)s (it has: %(names)s).")
-                                % {"source": source.code, "name": template_name, "names": names})
+            raise ImportRefused(
+                _("Source %(source)s has no template %(name)s (it has: %(names)s).")
+                % {"source": source.code, "name": template_name, "names": names}
+            )
         plan = MappingPlan(dict(template.mapping), list(template.key_columns), template.dayfirst, template)
     elif auto_map:
         plan = mapping_suggest(headers=layout.headers)
     else:
         template = mapping_template_matching(source=source, headers=layout.headers)
         if template is None:
-            raise ImportRefused(_("No mapping for these columns: pass --auto-map, or --template NAME of a template "
-                                  "saved for source %(source)s.") % {"source": source.code})
+            raise ImportRefused(
+                _(
+                    "No mapping for these columns: pass --auto-map, or --template NAME of a template "
+                    "saved for source %(source)s."
+                )
+                % {"source": source.code}
+            )
         plan = MappingPlan(dict(template.mapping), list(template.key_columns), template.dayfirst, template)
     if key_columns:
         plan.key_columns = key_columns
     if not plan.key_columns:
-        raise ImportRefused(_("Cannot tell which column holds the record key; pass --key COLUMN (columns: %(h)s).")
-                            % {"h": ", ".join(layout.headers)})
+        raise ImportRefused(
+            _("Cannot tell which column holds the record key; pass --key COLUMN (columns: %(h)s).")
+            % {"h": ", ".join(layout.headers)}
+        )
     mapping_validate(headers=layout.headers, mapping=plan.mapping, key_columns=plan.key_columns)
     return plan
 

@@ -1,4 +1,5 @@
 """Celery tasks of the imports app: thin, they receive ids and call services."""
+
 from __future__ import annotations
 
 from celery import shared_task

@@ -1,4 +1,5 @@
 """Browser routes of the imports app."""
+
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path

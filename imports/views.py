@@ -1,5 +1,6 @@
 """Browser views of the imports app: upload, mapping, dry-run preview, run progress,
 cancel, commit, rollback and the error report. Thin: parse, call a service, render."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -49,17 +50,28 @@ def upload(request: HttpRequest) -> HttpResponse:
             template = data["template"] or services.mapping_template_matching(source=source, headers=layout.headers)
             if template is not None:
                 plan = services.plan_resolve(source=source, layout=layout, template_name=template.name)
-                run = services.import_run_create(source=source, staged_name=staged, filename=uploaded.name,
-                                                 layout=layout, plan=plan, user=request.user, dry_run=data["dry_run"])
-                messages.success(request, _("Queued run #%(id)s with template %(t)s.") % {"id": run.pk, "t": template.name})
+                run = services.import_run_create(
+                    source=source,
+                    staged_name=staged,
+                    filename=uploaded.name,
+                    layout=layout,
+                    plan=plan,
+                    user=request.user,
+                    dry_run=data["dry_run"],
+                )
+                messages.success(
+                    request, _("Queued run #%(id)s with template %(t)s.") % {"id": run.pk, "t": template.name}
+                )
                 return redirect(run)
         except services.ImportRefused as exc:
             if staged:
                 services.upload_discard(name=staged)
             form.add_error(None, str(exc))
         else:
-            token = signing.dumps({"staged": staged, "filename": uploaded.name, "source": source.code,
-                                   "dry_run": data["dry_run"]}, salt=TOKEN_SALT)
+            token = signing.dumps(
+                {"staged": staged, "filename": uploaded.name, "source": source.code, "dry_run": data["dry_run"]},
+                salt=TOKEN_SALT,
+            )
             return redirect("imports:mapping", token=token)
     return render(request, "imports/upload.html", {"form": form})
 
@@ -75,10 +87,16 @@ def mapping(request: HttpRequest, token: str) -> HttpResponse:
     source, _created = source_get_or_create(code=state["source"])
     params = request.POST if request.method == "POST" else request.GET
     sheet = params.get("sheet") or None
-    header_row = int(params["header_row"]) - 1 if params.get("header_row", "").isdigit() and int(params["header_row"]) > 0 else None
+    header_row = (
+        int(params["header_row"]) - 1
+        if params.get("header_row", "").isdigit() and int(params["header_row"]) > 0
+        else None
+    )
     error = ""
     try:
-        layout = services.upload_inspect(name=state["staged"], filename=state["filename"], sheet=sheet, header_row=header_row)
+        layout = services.upload_inspect(
+            name=state["staged"], filename=state["filename"], sheet=sheet, header_row=header_row
+        )
     except services.ImportRefused as exc:
         messages.error(request, str(exc))
         return redirect("imports:upload")
@@ -95,11 +113,23 @@ def mapping(request: HttpRequest, token: str) -> HttpResponse:
             name = request.POST.get("template_name", "").strip()
             if name:
                 plan.template = services.mapping_template_save(
-                    source=source, name=name[:100], headers=headers, mapping=plan.mapping,
-                    key_columns=plan.key_columns, dayfirst=plan.dayfirst, user=request.user)
-            run = services.import_run_create(source=source, staged_name=state["staged"], filename=state["filename"],
-                                             layout=layout, plan=plan, user=request.user,
-                                             dry_run=bool(request.POST.get("dry_run")))
+                    source=source,
+                    name=name[:100],
+                    headers=headers,
+                    mapping=plan.mapping,
+                    key_columns=plan.key_columns,
+                    dayfirst=plan.dayfirst,
+                    user=request.user,
+                )
+            run = services.import_run_create(
+                source=source,
+                staged_name=state["staged"],
+                filename=state["filename"],
+                layout=layout,
+                plan=plan,
+                user=request.user,
+                dry_run=bool(request.POST.get("dry_run")),
+            )
         except services.ImportRefused as exc:
             error = str(exc)
         else:
@@ -111,14 +141,30 @@ def mapping(request: HttpRequest, token: str) -> HttpResponse:
     column_fields = dict(suggestion.mapping)
     shown = [reports.present_error_row(request.user, row, column_fields) for row in samples]
     columns = [
-        {"index": i, "header": h, "field": suggestion.mapping.get(h, ""), "score": suggestion.scores.get(h),
-         "is_key": h in suggestion.key_columns, "samples": [row.get(h, "") for row in shown]}
+        {
+            "index": i,
+            "header": h,
+            "field": suggestion.mapping.get(h, ""),
+            "score": suggestion.scores.get(h),
+            "is_key": h in suggestion.key_columns,
+            "samples": [row.get(h, "") for row in shown],
+        }
         for i, h in enumerate(headers)
     ]
-    return render(request, "imports/mapping.html", {
-        "columns": columns, "fields": fields, "layout": layout, "source": source, "state": state, "error": error,
-        "dayfirst": suggestion.dayfirst, "header_row": layout.header_row + 1,
-    })
+    return render(
+        request,
+        "imports/mapping.html",
+        {
+            "columns": columns,
+            "fields": fields,
+            "layout": layout,
+            "source": source,
+            "state": state,
+            "error": error,
+            "dayfirst": suggestion.dayfirst,
+            "header_row": layout.header_row + 1,
+        },
+    )
 
 
 def _presented_samples(run, user) -> dict:  # noqa: ANN001
@@ -126,11 +172,19 @@ def _presented_samples(run, user) -> dict:  # noqa: ANN001
     policy = policy_for(user)
     label = {name: f.label for name, f in policy.fields.items()}
     return {
-        "created": [dict(s, values={label.get(k, k): v for k, v in present_values(user, s.get("values", {})).items()})
-                    for s in samples.get("created", [])],
+        "created": [
+            dict(s, values={label.get(k, k): v for k, v in present_values(user, s.get("values", {})).items()})
+            for s in samples.get("created", [])
+        ],
         "updated": [
-            dict(s, diff=[(label.get(k, k), present_values(user, s["before"]).get(k), present_values(user, s["after"]).get(k))
-                          for k in s.get("before", {}) if k in present_values(user, s["after"])])
+            dict(
+                s,
+                diff=[
+                    (label.get(k, k), present_values(user, s["before"]).get(k), present_values(user, s["after"]).get(k))
+                    for k in s.get("before", {})
+                    if k in present_values(user, s["after"])
+                ],
+            )
             for s in samples.get("updated", [])
         ],
         "unchanged": samples.get("unchanged", []),
@@ -186,8 +240,11 @@ def run_report(request: HttpRequest, pk: int) -> HttpResponse:
     _require_importer(request)
     run = selectors.import_run_get(user=request.user, pk=pk)
     if request.GET.get("format") == "xlsx":
-        body, ctype, ext = reports.error_report_xlsx(run, request.user), \
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx"
+        body, ctype, ext = (
+            reports.error_report_xlsx(run, request.user),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "xlsx",
+        )
     else:
         body, ctype, ext = reports.error_report_csv(run, request.user), "text/csv; charset=utf-8", "csv"
     response = HttpResponse(body, content_type=ctype)

@@ -8,6 +8,7 @@ change log. ``PortableWriter`` (SQLite and anything else) uses bulk_create/bulk_
 batches and writes the historical rows as objects. Neither sends per-object signals. Both
 also store the rows of the run's error report (``store_issues``: COPY on PostgreSQL).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,10 @@ IssueRow = tuple[int, str, str, dict[str, Any], dict[str, str]]  # row number, k
 class PortableWriter:
     def store_issues(self, run_id: int, issues: list[IssueRow]) -> None:
         ImportRunIssue.objects.bulk_create(
-            [ImportRunIssue(run_id=run_id, row_number=n, kind=kind, source_key=key, raw=raw, reasons=reasons)
-             for n, kind, key, raw, reasons in issues],
+            [
+                ImportRunIssue(run_id=run_id, row_number=n, kind=kind, source_key=key, raw=raw, reasons=reasons)
+                for n, kind, key, raw, reasons in issues
+            ],
             batch_size=1000,
         )
 
@@ -83,28 +86,50 @@ class PortableWriter:
         return [obj.pk for obj in objs]
 
     def write(
-        self, *, run_id: int, source_id: int, new: list[tuple[PreparedRow, Link]],
-        changed: list[tuple[PreparedRow, Existing]], unchanged: list[int], ctx: ChangeContext, now: datetime,
+        self,
+        *,
+        run_id: int,
+        source_id: int,
+        new: list[tuple[PreparedRow, Link]],
+        changed: list[tuple[PreparedRow, Existing]],
+        unchanged: list[int],
+        ctx: ChangeContext,
+        now: datetime,
     ) -> None:
         customers = getattr(self, "_pending_customer_history", [])
         if customers:
-            Customer.history.model.objects.bulk_create(history_objects(Customer, customers, "+", ctx, now), batch_size=BATCH)
+            Customer.history.model.objects.bulk_create(
+                history_objects(Customer, customers, "+", ctx, now), batch_size=BATCH
+            )
             self._pending_customer_history = []
         if new:
             objs = [
                 SourceRecord(
-                    source_id=source_id, source_key=row.key, customer_id=link.customer_id, raw=row.sealed_raw,
-                    normalized=row.sealed_normalized, flags=row.flags, record_hash=row.record_hash,
-                    first_seen_at=now, last_seen_at=now, updated_at=now,
+                    source_id=source_id,
+                    source_key=row.key,
+                    customer_id=link.customer_id,
+                    raw=row.sealed_raw,
+                    normalized=row.sealed_normalized,
+                    flags=row.flags,
+                    record_hash=row.record_hash,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                    updated_at=now,
                 )
                 for row, link in new
             ]
             SourceRecord.objects.bulk_create(objs, batch_size=BATCH)
-            SourceRecord.history.model.objects.bulk_create(history_objects(SourceRecord, objs, "+", ctx, now), batch_size=BATCH)
+            SourceRecord.history.model.objects.bulk_create(
+                history_objects(SourceRecord, objs, "+", ctx, now), batch_size=BATCH
+            )
             ImportRunChange.objects.bulk_create(
                 [
-                    ImportRunChange(run_id=run_id, action=ChangeAction.CREATED, source_record_id=obj.pk,
-                                    customer_id=link.customer_id if link.created else None)
+                    ImportRunChange(
+                        run_id=run_id,
+                        action=ChangeAction.CREATED,
+                        source_record_id=obj.pk,
+                        customer_id=link.customer_id if link.created else None,
+                    )
                     for obj, (_row, link) in zip(objs, new, strict=True)
                 ],
                 batch_size=BATCH,
@@ -114,11 +139,19 @@ class PortableWriter:
             log, objs = [], []
             for row, existing in changed:
                 obj = records[existing.pk]
-                log.append(ImportRunChange(
-                    run_id=run_id, action=ChangeAction.UPDATED, source_record_id=obj.pk,
-                    before={"raw": obj.raw, "normalized": obj.normalized, "flags": obj.flags,
-                            "record_hash": obj.record_hash},
-                ))
+                log.append(
+                    ImportRunChange(
+                        run_id=run_id,
+                        action=ChangeAction.UPDATED,
+                        source_record_id=obj.pk,
+                        before={
+                            "raw": obj.raw,
+                            "normalized": obj.normalized,
+                            "flags": obj.flags,
+                            "record_hash": obj.record_hash,
+                        },
+                    )
+                )
                 obj.raw, obj.normalized, obj.flags = row.sealed_raw, row.sealed_normalized, row.flags
                 obj.record_hash, obj.last_seen_at, obj.updated_at = row.record_hash, now, now
                 objs.append(obj)
@@ -126,7 +159,9 @@ class PortableWriter:
             SourceRecord.objects.bulk_update(
                 objs, ["raw", "normalized", "flags", "record_hash", "last_seen_at", "updated_at"], batch_size=BATCH
             )
-            SourceRecord.history.model.objects.bulk_create(history_objects(SourceRecord, objs, "~", ctx, now), batch_size=BATCH)
+            SourceRecord.history.model.objects.bulk_create(
+                history_objects(SourceRecord, objs, "~", ctx, now), batch_size=BATCH
+            )
         for i in range(0, len(unchanged), BATCH):
             SourceRecord.objects.filter(pk__in=unchanged[i : i + BATCH]).update(last_seen_at=now)
 
@@ -200,9 +235,12 @@ class PostgresWriter:
     def store_issues(self, run_id: int, issues: list[IssueRow]) -> None:
         if not issues:
             return
-        with connection.cursor() as cursor, cursor.copy(
-            f"COPY {ImportRunIssue._meta.db_table} (run_id, row_number, kind, source_key, raw, reasons) FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(
+                f"COPY {ImportRunIssue._meta.db_table} (run_id, row_number, kind, source_key, raw, reasons) FROM STDIN"
+            ) as copy,
+        ):
             for n, kind, key, raw, reasons in issues:
                 copy.write_row((run_id, n, kind, key, _dumps(raw), _dumps(reasons)))
 
@@ -225,9 +263,7 @@ class PostgresWriter:
         if not n:
             return []
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n]
-            )
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
             return [r[0] for r in cursor.fetchall()]
 
     def create_customers(self, rows: list[dict[str, Any]]) -> list[int]:
@@ -237,20 +273,32 @@ class PostgresWriter:
         now = timezone.now()
         plan = self._customer_copy
         columns = ", ".join(["id", *plan.columns])
-        with connection.cursor() as cursor, cursor.copy(f"COPY {Customer._meta.db_table} ({columns}) FROM STDIN") as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY {Customer._meta.db_table} ({columns}) FROM STDIN") as copy,
+        ):
             for values in plan.rows(ids, rows, now):
                 copy.write_row(values)
         self._new_customer_ids = ids
         return ids
 
     def write(
-        self, *, run_id: int, source_id: int, new: list[tuple[PreparedRow, Link]],
-        changed: list[tuple[PreparedRow, Existing]], unchanged: list[int], ctx: ChangeContext, now: datetime,
+        self,
+        *,
+        run_id: int,
+        source_id: int,
+        new: list[tuple[PreparedRow, Link]],
+        changed: list[tuple[PreparedRow, Existing]],
+        unchanged: list[int],
+        ctx: ChangeContext,
+        now: datetime,
     ) -> None:
         with connection.cursor() as cursor:
             if self._new_customer_ids:
                 cursor.execute(
-                    history_insert_sql(Customer, from_sql=f"FROM {Customer._meta.db_table} t WHERE t.id = ANY(%(ids)s)"),
+                    history_insert_sql(
+                        Customer, from_sql=f"FROM {Customer._meta.db_table} t WHERE t.id = ANY(%(ids)s)"
+                    ),
                     history_params(ctx, now, history_type="+", ids=self._new_customer_ids),
                 )
                 self._new_customer_ids = []
@@ -259,13 +307,33 @@ class PostgresWriter:
                 cursor.execute(STAGE_DDL)
                 with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
                     for pk, (row, link) in zip(new_ids, new, strict=True):
-                        copy.write_row([pk, True, link.customer_id, link.created, row.key, _dumps(row.sealed_raw),
-                                        _dumps(row.sealed_normalized), _dumps(row.flags) if row.flags else "{}",
-                                        row.record_hash])
+                        copy.write_row(
+                            [
+                                pk,
+                                True,
+                                link.customer_id,
+                                link.created,
+                                row.key,
+                                _dumps(row.sealed_raw),
+                                _dumps(row.sealed_normalized),
+                                _dumps(row.flags) if row.flags else "{}",
+                                row.record_hash,
+                            ]
+                        )
                     for row, existing in changed:
-                        copy.write_row([existing.pk, False, existing.customer_id, False, row.key, _dumps(row.sealed_raw),
-                                        _dumps(row.sealed_normalized), _dumps(row.flags) if row.flags else "{}",
-                                        row.record_hash])
+                        copy.write_row(
+                            [
+                                existing.pk,
+                                False,
+                                existing.customer_id,
+                                False,
+                                row.key,
+                                _dumps(row.sealed_raw),
+                                _dumps(row.sealed_normalized),
+                                _dumps(row.flags) if row.flags else "{}",
+                                row.record_hash,
+                            ]
+                        )
                 params = {"run": run_id, "source": source_id, "now": now}
                 # The values before, for rollback; then one upsert for new and changed records.
                 cursor.execute(
@@ -301,9 +369,7 @@ class PostgresWriter:
                 )
                 cursor.execute("TRUNCATE imports_stage")
             if unchanged:
-                cursor.execute(
-                    "UPDATE crmhub_sourcerecord SET last_seen_at = %s WHERE id = ANY(%s)", [now, unchanged]
-                )
+                cursor.execute("UPDATE crmhub_sourcerecord SET last_seen_at = %s WHERE id = ANY(%s)", [now, unchanged])
 
 
 def writer_for_connection() -> PortableWriter | PostgresWriter:

@@ -2,14 +2,20 @@
 
 Usage: python scripts/screenshot.py http://127.0.0.1:8000 docs/screenshot.png  (with `make run` going)
 """
+
 from __future__ import annotations
 
 import sys
 
 from playwright.sync_api import sync_playwright
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def main(base: str, out: str) -> None:

@@ -1,4 +1,5 @@
 """Shared fixtures: personas (one user per role) and a real Celery worker process."""
+
 from __future__ import annotations
 
 import os
@@ -102,9 +103,25 @@ def celery_worker(django_db_setup, django_db_blocker):  # noqa: ANN001, ANN201
     log = open(log_path, "wb")  # noqa: SIM115 - kept open for the worker's lifetime
     hostname = f"test-worker-{os.getpid()}@%h"
     process = subprocess.Popen(
-        [*celery, "worker", "-l", "info", "-Q", queue, "--concurrency", "2", "-n", hostname, "--without-mingle",
-         "--without-gossip"],
-        env=_worker_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            *celery,
+            "worker",
+            "-l",
+            "info",
+            "-Q",
+            queue,
+            "--concurrency",
+            "2",
+            "-n",
+            hostname,
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=_worker_env(),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     with django_db_blocker.unblock():

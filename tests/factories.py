@@ -1,4 +1,5 @@
 """factory_boy factories of the core domain."""
+
 from __future__ import annotations
 
 import factory

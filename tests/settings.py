@@ -1,4 +1,5 @@
 """Settings for the test suite: crmhub's own, in the test environment."""
+
 import os
 
 os.environ.setdefault("CRMHUB_ENV", "test")

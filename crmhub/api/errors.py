@@ -1,4 +1,5 @@
 """JSON errors a person can act on: ``{"error": code, "message": text, "details": ...}``."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """Serializers of the core API. Customer values go through accounts.policy: hidden fields
 are absent and masked ones masked, for every caller, by role."""
+
 from __future__ import annotations
 
 from django.urls import reverse
@@ -33,8 +34,18 @@ class SourceRecordSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SourceRecord
-        fields = ["id", "source", "source_key", "customer", "normalized", "raw", "flags", "first_seen_at",
-                  "last_seen_at", "source_updated_at"]
+        fields = [
+            "id",
+            "source",
+            "source_key",
+            "customer",
+            "normalized",
+            "raw",
+            "flags",
+            "first_seen_at",
+            "last_seen_at",
+            "source_updated_at",
+        ]
 
 
 class InteractionSerializer(serializers.ModelSerializer):
@@ -42,8 +53,18 @@ class InteractionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Interaction
-        fields = ["id", "kind", "source", "external_id", "occurred_at", "title", "status", "amount", "currency",
-                  "details"]
+        fields = [
+            "id",
+            "kind",
+            "source",
+            "external_id",
+            "occurred_at",
+            "title",
+            "status",
+            "amount",
+            "currency",
+            "details",
+        ]
 
 
 class CustomerSerializer(serializers.Serializer):
@@ -101,8 +122,17 @@ class ChangeEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ChangeEvent
-        fields = ["cursor", "event_id", "event_type", "customer", "changed_fields", "data", "related", "channel",
-                  "occurred_at"]
+        fields = [
+            "cursor",
+            "event_id",
+            "event_type",
+            "customer",
+            "changed_fields",
+            "data",
+            "related",
+            "channel",
+            "occurred_at",
+        ]
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_data(self, event: ChangeEvent) -> dict:

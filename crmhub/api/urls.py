@@ -1,4 +1,5 @@
 """/api/v1/: the core routes, then each app's."""
+
 from __future__ import annotations
 
 from django.urls import include, path

@@ -1,4 +1,5 @@
 """Core API views: thin, reading through selectors and presenting through the policy."""
+
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
@@ -39,11 +40,16 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"ordering": [str(exc)]}) from exc
         return selectors.customer_search(user=self.request.user, q=q).order_by(*ordering)
 
-    @extend_schema(parameters=[
-        OpenApiParameter("q", OpenApiTypes.STR, description="Search text"),
-        OpenApiParameter("ordering", OpenApiTypes.STR, description="Comma-separated fields, '-' for descending; "
-                         "only id and fields you can see in full"),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", OpenApiTypes.STR, description="Search text"),
+            OpenApiParameter(
+                "ordering",
+                OpenApiTypes.STR,
+                description="Comma-separated fields, '-' for descending; only id and fields you can see in full",
+            ),
+        ]
+    )
     def list(self, request, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
         return super().list(request, *args, **kwargs)
 
@@ -91,7 +97,6 @@ def _int_or_404(value) -> int:  # noqa: ANN001
         return int(value)
     except (TypeError, ValueError) as exc:
         raise Http404("No such customer") from exc
-
 
 
 class ChangeFeedView(APIView):

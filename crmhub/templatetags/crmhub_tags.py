@@ -1,4 +1,5 @@
 """Display helpers for customer values (already filtered and masked by accounts.policy)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

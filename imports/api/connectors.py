@@ -8,6 +8,7 @@ rejected, 422 when none was stored; ``records`` gives each record's status. A re
 ``POST /api/v1/sources/{code}/webhook/`` takes the same body signed with the source's
 webhook secret.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,9 @@ def _json_body(request: Request) -> tuple[bytes, Any]:
     except UnicodeDecodeError:
         raise exceptions.ParseError("The body must be JSON in UTF-8.") from None
     except json.JSONDecodeError as exc:
-        raise exceptions.ParseError(f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-                                    ) from None
+        raise exceptions.ParseError(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
 
 
 def _answer(result: push.PushResult) -> Response:
@@ -92,8 +94,12 @@ class PushView(APIView):
             raise exceptions.PermissionDenied(f"This client may not push to source {code}.")
         _body, payload = _json_body(request)
         try:
-            result = push.push_records(source=source, user=request.user, payload=payload,
-                                       idempotency_key=request.headers.get("Idempotency-Key", ""))
+            result = push.push_records(
+                source=source,
+                user=request.user,
+                payload=payload,
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+            )
         except push.PushRefused as exc:
             raise _refused(str(exc), exc.status) from exc
         return _answer(result)
@@ -111,7 +117,9 @@ class WebhookView(APIView):
         body, payload = _json_body(request)
         try:
             result = push.webhook_receive(
-                source=source, body=body, payload=payload,
+                source=source,
+                body=body,
+                payload=payload,
                 signature=request.headers.get(push.SIGNATURE_HEADER, ""),
                 timestamp=request.headers.get(push.TIMESTAMP_HEADER, ""),
             )
@@ -129,11 +137,38 @@ class ConnectorSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Connector
-        fields = ["id", "name", "source", "kind", "config", "secret", "credentials", "mapping", "max_failures",
-                  "is_enabled", "paused_reason", "consecutive_failures", "last_success_at", "last_error_at",
-                  "last_error", "last_rows", "last_run", "lag_seconds", "cursor"]
-        read_only_fields = ["is_enabled", "paused_reason", "consecutive_failures", "last_success_at", "last_error_at",
-                            "last_error", "last_rows", "last_run", "cursor"]
+        fields = [
+            "id",
+            "name",
+            "source",
+            "kind",
+            "config",
+            "secret",
+            "credentials",
+            "mapping",
+            "max_failures",
+            "is_enabled",
+            "paused_reason",
+            "consecutive_failures",
+            "last_success_at",
+            "last_error_at",
+            "last_error",
+            "last_rows",
+            "last_run",
+            "lag_seconds",
+            "cursor",
+        ]
+        read_only_fields = [
+            "is_enabled",
+            "paused_reason",
+            "consecutive_failures",
+            "last_success_at",
+            "last_error_at",
+            "last_error",
+            "last_rows",
+            "last_run",
+            "cursor",
+        ]
 
     def get_credentials(self, connector: Connector) -> str:
         return services.connector_masked_secret(connector)
@@ -161,8 +196,13 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         data = form.validated_data
         try:
             connector = services.connector_create(
-                source=data["source"], name=data["name"], kind=data["kind"], config=data.get("config") or {},
-                secret=data["secret"], mapping=data.get("mapping") or {}, max_failures=data.get("max_failures", 3),
+                source=data["source"],
+                name=data["name"],
+                kind=data["kind"],
+                config=data.get("config") or {},
+                secret=data["secret"],
+                mapping=data.get("mapping") or {},
+                max_failures=data.get("max_failures", 3),
                 user=request.user,
             )
         except services.ConnectorRefused as exc:

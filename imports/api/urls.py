@@ -1,4 +1,5 @@
 """API routes of the imports app, mounted under /api/v1/."""
+
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path

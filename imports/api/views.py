@@ -1,4 +1,5 @@
 """Import runs over the API: upload a file, follow a run, cancel, commit a dry run, roll back."""
+
 from __future__ import annotations
 
 import os
@@ -55,11 +56,23 @@ class ImportRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             staged = services.upload_stage(fileobj=upload, filename=upload.name)
             layout = services.upload_inspect(name=staged, filename=upload.name, sheet=data["sheet"] or None)
             keys = [k.strip() for k in data["key"].split(",") if k.strip()]
-            plan = services.plan_resolve(source=source, layout=layout, template_name=data["template"],
-                                         auto_map=not data["template"], key_columns=keys)
+            plan = services.plan_resolve(
+                source=source,
+                layout=layout,
+                template_name=data["template"],
+                auto_map=not data["template"],
+                key_columns=keys,
+            )
             plan.dayfirst = plan.dayfirst or data["dayfirst"]
-            run = services.import_run_create(source=source, staged_name=staged, filename=upload.name, layout=layout,
-                                             plan=plan, user=request.user, dry_run=data["dry_run"])
+            run = services.import_run_create(
+                source=source,
+                staged_name=staged,
+                filename=upload.name,
+                layout=layout,
+                plan=plan,
+                user=request.user,
+                dry_run=data["dry_run"],
+            )
         except services.ImportRefused as exc:
             if staged:
                 services.upload_discard(name=staged)

@@ -1,4 +1,5 @@
 """Chinese addresses: normalised text, split into province / city / district where possible."""
+
 from __future__ import annotations
 
 import re
@@ -10,10 +11,36 @@ from imports.cleaning.base import Cleaned, blank, collapse_spaces, to_halfwidth
 MUNICIPALITIES = ("北京市", "天津市", "上海市", "重庆市")
 PROVINCES = (
     *MUNICIPALITIES,
-    "河北省", "山西省", "辽宁省", "吉林省", "黑龙江省", "江苏省", "浙江省", "安徽省", "福建省", "江西省", "山东省",
-    "河南省", "湖北省", "湖南省", "广东省", "海南省", "四川省", "贵州省", "云南省", "陕西省", "甘肃省", "青海省",
-    "台湾省", "内蒙古自治区", "广西壮族自治区", "西藏自治区", "宁夏回族自治区", "新疆维吾尔自治区",
-    "香港特别行政区", "澳门特别行政区",
+    "河北省",
+    "山西省",
+    "辽宁省",
+    "吉林省",
+    "黑龙江省",
+    "江苏省",
+    "浙江省",
+    "安徽省",
+    "福建省",
+    "江西省",
+    "山东省",
+    "河南省",
+    "湖北省",
+    "湖南省",
+    "广东省",
+    "海南省",
+    "四川省",
+    "贵州省",
+    "云南省",
+    "陕西省",
+    "甘肃省",
+    "青海省",
+    "台湾省",
+    "内蒙古自治区",
+    "广西壮族自治区",
+    "西藏自治区",
+    "宁夏回族自治区",
+    "新疆维吾尔自治区",
+    "香港特别行政区",
+    "澳门特别行政区",
 )
 
 
@@ -53,14 +80,14 @@ def split_address(address: str) -> AddressParts:
     province = city = district = ""
     for form, full in _PROVINCE_FORMS:
         if rest.startswith(form):
-            province, rest = full, rest[len(form):]
+            province, rest = full, rest[len(form) :]
             break
     if province in MUNICIPALITIES:
         city = province
         if rest.startswith("市辖区"):
             rest = rest[3:]
     elif m := _CITY.match(rest):
-        city, rest = m[1], rest[len(m[1]):]
+        city, rest = m[1], rest[len(m[1]) :]
     if (province or city) and (m := _DISTRICT.match(rest)):
-        district, rest = m[1], rest[len(m[1]):]
+        district, rest = m[1], rest[len(m[1]) :]
     return AddressParts(province, city, district, rest)

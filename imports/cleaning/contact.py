@@ -1,4 +1,5 @@
 """Mobile, phone and email."""
+
 from __future__ import annotations
 
 import re
@@ -24,9 +25,26 @@ _EMAIL = re.compile(
 # Mail domains common in China and abroad; a domain one or two edits away from one of
 # these is flagged as a likely typo (never silently corrected).
 COMMON_EMAIL_DOMAINS = (
-    "qq.com", "163.com", "126.com", "139.com", "sina.com", "sina.cn", "sohu.com", "foxmail.com", "aliyun.com",
-    "yeah.net", "vip.qq.com", "vip.163.com", "gmail.com", "hotmail.com", "outlook.com", "live.com", "yahoo.com",
-    "icloud.com", "me.com", "msn.com",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "139.com",
+    "sina.com",
+    "sina.cn",
+    "sohu.com",
+    "foxmail.com",
+    "aliyun.com",
+    "yeah.net",
+    "vip.qq.com",
+    "vip.163.com",
+    "gmail.com",
+    "hotmail.com",
+    "outlook.com",
+    "live.com",
+    "yahoo.com",
+    "icloud.com",
+    "me.com",
+    "msn.com",
 )
 _TLD_TYPOS = {"con", "cmo", "ocm", "comm", "om", "cm", "co m", "nte", "ent"}
 
@@ -42,7 +60,8 @@ def _parse_phone(compact: str, region: str, mobile_only: bool) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     if mobile_only and phonenumbers.number_type(number) not in (
-        phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
     ):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,5 +1,6 @@
 """Dates in the forms spreadsheets hold them: 2024/1/5, 2024年1月5日, 05-01-2024 (day first
 when the template says so), 20240105, ISO date-times and Excel serial numbers."""
+
 from __future__ import annotations
 
 import re

@@ -5,10 +5,12 @@ of normalized values and flags come out. Mobiles take a vectorised regex fast pa
 common mainland shapes; every other value is cleaned once per distinct value by the scalar
 functions (columns repeat a lot: dates, genders, cities, names).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -81,11 +83,13 @@ def clean_columns(
     values: dict[str, list] = {}
     flags: dict[str, list] = {}
     for header, field in mapping.items():
-        values[field], flags[field] = clean_series(frame[header], field, field_types.get(field, "text"), dayfirst=dayfirst)
+        values[field], flags[field] = clean_series(
+            frame[header], field, field_types.get(field, "text"), dayfirst=dayfirst
+        )
     n = len(frame)
     if "full_name" in values and "family_name" not in values and "given_name" not in values:
         parts = {name: split_name(name) for name in set(values["full_name"])}
-        split = [parts[name] if not flag else ("", "") for name, flag in zip(values["full_name"], flags["full_name"])]
+        split = [parts[name] if not flag else ("", "") for name, flag in zip(values["full_name"], flags["full_name"], strict=False)]
         values["family_name"] = [p[0] for p in split]
         values["given_name"] = [p[1] for p in split]
         flags["family_name"] = flags["given_name"] = [""] * n

@@ -1,4 +1,5 @@
 """Gender codes: 男/女, M/F, male/female, 先生/女士, 1/0 (and GB/T 2261's 1/2)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Identity documents: the mainland resident ID (GB 11643) through python-stdnum."""
+
 from __future__ import annotations
 
 import unicodedata

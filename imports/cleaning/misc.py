@@ -1,4 +1,5 @@
 """Postcodes, yes/no flags, tags, countries and numbers."""
+
 from __future__ import annotations
 
 import re
@@ -12,11 +13,38 @@ _TRUE = {"1", "y", "yes", "true", "t", "是", "同意", "允许", "接受", "√
 _FALSE = {"0", "n", "no", "false", "f", "否", "不同意", "拒绝", "不允许", "×", "✗", "off"}
 _TAG_SPLIT = re.compile(r"[,;，；、|/]+")
 _COUNTRIES = {
-    "中国": "CN", "中华人民共和国": "CN", "china": "CN", "prc": "CN", "中国大陆": "CN", "香港": "HK", "hong kong": "HK",
-    "澳门": "MO", "macau": "MO", "macao": "MO", "台湾": "TW", "taiwan": "TW", "美国": "US", "usa": "US",
-    "united states": "US", "英国": "GB", "uk": "GB", "united kingdom": "GB", "日本": "JP", "japan": "JP",
-    "新加坡": "SG", "singapore": "SG", "韩国": "KR", "korea": "KR", "德国": "DE", "germany": "DE",
-    "法国": "FR", "france": "FR", "加拿大": "CA", "canada": "CA", "澳大利亚": "AU", "australia": "AU",
+    "中国": "CN",
+    "中华人民共和国": "CN",
+    "china": "CN",
+    "prc": "CN",
+    "中国大陆": "CN",
+    "香港": "HK",
+    "hong kong": "HK",
+    "澳门": "MO",
+    "macau": "MO",
+    "macao": "MO",
+    "台湾": "TW",
+    "taiwan": "TW",
+    "美国": "US",
+    "usa": "US",
+    "united states": "US",
+    "英国": "GB",
+    "uk": "GB",
+    "united kingdom": "GB",
+    "日本": "JP",
+    "japan": "JP",
+    "新加坡": "SG",
+    "singapore": "SG",
+    "韩国": "KR",
+    "korea": "KR",
+    "德国": "DE",
+    "germany": "DE",
+    "法国": "FR",
+    "france": "FR",
+    "加拿大": "CA",
+    "canada": "CA",
+    "澳大利亚": "AU",
+    "australia": "AU",
 }
 
 

@@ -1,4 +1,5 @@
 """Person names: Chinese and Western, traditional/simplified folding, splitting and a pinyin key."""
+
 from __future__ import annotations
 
 import re

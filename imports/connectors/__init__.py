@@ -4,6 +4,7 @@ Every connector hands the import pipeline pages of rows (``base.ConnectorChunkSo
 a sync goes through the same mapping, cleaning, upsert, history, outbox, error report and
 rollback as a file import.
 """
+
 from __future__ import annotations
 
 # Importing the kinds registers them.

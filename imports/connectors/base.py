@@ -1,4 +1,5 @@
 """The base class of pull connectors, their registry, and the chunk source the pipeline reads."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -151,8 +152,11 @@ class ConnectorChunkSource:
     def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]:
         for page in self.connector.pages(chunk_rows):
             self.pending = page.cursor
-            frame = pd.DataFrame(page.rows, columns=page.columns, dtype=object) if page.rows else pd.DataFrame(
-                columns=page.columns, dtype=object)
+            frame = (
+                pd.DataFrame(page.rows, columns=page.columns, dtype=object)
+                if page.rows
+                else pd.DataFrame(columns=page.columns, dtype=object)
+            )
             yield frame.astype(str) if len(frame) else frame
 
     def chunk_committed(self) -> None:

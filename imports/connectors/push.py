@@ -8,6 +8,7 @@ anything else is kept in the raw record. The answer reports each record: created
 updated, unchanged (all stored; ``flags`` lists values stored but flagged) or rejected
 (not stored, ``errors`` says why).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,9 @@ class PushResult:
 
 
 def request_hash(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
 
 
 def records_of(payload: Any) -> list[Any]:
@@ -66,8 +68,11 @@ def records_of(payload: Any) -> list[Any]:
         raise PushRefused(_("The request holds no records."))
     limit = settings.CRMHUB_PUSH_MAX_BATCH
     if len(records) > limit:
-        raise PushRefused(_("The request holds %(n)s records; at most %(limit)s are accepted per request.")
-                          % {"n": len(records), "limit": limit}, status=413)
+        raise PushRefused(
+            _("The request holds %(n)s records; at most %(limit)s are accepted per request.")
+            % {"n": len(records), "limit": limit},
+            status=413,
+        )
     return records
 
 
@@ -108,7 +113,8 @@ class PushPipeline(ImportPipeline):
         for row in rows:
             found = looked_up.get(row.key)
             self.outcomes[row.row_number] = (
-                "created" if found is None else "unchanged" if found.record_hash == row.record_hash else "updated")
+                "created" if found is None else "unchanged" if found.record_hash == row.record_hash else "updated"
+            )
         self.all_issues = issues
 
 
@@ -150,7 +156,9 @@ def _process(*, source: Source, user, records: list[Any], channel_ref: str) -> t
                 errors[str(name)] = _("nested objects are not accepted; send a flat value")
         key_text = cell_text(key).strip() if not errors.get("") else ""
         if key_text and key_text in first_at:
-            errors[""] = _("the key appears again in this request; its first record is %(n)s") % {"n": first_at[key_text]}
+            errors[""] = _("the key appears again in this request; its first record is %(n)s") % {
+                "n": first_at[key_text]
+            }
         elif key_text:
             first_at[key_text] = index
         cells = {str(k): cell_text(v) for k, v in record.items() if not isinstance(v, dict)}
@@ -160,23 +168,37 @@ def _process(*, source: Source, user, records: list[Any], channel_ref: str) -> t
             continue
         accepted.append((index, cells, key_text))
     run = ImportRun(
-        source=source, kind=RunKind.PUSH, status=RunStatus.RUNNING, started_at=timezone.now(),
-        created_by=user if getattr(user, "is_authenticated", False) else None, original_filename=channel_ref[:255],
-        rows_total=len(records), options={"mapping": {}, "key_columns": ["source_key"], "dayfirst": False},
+        source=source,
+        kind=RunKind.PUSH,
+        status=RunStatus.RUNNING,
+        started_at=timezone.now(),
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        original_filename=channel_ref[:255],
+        rows_total=len(records),
+        options={"mapping": {}, "key_columns": ["source_key"], "dayfirst": False},
     )
     columns = list(dict.fromkeys(c for _i, cells, _k in accepted for c in cells))
     run.options["mapping"] = _mapping(source, columns)
     run.save()
     if rejected:
         secret_columns = {c for c, f in run.options["mapping"].items() if f in secret_field_names()}
-        ImportRunIssue.objects.bulk_create([
-            ImportRunIssue(run=run, row_number=index + 1, kind=IssueKind.ERROR, source_key=key[:255],
-                           raw=seal_values(cells, secret_columns), reasons=errors)
-            for index, cells, key, errors in rejected
-        ])
+        ImportRunIssue.objects.bulk_create(
+            [
+                ImportRunIssue(
+                    run=run,
+                    row_number=index + 1,
+                    kind=IssueKind.ERROR,
+                    source_key=key[:255],
+                    raw=seal_values(cells, secret_columns),
+                    reasons=errors,
+                )
+                for index, cells, key, errors in rejected
+            ]
+        )
     if accepted:
-        frame = pd.DataFrame([[cells.get(c, "") for c in columns] for _i, cells, _k in accepted], columns=columns,
-                             dtype=object)
+        frame = pd.DataFrame(
+            [[cells.get(c, "") for c in columns] for _i, cells, _k in accepted], columns=columns, dtype=object
+        )
         pipeline = PushPipeline(run, [k for _i, _c, k in accepted], [i + 1 for i, _c, _k in accepted])
         with change_context(channel=ChangeChannel.API, ref=f"import_run:{run.pk}", user=run.created_by):
             rows, issues = pipeline.prepare(frame, 1)
@@ -192,16 +214,26 @@ def _process(*, source: Source, user, records: list[Any], channel_ref: str) -> t
             if "errors" in entry:
                 results[index] = {"index": index, "source_key": key, "status": "rejected", "errors": entry["errors"]}
             else:
-                results[index] = {"index": index, "source_key": key, "status": pipeline.outcomes.get(position, "rejected")}
+                results[index] = {
+                    "index": index,
+                    "source_key": key,
+                    "status": pipeline.outcomes.get(position, "rejected"),
+                }
                 if "flags" in entry:
                     results[index]["flags"] = entry["flags"]
         rejected_early = len(records) - len(accepted)
-        counts = {"created": tally.created, "updated": tally.updated, "unchanged": tally.unchanged,
-                  "invalid": tally.invalid, "errors": tally.errors + rejected_early}
+        counts = {
+            "created": tally.created,
+            "updated": tally.updated,
+            "unchanged": tally.unchanged,
+            "invalid": tally.invalid,
+            "errors": tally.errors + rejected_early,
+        }
     else:
         counts = {"created": 0, "updated": 0, "unchanged": 0, "invalid": 0, "errors": len(records)}
     ImportRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.COMPLETED, finished_at=timezone.now(), rows_done=len(records), **counts)
+        status=RunStatus.COMPLETED, finished_at=timezone.now(), rows_done=len(records), **counts
+    )
     stored = len(records) - counts["errors"]
     status = 200 if counts["errors"] == 0 else (207 if stored else 422)
     body = {"run": run.pk, "received": len(records), **counts, "records": results}
@@ -222,8 +254,9 @@ def push_records(*, source: Source, user, payload: Any, idempotency_key: str = "
         with transaction.atomic():
             marker = None
             if key:
-                marker = PushRequest.objects.create(source=source, client=user, key=key, request_hash=digest,
-                                                    response_status=0)
+                marker = PushRequest.objects.create(
+                    source=source, client=user, key=key, request_hash=digest, response_status=0
+                )
             status, body, run = _process(source=source, user=user, records=records, channel_ref="push")
             if marker is not None:
                 PushRequest.objects.filter(pk=marker.pk).update(response_status=status, response=body, run=run)
@@ -275,11 +308,14 @@ def webhook_receive(*, source: Source, body: bytes, signature: str, timestamp: s
     try:
         sent_at = int(timestamp)
     except (TypeError, ValueError):
-        raise PushRefused(_("The %(h)s header must hold the Unix time the request was signed at.")
-                          % {"h": TIMESTAMP_HEADER}, status=401) from None
+        raise PushRefused(
+            _("The %(h)s header must hold the Unix time the request was signed at.") % {"h": TIMESTAMP_HEADER},
+            status=401,
+        ) from None
     if abs(time.time() - sent_at) > settings.CRMHUB_WEBHOOK_TOLERANCE_SECONDS:
-        raise PushRefused(_("The request was signed too long ago (or in the future); sign it when sending."),
-                          status=401)
+        raise PushRefused(
+            _("The request was signed too long ago (or in the future); sign it when sending."), status=401
+        )
     expected = webhook_sign(hook.secret, timestamp, body)
     if not signature or not hmac.compare_digest(expected, signature.strip()):
         raise PushRefused(_("The signature does not match the body and timestamp."), status=401)

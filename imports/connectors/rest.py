@@ -7,6 +7,7 @@ of ``cursor_field`` seen is sent as ``since_param`` on the next sync. The saved 
 also names the next page, so a sync stopped midway resumes at the page after the last one
 written, whatever order the endpoint returns records in.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -104,12 +105,17 @@ class RestConnector(Connector):
         if pagination == "cursor" and not config.get("next_path"):
             raise ConnectorError("cursor pagination needs the path of the next-page cursor in the response")
         clean = {
-            "url": url, "pagination": pagination, "key_columns": keys,
+            "url": url,
+            "pagination": pagination,
+            "key_columns": keys,
             "records_path": (config.get("records_path") or "").strip(),
             "auth_header": (config.get("auth_header") or "Authorization").strip(),
-            "page_param": config.get("page_param") or "page", "size_param": config.get("size_param") or "page_size",
-            "page_size": int(config.get("page_size") or 100), "first_page": int(config.get("first_page") or 1),
-            "next_path": (config.get("next_path") or "").strip(), "cursor_param": config.get("cursor_param") or "cursor",
+            "page_param": config.get("page_param") or "page",
+            "size_param": config.get("size_param") or "page_size",
+            "page_size": int(config.get("page_size") or 100),
+            "first_page": int(config.get("first_page") or 1),
+            "next_path": (config.get("next_path") or "").strip(),
+            "cursor_param": config.get("cursor_param") or "cursor",
             "cursor_field": (config.get("cursor_field") or "").strip(),
             "since_param": (config.get("since_param") or "").strip(),
             "connect_timeout": float(config.get("connect_timeout") or 5),
@@ -118,7 +124,9 @@ class RestConnector(Connector):
             "backoff_seconds": float(config.get("backoff_seconds") if config.get("backoff_seconds") is not None else 1),
         }
         if clean["cursor_field"] and not clean["since_param"]:
-            raise ConnectorError("an incremental cursor field needs the query parameter to send it as (e.g. updated_since)")
+            raise ConnectorError(
+                "an incremental cursor field needs the query parameter to send it as (e.g. updated_since)"
+            )
         if not 1 <= clean["page_size"] <= 10_000:
             raise ConnectorError("page size must be between 1 and 10000")
         return clean
@@ -173,9 +181,10 @@ class RestConnector(Connector):
             try:
                 status, headers, body = self._once(url)
             except TimeoutError:
-                raise ConnectorError(f"{shown} did not answer within the timeout "
-                                     f"({self.config['connect_timeout']:g}s connect, {self.config['read_timeout']:g}s read)"
-                                     ) from None
+                raise ConnectorError(
+                    f"{shown} did not answer within the timeout "
+                    f"({self.config['connect_timeout']:g}s connect, {self.config['read_timeout']:g}s read)"
+                ) from None
             except ConnectionRefusedError:
                 problem = "the connection was refused"
                 status, headers, body = 0, {}, b""
@@ -189,7 +198,7 @@ class RestConnector(Connector):
                 wait = retry_after_seconds(headers.get("retry-after"))
             if attempt >= self.config["max_retries"]:
                 raise ConnectorError(f"{shown}: {problem}, {attempt + 1} attempts")
-            backoff = self.config["backoff_seconds"] * (2 ** attempt)
+            backoff = self.config["backoff_seconds"] * (2**attempt)
             time.sleep(min(MAX_RETRY_AFTER, max(backoff, wait or 0.0)))
             attempt += 1
         if status in (401, 403):

@@ -1,6 +1,7 @@
 """Write operations on connectors: create and edit, test the connection, request and execute
 a sync (an ImportRun of kind connector through the import pipeline), schedules, pausing
 after repeated failures, and the alert raised then."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ def user_may_manage_connectors(user) -> bool:  # noqa: ANN001
 def connector_kind(connector: Connector) -> ConnectorKind:
     """The connector's kind object, with its decrypted credentials and saved cursor."""
     try:
-        return connector_class(connector.kind)(config=connector.config, secret=connector.secret,
-                                               cursor=connector.cursor)
+        return connector_class(connector.kind)(
+            config=connector.config, secret=connector.secret, cursor=connector.cursor
+        )
     except ConnectorError as exc:
         raise ConnectorRefused(str(exc)) from exc
 
@@ -70,16 +72,25 @@ def _validate_mapping(mapping: dict[str, str]) -> dict[str, str]:
     seen: dict[str, str] = {}
     for column, name in clean.items():
         if name in seen:
-            raise ConnectorRefused(_("Columns %(a)s and %(b)s are both mapped to %(field)s; map one of them only.")
-                                   % {"a": seen[name], "b": column, "field": name})
+            raise ConnectorRefused(
+                _("Columns %(a)s and %(b)s are both mapped to %(field)s; map one of them only.")
+                % {"a": seen[name], "b": column, "field": name}
+            )
         seen[name] = column
     return clean
 
 
 @transaction.atomic
 def connector_create(
-    *, source: Source, name: str, kind: str, config: dict[str, Any], secret: str,
-    mapping: dict[str, str] | None = None, max_failures: int = 3, user=None,  # noqa: ANN001
+    *,
+    source: Source,
+    name: str,
+    kind: str,
+    config: dict[str, Any],
+    secret: str,
+    mapping: dict[str, str] | None = None,
+    max_failures: int = 3,
+    user=None,  # noqa: ANN001
 ) -> Connector:
     try:
         clean = connector_class(kind).clean_config(config, secret)
@@ -88,8 +99,14 @@ def connector_create(
     if Connector.objects.filter(name=name).exists():
         raise ConnectorRefused(_("A connector named %(name)s exists already.") % {"name": name})
     connector = Connector(
-        source=source, name=name, kind=kind, config=clean, secret=secret, mapping=_validate_mapping(mapping or {}),
-        max_failures=max_failures, created_by=user if getattr(user, "is_authenticated", False) else None,
+        source=source,
+        name=name,
+        kind=kind,
+        config=clean,
+        secret=secret,
+        mapping=_validate_mapping(mapping or {}),
+        max_failures=max_failures,
+        created_by=user if getattr(user, "is_authenticated", False) else None,
     )
     connector.full_clean()
     connector.save()
@@ -98,8 +115,13 @@ def connector_create(
 
 @transaction.atomic
 def connector_update(
-    *, connector: Connector, config: dict[str, Any] | None = None, secret: str | None = None,
-    mapping: dict[str, str] | None = None, max_failures: int | None = None, reset_cursor: bool = False,
+    *,
+    connector: Connector,
+    config: dict[str, Any] | None = None,
+    secret: str | None = None,
+    mapping: dict[str, str] | None = None,
+    max_failures: int | None = None,
+    reset_cursor: bool = False,
 ) -> Connector:
     """Change settings; an empty ``secret`` keeps the stored credentials. Changing what is
     read (table, query, cursor or key columns) starts over from the beginning."""
@@ -177,8 +199,9 @@ def suggested_mapping(columns: list[str]) -> dict[str, str]:
 
 
 def _running_runs(connector: Connector):  # noqa: ANN202
-    return ImportRun.objects.filter(kind=RunKind.CONNECTOR, options__connector=connector.pk,
-                                    status__in=[RunStatus.PENDING, RunStatus.RUNNING])
+    return ImportRun.objects.filter(
+        kind=RunKind.CONNECTOR, options__connector=connector.pk, status__in=[RunStatus.PENDING, RunStatus.RUNNING]
+    )
 
 
 @transaction.atomic
@@ -192,17 +215,27 @@ def connector_sync_request(*, connector: Connector, user=None, enqueue: bool = T
         last = run.started_at or run.created_at
         if last < stale_before and run.status == RunStatus.RUNNING:
             ImportRun.objects.filter(pk=run.pk).update(
-                status=RunStatus.FAILED, finished_at=timezone.now(),
-                message=_("The worker running this sync stopped; the next sync resumes after the last page written."))
+                status=RunStatus.FAILED,
+                finished_at=timezone.now(),
+                message=_("The worker running this sync stopped; the next sync resumes after the last page written."),
+            )
         else:
-            raise ConnectorRefused(_("Run #%(id)s of this connector is still %(status)s.")
-                                   % {"id": run.pk, "status": run.get_status_display()})
+            raise ConnectorRefused(
+                _("Run #%(id)s of this connector is still %(status)s.")
+                % {"id": run.pk, "status": run.get_status_display()}
+            )
     run = ImportRun(
-        source=connector.source, kind=RunKind.CONNECTOR, original_filename=connector.name[:255],
+        source=connector.source,
+        kind=RunKind.CONNECTOR,
+        original_filename=connector.name[:255],
         created_by=user if getattr(user, "is_authenticated", False) else None,
-        options={"connector": connector.pk, "mapping": connector.mapping,
-                 "key_columns": list(connector.config.get("key_columns", [])), "dayfirst": False,
-                 "cursor_before": connector.cursor},
+        options={
+            "connector": connector.pk,
+            "mapping": connector.mapping,
+            "key_columns": list(connector.config.get("key_columns", [])),
+            "dayfirst": False,
+            "cursor_before": connector.cursor,
+        },
     )
     run.full_clean(exclude=["file"])
     run.save()
@@ -231,7 +264,8 @@ def connector_run_execute(*, run_id: int) -> ImportRun | None:
     from imports.services import _safe_reason
 
     claimed = ImportRun.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-        status=RunStatus.RUNNING, started_at=timezone.now())
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    )
     if not claimed:
         return None
     run = ImportRun.objects.select_related("created_by").get(pk=run_id)
@@ -245,8 +279,11 @@ def connector_run_execute(*, run_id: int) -> ImportRun | None:
             run.options = {**run.options, "mapping": mapping}
             ImportRun.objects.filter(pk=run.pk).update(options=run.options)
         with change_context(channel=ChangeChannel.CONNECTOR, ref=f"import_run:{run.pk}", user=run.created_by):
-            pipeline = ImportPipeline(run, chunk_rows=int(kind.config.get("page_size") or CHUNK_ROWS),
-                                      chunk_source=ConnectorChunkSource(connector.pk, kind))
+            pipeline = ImportPipeline(
+                run,
+                chunk_rows=int(kind.config.get("page_size") or CHUNK_ROWS),
+                chunk_source=ConnectorChunkSource(connector.pk, kind),
+            )
             finished = pipeline.execute()
         failed = False
         if finished:
@@ -255,11 +292,13 @@ def connector_run_execute(*, run_id: int) -> ImportRun | None:
             status, message = RunStatus.CANCELLED, _("Cancelled; the pages already written stay until rolled back.")
     except (ConnectorError, ConnectorRefused) as exc:
         message = _("The sync stopped: %(reason)s. Pages already written stay; the next sync resumes after them.") % {
-            "reason": str(exc)}
+            "reason": str(exc)
+        }
     except Exception as exc:  # noqa: BLE001 - the run must end in a terminal status whatever happens
         logger.exception("connector run %s failed", run_id)
         message = _("The sync stopped: %(reason)s. Pages already written stay; the next sync resumes after them.") % {
-            "reason": _safe_reason(exc)}
+            "reason": _safe_reason(exc)
+        }
     ImportRun.objects.filter(pk=run_id).update(status=status, message=message, finished_at=timezone.now())
     run.refresh_from_db()
     _record_outcome(connector_id=connector.pk, run=run, failed=failed)
@@ -290,9 +329,10 @@ def _record_outcome(*, connector_id: int, run: ImportRun, failed: bool) -> None:
 
             PeriodicTask.objects.filter(pk=connector.schedule_id).update(enabled=False)
         AlertEvent.objects.create(
-            kind="connector_paused", connector=connector,
-            message=_("Connector %(name)s was paused after %(n)s failed syncs in a row. Last error: %(error)s") % {
-                "name": connector.name, "n": connector.consecutive_failures, "error": run.message[:500]},
+            kind="connector_paused",
+            connector=connector,
+            message=_("Connector %(name)s was paused after %(n)s failed syncs in a row. Last error: %(error)s")
+            % {"name": connector.name, "n": connector.consecutive_failures, "error": run.message[:500]},
         )
         logger.error("connector %s paused after %s failures", connector.pk, connector.consecutive_failures)
     else:
@@ -322,7 +362,11 @@ def connector_set_enabled(*, connector: Connector, enabled: bool) -> Connector:
 
 @transaction.atomic
 def connector_schedule_set(
-    *, connector: Connector, every_minutes: int | None = None, cron: str = "", enabled: bool = True,
+    *,
+    connector: Connector,
+    every_minutes: int | None = None,
+    cron: str = "",
+    enabled: bool = True,
 ) -> Connector:
     """Sync every N minutes or on a cron expression ("*/15 * * * *"); neither removes the schedule."""
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
@@ -339,23 +383,33 @@ def connector_schedule_set(
     if every_minutes:
         if every_minutes < 1:
             raise ConnectorRefused(_("The interval must be at least one minute."))
-        kwargs["interval"], _c = IntervalSchedule.objects.get_or_create(every=every_minutes,
-                                                                        period=IntervalSchedule.MINUTES)
+        kwargs["interval"], _c = IntervalSchedule.objects.get_or_create(
+            every=every_minutes, period=IntervalSchedule.MINUTES
+        )
     else:
         parts = cron.split()
         if len(parts) != 5:
             raise ConnectorRefused(_("A cron expression has five fields: minute hour day-of-month month day-of-week."))
         from django.core.exceptions import ValidationError
 
-        crontab = CrontabSchedule(minute=parts[0], hour=parts[1], day_of_month=parts[2], month_of_year=parts[3],
-                                  day_of_week=parts[4], timezone=settings.TIME_ZONE)
+        crontab = CrontabSchedule(
+            minute=parts[0],
+            hour=parts[1],
+            day_of_month=parts[2],
+            month_of_year=parts[3],
+            day_of_week=parts[4],
+            timezone=settings.TIME_ZONE,
+        )
         try:
             crontab.full_clean()
         except ValidationError as exc:
-            raise ConnectorRefused(_("The cron expression is not valid: %(e)s") % {
-                "e": "; ".join(m for ms in exc.message_dict.values() for m in ms)}) from exc
-        existing = CrontabSchedule.objects.filter(minute=parts[0], hour=parts[1], day_of_month=parts[2],
-                                                  month_of_year=parts[3], day_of_week=parts[4]).first()
+            raise ConnectorRefused(
+                _("The cron expression is not valid: %(e)s")
+                % {"e": "; ".join(m for ms in exc.message_dict.values() for m in ms)}
+            ) from exc
+        existing = CrontabSchedule.objects.filter(
+            minute=parts[0], hour=parts[1], day_of_month=parts[2], month_of_year=parts[3], day_of_week=parts[4]
+        ).first()
         if existing is None:
             crontab.save()
         kwargs["crontab"] = existing or crontab

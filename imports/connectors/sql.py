@@ -7,6 +7,7 @@ transaction with a statement timeout, over a connection with connect/read timeou
 Keyset pagination: ``ORDER BY cursor, key…`` and ``WHERE (cursor, key…) > (last…)``
 written out as ORs, which both PostgreSQL and MariaDB turn into an index range.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,23 +35,77 @@ STATEMENT_TIMEOUT = 120
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 DENIED_FUNCTIONS = {
     # waiting, locking, and server-side file or process access
-    "sleep", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "benchmark", "get_lock", "release_lock",
-    "pg_advisory_lock", "pg_advisory_xact_lock", "pg_try_advisory_lock", "load_file", "pg_read_file",
-    "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "lo_import", "lo_export", "lo_get", "lo_put",
-    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "set_config",
-    "dblink", "dblink_exec", "dblink_connect", "query_to_xml", "query_to_json", "nextval", "setval",
-    "sys_exec", "sys_eval", "xp_cmdshell", "openrowset", "opendatasource", "pg_logical_emit_message",
-    "txid_current", "pg_current_xact_id", "pg_notify", "master_pos_wait", "source_pos_wait",
+    "sleep",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "benchmark",
+    "get_lock",
+    "release_lock",
+    "pg_advisory_lock",
+    "pg_advisory_xact_lock",
+    "pg_try_advisory_lock",
+    "load_file",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "lo_import",
+    "lo_export",
+    "lo_get",
+    "lo_put",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "set_config",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "query_to_xml",
+    "query_to_json",
+    "nextval",
+    "setval",
+    "sys_exec",
+    "sys_eval",
+    "xp_cmdshell",
+    "openrowset",
+    "opendatasource",
+    "pg_logical_emit_message",
+    "txid_current",
+    "pg_current_xact_id",
+    "pg_notify",
+    "master_pos_wait",
+    "source_pos_wait",
 }
-DENIED_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Command, exp.Set,
-                exp.Merge, exp.Into, exp.Transaction, exp.Commit, exp.Rollback, exp.Use, exp.Grant,
-                exp.TruncateTable, exp.Copy, exp.LoadData)
+DENIED_NODES = (
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.Command,
+    exp.Set,
+    exp.Merge,
+    exp.Into,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+    exp.Use,
+    exp.Grant,
+    exp.TruncateTable,
+    exp.Copy,
+    exp.LoadData,
+)
 
 
 def _backend(url: str) -> str:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in SUPPORTED:
-        raise ConnectorError(f"unsupported database {scheme!r}: use postgresql://, mysql+pymysql:// or mariadb+pymysql://")
+        raise ConnectorError(
+            f"unsupported database {scheme!r}: use postgresql://, mysql+pymysql:// or mariadb+pymysql://"
+        )
     return scheme
 
 
@@ -137,7 +192,10 @@ class SqlConnector(Connector):
             if not IDENTIFIER.match(name):
                 raise ConnectorError(f"column name {name!r} may hold letters, digits and _ only")
         return {
-            "table": table, "query": query, "key_columns": keys, "cursor_column": cursor,
+            "table": table,
+            "query": query,
+            "key_columns": keys,
+            "cursor_column": cursor,
             "statement_timeout": int(config.get("statement_timeout") or STATEMENT_TIMEOUT),
             "connect_timeout": int(config.get("connect_timeout") or CONNECT_TIMEOUT),
             "page_size": _page_size(config),
@@ -260,8 +318,9 @@ class SqlConnector(Connector):
                 ors.append("(" + " AND ".join(parts) + ")")
             params = {f"p{i}": v for i, v in enumerate(after)}
             where = " WHERE " + " OR ".join(ors)
-        sql = (f"SELECT * FROM ({self._base()}) AS crmhub_src{where} ORDER BY {', '.join(columns)} "
-               f"LIMIT {int(page_rows)}")
+        sql = (
+            f"SELECT * FROM ({self._base()}) AS crmhub_src{where} ORDER BY {', '.join(columns)} LIMIT {int(page_rows)}"
+        )
         return sql, params
 
     def preview(self, limit: int = 5) -> Preview:
@@ -271,8 +330,9 @@ class SqlConnector(Connector):
         notes = []
         if missing:
             raise ConnectorError(f"the result has no column {', '.join(missing)}; it has: {', '.join(columns)}")
-        return Preview(columns=columns, rows=[dict(zip(columns, map(cell_text, r), strict=True)) for r in rows],
-                       notes=notes)
+        return Preview(
+            columns=columns, rows=[dict(zip(columns, map(cell_text, r), strict=True)) for r in rows], notes=notes
+        )
 
     def pages(self, page_rows: int) -> Iterator[Page]:
         after = [cursor_value_load(v) for v in self.cursor["after"]] if self.cursor else None

@@ -1,5 +1,6 @@
 """Browser views of connectors: the monitoring list, create/edit, test connection, run now,
 pause/resume, schedule, and webhook secrets. Thin: parse, call a service, render."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -25,11 +26,19 @@ def _require_manager(request: HttpRequest) -> None:
 def connector_list(request: HttpRequest) -> HttpResponse:
     _require_manager(request)
     connectors = list(selectors.connector_list(user=request.user))
-    rows = [{"c": c, "schedule": services.schedule_describe(c), "credentials": services.connector_masked_secret(c)}
-            for c in connectors]
-    return render(request, "imports/connector_list.html", {
-        "rows": rows, "alerts": selectors.open_alerts(user=request.user)[:50], "webhook_form": WebhookForm(),
-    })
+    rows = [
+        {"c": c, "schedule": services.schedule_describe(c), "credentials": services.connector_masked_secret(c)}
+        for c in connectors
+    ]
+    return render(
+        request,
+        "imports/connector_list.html",
+        {
+            "rows": rows,
+            "alerts": selectors.open_alerts(user=request.user)[:50],
+            "webhook_form": WebhookForm(),
+        },
+    )
 
 
 @login_required
@@ -40,9 +49,15 @@ def connector_create(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             connector = services.connector_create(
-                source=data["source"], name=data["name"], kind=data["kind"], config=form.config(),
-                secret=data["secret"], mapping=form.mapping_dict(), max_failures=data["max_failures"],
-                user=request.user)
+                source=data["source"],
+                name=data["name"],
+                kind=data["kind"],
+                config=form.config(),
+                secret=data["secret"],
+                mapping=form.mapping_dict(),
+                max_failures=data["max_failures"],
+                user=request.user,
+            )
         except services.ConnectorRefused as exc:
             form.add_error(None, str(exc))
         else:
@@ -58,8 +73,13 @@ def connector_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = ConnectorForm(request.POST or None, initial=ConnectorForm.initial_for(connector), editing=True)
     if request.method == "POST" and form.is_valid():
         try:
-            services.connector_update(connector=connector, config=form.config(), secret=form.cleaned_data["secret"],
-                                      mapping=form.mapping_dict(), max_failures=form.cleaned_data["max_failures"])
+            services.connector_update(
+                connector=connector,
+                config=form.config(),
+                secret=form.cleaned_data["secret"],
+                mapping=form.mapping_dict(),
+                max_failures=form.cleaned_data["max_failures"],
+            )
         except services.ConnectorRefused as exc:
             form.add_error(None, str(exc))
         else:
@@ -74,15 +94,24 @@ def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
     connector = selectors.connector_get(user=request.user, pk=pk)
     runs = ImportRun.objects.filter(kind=RunKind.CONNECTOR, options__connector=connector.pk).order_by("-id")[:20]
     task = connector.schedule
-    schedule_form = ScheduleForm(initial={
-        "every_minutes": task.interval.every if task and task.interval_id else None,
-        "cron": services.schedule_describe(connector)[5:] if task and task.crontab_id else "",
-    })
-    return render(request, "imports/connector_detail.html", {
-        "connector": connector, "runs": runs, "credentials": services.connector_masked_secret(connector),
-        "schedule": services.schedule_describe(connector), "schedule_form": schedule_form,
-        "alerts": connector.alerts.filter(resolved_at__isnull=True),
-    })
+    schedule_form = ScheduleForm(
+        initial={
+            "every_minutes": task.interval.every if task and task.interval_id else None,
+            "cron": services.schedule_describe(connector)[5:] if task and task.crontab_id else "",
+        }
+    )
+    return render(
+        request,
+        "imports/connector_detail.html",
+        {
+            "connector": connector,
+            "runs": runs,
+            "credentials": services.connector_masked_secret(connector),
+            "schedule": services.schedule_describe(connector),
+            "schedule_form": schedule_form,
+            "alerts": connector.alerts.filter(resolved_at__isnull=True),
+        },
+    )
 
 
 @login_required
@@ -90,7 +119,9 @@ def connector_test(request: HttpRequest, pk: int) -> HttpResponse:
     _require_manager(request)
     connector = selectors.connector_get(user=request.user, pk=pk)
     result = services.connector_test(connector=connector, user=request.user)
-    template = "imports/connector_test.html" if request.headers.get("HX-Request") else "imports/connector_test_page.html"
+    template = (
+        "imports/connector_test.html" if request.headers.get("HX-Request") else "imports/connector_test_page.html"
+    )
     return render(request, template, {"connector": connector, "result": result})
 
 
@@ -137,8 +168,11 @@ def connector_schedule(request: HttpRequest, pk: int) -> HttpResponse:
     form = ScheduleForm(request.POST)
     if form.is_valid():
         try:
-            services.connector_schedule_set(connector=connector, every_minutes=form.cleaned_data["every_minutes"],
-                                            cron=form.cleaned_data["cron"] or "")
+            services.connector_schedule_set(
+                connector=connector,
+                every_minutes=form.cleaned_data["every_minutes"],
+                cron=form.cleaned_data["cron"] or "",
+            )
         except services.ConnectorRefused as exc:
             messages.error(request, str(exc))
         else:

@@ -216,8 +216,12 @@ def channel_change_feed(user, customer, fields):  # noqa: ANN001, ANN201
     from crmhub.outbox import change_record
 
     with transaction.atomic():
-        change_record(event_type="updated", customer_id=customer.pk, changed_fields=sorted(fields),
-                      data=_event_data(customer, fields))
+        change_record(
+            event_type="updated",
+            customer_id=customer.pk,
+            changed_fields=sorted(fields),
+            data=_event_data(customer, fields),
+        )
     client = APIClient()
     client.force_authenticate(user)
     response = client.get("/api/v1/changes/", {"after": 0, "limit": 1000})

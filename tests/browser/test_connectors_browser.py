@@ -17,11 +17,13 @@ def erp():  # noqa: ANN201
     tables.drop()
 
 
-def test_it_tests_a_connection_in_place_and_shows_the_connector_on_the_monitoring_page(page, live_server, steward,
-                                                                                    erp):
+def test_it_tests_a_connection_in_place_and_shows_the_connector_on_the_monitoring_page(page, live_server, steward, erp):
     erp.insert(erp_rows(7))
     connector = connector_create(
-        source=SourceFactory(code="erp"), name="ERP 客户", kind="sql", secret=erp.url,
+        source=SourceFactory(code="erp"),
+        name="ERP 客户",
+        kind="sql",
+        secret=erp.url,
         config={"table": erp.table, "key_columns": ["code"], "cursor_column": "updated_at"},
         mapping={"name": "full_name", "mobile": "mobile"},
     )

@@ -16,16 +16,25 @@ def page(live_server, monkeypatch):  # noqa: ANN001, ANN201
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         context = browser.new_context(accept_downloads=True, locale="en-US")
         yield context.new_page()
         browser.close()
 
 
-def test_it_uploads_corrects_a_mapping_watches_progress_and_downloads_the_report(live_worker, live_server, page, steward,
-                                                                                tmp_path):
+def test_it_uploads_corrects_a_mapping_watches_progress_and_downloads_the_report(
+    live_worker, live_server, page, steward, tmp_path
+):
     from imports.models import ImportRun
 
     path = tmp_path / "customers.csv"

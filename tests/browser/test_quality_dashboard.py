@@ -16,8 +16,9 @@ def test_it_draws_the_charts_under_the_csp_and_drills_down(page, live_server, st
 
     shop = SourceFactory(code="shop")
     SourceRecordFactory(source=shop, source_key="a", normalized={"mobile": "+8613800000001"})
-    SourceRecordFactory(source=shop, source_key="b", normalized={"mobile": "12345"},
-                        flags={"mobile": "not a valid phone number"})
+    SourceRecordFactory(
+        source=shop, source_key="b", normalized={"mobile": "12345"}, flags={"mobile": "not a valid phone number"}
+    )
     quality_snapshot_take()
 
     problems: list[str] = []

@@ -50,7 +50,10 @@ def test_it_finds_a_customer_by_a_differently_formatted_mobile(steward):
 
 def test_it_finds_by_email_id_number_member_number_and_pinyin(steward):
     wanted = CustomerFactory(
-        full_name="刘洋", name_pinyin="liuyang", email="liu.yang@example.com", id_number="11010519491231002X",
+        full_name="刘洋",
+        name_pinyin="liuyang",
+        email="liu.yang@example.com",
+        id_number="11010519491231002X",
         member_no="M0001",
     )
     CustomerFactory(full_name="陈静", name_pinyin="chenjing")
@@ -81,8 +84,9 @@ def test_it_shows_a_customer_with_its_source_records_and_interactions(steward):
 
 
 def test_it_masks_personal_data_for_support(support):
-    customer = CustomerFactory(full_name="张伟", mobile="+8613800138000", email="zhang@example.com",
-                               id_number="11010519491231002X")
+    customer = CustomerFactory(
+        full_name="张伟", mobile="+8613800138000", email="zhang@example.com", id_number="11010519491231002X"
+    )
     SourceRecordFactory(customer=customer)
     body = api_for(support).get(f"/api/v1/customers/{customer.pk}/").json()
     assert body["values"]["mobile"] == "138****8000"

@@ -34,15 +34,20 @@ def test_it_writes_events_only_with_the_change_that_commits(steward):
         change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk)
     try:
         with transaction.atomic(), change_context(channel="web", ref="edit", user=steward):
-            change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk, changed_fields=["city"],
-                          data={"city": "上海"})
+            change_record(
+                event_type=ChangeEventType.UPDATED,
+                customer_id=customer.pk,
+                changed_fields=["city"],
+                data={"city": "上海"},
+            )
             raise ValueError("the edit failed")
     except ValueError:
         pass
     assert not ChangeEvent.objects.exists()
     with transaction.atomic(), change_context(channel="web", ref="edit", user=steward):
-        change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk, changed_fields=["city"],
-                      data={"city": "上海"})
+        change_record(
+            event_type=ChangeEventType.UPDATED, customer_id=customer.pk, changed_fields=["city"], data={"city": "上海"}
+        )
     event = ChangeEvent.objects.get()
     assert (event.channel, event.ref, event.user_id, event.position) == ("web", "edit", steward.pk, None)
 
@@ -52,8 +57,12 @@ def test_it_pages_through_the_feed_with_a_cursor_and_masks_by_role(api_client_us
     customers = CustomerFactory.create_batch(3)
     with transaction.atomic():
         for c in customers:
-            change_record(event_type=ChangeEventType.CREATED, customer_id=c.pk, changed_fields=["mobile"],
-                          data={"mobile": c.mobile, "id_number": "11010519491231002X"})
+            change_record(
+                event_type=ChangeEventType.CREATED,
+                customer_id=c.pk,
+                changed_fields=["mobile"],
+                data={"mobile": c.mobile, "id_number": "11010519491231002X"},
+            )
     first = feed(api_client_user, after=0, limit=2)
     assert [e["customer"] for e in first["results"]] == [customers[0].pk, customers[1].pk]
     assert first["has_more"] is True
@@ -61,8 +70,11 @@ def test_it_pages_through_the_feed_with_a_cursor_and_masks_by_role(api_client_us
     assert [e["customer"] for e in rest["results"]] == [customers[2].pk]
     assert rest["has_more"] is False
     # Asking again from the end returns nothing and keeps the cursor.
-    assert feed(api_client_user, after=rest["next_cursor"]) == {"results": [], "next_cursor": rest["next_cursor"],
-                                                               "has_more": False}
+    assert feed(api_client_user, after=rest["next_cursor"]) == {
+        "results": [],
+        "next_cursor": rest["next_cursor"],
+        "has_more": False,
+    }
     event = rest["results"][0]
     assert event["data"]["mobile"] == customers[2].mobile  # API clients see confidential values
     assert event["data"]["id_number"] == "110105********002X"  # but secret ones masked
@@ -135,8 +147,9 @@ def test_it_announces_merges_and_unmerges(api_client_user, steward):
     from dedup.services import customers_merge, merge_undo
 
     survivor, other = CustomerFactory(city="上海"), CustomerFactory(city="北京")
-    merge = customers_merge(customers=[survivor, other], survivor=survivor, values={"city": "北京"},
-                            acting_user=steward)
+    merge = customers_merge(
+        customers=[survivor, other], survivor=survivor, values={"city": "北京"}, acting_user=steward
+    )
     body = feed(api_client_user, after=0)
     events = {(e["event_type"], e["customer"]): e for e in body["results"]}
     assert events[("merged", survivor.pk)]["related"] == {"merged_ids": [other.pk]}
@@ -159,8 +172,12 @@ def test_it_writes_a_large_batch_like_a_small_one(steward):
     n = COPY_THRESHOLD + 5
     with transaction.atomic(), change_context(channel="import", ref="run 7", user=steward):
         written = changes_record_bulk(
-            Change(ChangeEventType.CREATED, 1000 + i, ["full_name", "id_number"],
-                   {"full_name": f"王{i}\t\\n", "id_number": "11010519491231002X", "tags": ["a", "b"]})
+            Change(
+                ChangeEventType.CREATED,
+                1000 + i,
+                ["full_name", "id_number"],
+                {"full_name": f"王{i}\t\\n", "id_number": "11010519491231002X", "tags": ["a", "b"]},
+            )
             for i in range(n)
         )
     assert written == n
@@ -169,7 +186,12 @@ def test_it_writes_a_large_batch_like_a_small_one(steward):
     assert len({e.event_id for e in events}) == n
     last = events[-1]
     assert (last.event_type, last.channel, last.ref, last.user_id, last.position) == (
-        ChangeEventType.CREATED, "import", "run 7", steward.pk, None)
+        ChangeEventType.CREATED,
+        "import",
+        "run 7",
+        steward.pk,
+        None,
+    )
     assert last.changed_fields == ["full_name", "id_number"]
     assert last.data["full_name"] == f"王{n - 1}\t\\n" and last.data["tags"] == ["a", "b"]
     assert last.data["id_number"].startswith("enc1:") and decrypt(last.data["id_number"]) == "11010519491231002X"

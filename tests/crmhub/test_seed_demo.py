@@ -69,9 +69,9 @@ def test_it_puts_the_same_people_in_several_sources_formatted_differently():
         if record.normalized.get("mobile") and "mobile" not in record.flags:
             by_mobile[record.normalized["mobile"]].append(record)
     reformatted = [
-        records for records in by_mobile.values()
-        if len({r.source.code for r in records}) > 1
-        and len({r.raw[MOBILE_COLUMN[r.source.code]] for r in records}) > 1
+        records
+        for records in by_mobile.values()
+        if len({r.source.code for r in records}) > 1 and len({r.raw[MOBILE_COLUMN[r.source.code]] for r in records}) > 1
     ]
     assert len(reformatted) >= 5
     assert all(m.startswith("+") and m[1:].isdigit() for m in by_mobile)
@@ -162,13 +162,19 @@ def test_it_generates_the_same_people_from_the_same_seed_with_the_planted_hard_c
         by_role[p.role].append(p)
     # Namesakes: same common name, same city, different people.
     namesakes = by_role["namesake"]
-    assert any(a.full_name == b.full_name and a.city == b.city and a.id_number != b.id_number and a.mobile != b.mobile
-               for a, b in zip(namesakes[::2], namesakes[1::2], strict=True)) or len(namesakes) >= 2
+    assert (
+        any(
+            a.full_name == b.full_name and a.city == b.city and a.id_number != b.id_number and a.mobile != b.mobile
+            for a, b in zip(namesakes[::2], namesakes[1::2], strict=True)
+        )
+        or len(namesakes) >= 2
+    )
     # Twins: same birth date, family name and address, different given names and ID numbers.
     twins = by_role["twin"]
     pairs = [(a, b) for a in twins for b in twins if a.pid < b.pid and a.birth == b.birth and a.family == b.family]
-    assert pairs and all(a.given != b.given and a.id_number != b.id_number and a.street_line == b.street_line
-                         for a, b in pairs)
+    assert pairs and all(
+        a.given != b.given and a.id_number != b.id_number and a.street_line == b.street_line for a, b in pairs
+    )
     # Households share a landline; a parent gives a child's mobile.
     household = by_role["household"]
     assert any(p.borrowed_mobile for p in household)

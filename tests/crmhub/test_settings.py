@@ -1,5 +1,6 @@
 """Configuration from the environment, checked in fresh interpreters so that the real
 settings module is what is tested."""
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,12 @@ def test_it_takes_postgres_and_redis_from_the_environment(tmp_path):
         " s.CELERY_BROKER_URL]",
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == ["django.db.backends.postgresql", "db.internal", 5433, "redis://cache.internal:6379/2"]
+    assert json.loads(result.stdout) == [
+        "django.db.backends.postgresql",
+        "db.internal",
+        5433,
+        "redis://cache.internal:6379/2",
+    ]
 
 
 def test_it_requires_secrets_in_production(tmp_path):
@@ -85,7 +91,8 @@ def test_it_rejects_an_unknown_environment_name(tmp_path):
 
 def test_it_passes_the_deployment_checklist_in_production(tmp_path):
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("DATABASE_URL", "CELERY_", "CRMHUB_", "DJANGO_ALLOW_ASYNC_UNSAFE"))
     }
     env.update(
@@ -98,7 +105,11 @@ def test_it_passes_the_deployment_checklist_in_production(tmp_path):
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -1,4 +1,5 @@
 """Webhooks against a real HTTP receiver on loopback that fails, times out and recovers."""
+
 from __future__ import annotations
 
 import http.server
@@ -75,12 +76,18 @@ def receiver():  # noqa: ANN201
 def emit(customer, n: int) -> None:  # noqa: ANN001
     for i in range(n):
         with transaction.atomic():
-            change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk, changed_fields=["city"],
-                          data={"city": f"city-{i}", "mobile": customer.mobile, "id_number": "11010519491231002X"})
+            change_record(
+                event_type=ChangeEventType.UPDATED,
+                customer_id=customer.pk,
+                changed_fields=["city"],
+                data={"city": f"city-{i}", "mobile": customer.mobile, "id_number": "11010519491231002X"},
+            )
 
 
 fast = override_settings(
-    CRMHUB_WEBHOOK_BACKOFF_BASE_SECONDS=0.0, CRMHUB_WEBHOOK_BACKOFF_MAX_SECONDS=0.0, CRMHUB_WEBHOOK_READ_TIMEOUT=0.5,
+    CRMHUB_WEBHOOK_BACKOFF_BASE_SECONDS=0.0,
+    CRMHUB_WEBHOOK_BACKOFF_MAX_SECONDS=0.0,
+    CRMHUB_WEBHOOK_READ_TIMEOUT=0.5,
     CRMHUB_WEBHOOK_DISABLE_AFTER_FAILURES=4,
 )
 
@@ -146,16 +153,19 @@ def test_it_disables_a_failing_subscription_and_loses_nothing_when_enabled_again
 @fast
 def test_it_sends_only_the_chosen_event_types_and_fields(receiver):
     customer = CustomerFactory()
-    sub = WebhookSubscription.objects.create(name="mkt", url=receiver.url, secret=SECRET, role="api_client",
-                                             event_types=["created"], fields=["mobile"])
+    sub = WebhookSubscription.objects.create(
+        name="mkt", url=receiver.url, secret=SECRET, role="api_client", event_types=["created"], fields=["mobile"]
+    )
     emit(customer, 1)
     with transaction.atomic():
-        change_record(event_type=ChangeEventType.CREATED, customer_id=customer.pk, changed_fields=["mobile", "city"],
-                      data={"mobile": customer.mobile, "city": "上海"})
+        change_record(
+            event_type=ChangeEventType.CREATED,
+            customer_id=customer.pk,
+            changed_fields=["mobile", "city"],
+            data={"mobile": customer.mobile, "city": "上海"},
+        )
     webhook_dispatch(sub.pk, time_budget=5)
-    assert [(p["event_type"], p["data"]) for _, p, _ in receiver.received] == [
-        ("created", {"mobile": customer.mobile})
-    ]
+    assert [(p["event_type"], p["data"]) for _, p, _ in receiver.received] == [("created", {"mobile": customer.mobile})]
 
 
 @pytest.mark.django_db(transaction=True)

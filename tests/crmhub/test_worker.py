@@ -1,4 +1,5 @@
 """The round trip through the broker to a real Celery worker and back into the database."""
+
 from __future__ import annotations
 
 import time

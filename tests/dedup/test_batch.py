@@ -51,7 +51,9 @@ def test_it_links_the_known_duplicates_and_queues_the_doubtful_ones(people):
     # The set-based merges leave the same history as single ones, attributed to the run.
     tombstone = Customer.history.filter(id=people["A3"].pk).order_by("-history_id").first()
     assert (tombstone.status, tombstone.change_channel, tombstone.change_ref) == (
-        CustomerStatus.MERGED, ChangeChannel.MERGE, f"dedup_run:{run.pk}"
+        CustomerStatus.MERGED,
+        ChangeChannel.MERGE,
+        f"dedup_run:{run.pk}",
     )
     moved = SourceRecord.history.filter(source_key="A3").order_by("-history_id").first()
     assert moved.customer_id == people["A1"].pk and moved.change_channel == ChangeChannel.MERGE
@@ -80,8 +82,16 @@ def test_a_source_run_only_considers_pairs_involving_that_source(people):
     from tests.dedup.conftest import add_person, make_source
 
     shop = make_source("shop")
-    newcomer = add_person(shop, "S1", full_name="李娜", birth_date="1988-05-05", mobile="+8613500000005",
-                          email="lina@x.cn", gender="F", city="杭州")
+    newcomer = add_person(
+        shop,
+        "S1",
+        full_name="李娜",
+        birth_date="1988-05-05",
+        mobile="+8613500000005",
+        email="lina@x.cn",
+        gender="F",
+        city="杭州",
+    )
     run = _run(source_code="shop")
     assert run.records == 1
     newcomer.refresh_from_db()

@@ -58,8 +58,13 @@ def test_it_never_blocks_on_surname_alone_and_sub_blocks_oversized_blocks():
     assert all(rows[a]["full_name"] == rows[b]["full_name"] for a, b in pairs)
     assert len(pairs) == 3 * (100 * 99 // 2)
     # Different initials never share a block at all.
-    pairs, _ = _pairs([{"id": 1, "full_name": "张伟", "birth_date": "1985-01-01"},
-                       {"id": 2, "full_name": "张芳", "birth_date": "1985-01-01"}], ["family_birth_year"])
+    pairs, _ = _pairs(
+        [
+            {"id": 1, "full_name": "张伟", "birth_date": "1985-01-01"},
+            {"id": 2, "full_name": "张芳", "birth_date": "1985-01-01"},
+        ],
+        ["family_birth_year"],
+    )
     assert pairs == set()
 
 

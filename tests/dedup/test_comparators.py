@@ -139,8 +139,18 @@ def test_the_per_row_and_vectorised_feature_paths_agree():
     from dedup.features import _small_features, build_features
 
     rows = [
-        {"id": 1, "full_name": "張偉", "birth_date": "1985-03-04", "mobile": "+86 138-0013-8000", "email": "ZW@QQ.com",
-         "gender": "m", "city": "上海", "address": "上海市 徐汇区", "postcode": "200 030", "id_number_hash": "ab"},
+        {
+            "id": 1,
+            "full_name": "張偉",
+            "birth_date": "1985-03-04",
+            "mobile": "+86 138-0013-8000",
+            "email": "ZW@QQ.com",
+            "gender": "m",
+            "city": "上海",
+            "address": "上海市 徐汇区",
+            "postcode": "200 030",
+            "id_number_hash": "ab",
+        },
         {"id": 2, "family_name": "欧阳", "given_name": "娜娜", "birth_date": None, "gender": "U", "id_valid": False},
         {"id": 3, "full_name": "Bill  Smith", "email": "nolocal", "member_no": " M1 ", "wechat_unionid": "u1"},
         {"id": 4, "family_name": "Smith", "given_name": "William", "mobile": "8613800138000"},

@@ -11,8 +11,11 @@ pytestmark = pytest.mark.django_db
 
 
 def upload(client, data: bytes, **extra):  # noqa: ANN001, ANN003, ANN201
-    return client.post("/api/v1/imports/", {"file": SimpleUploadedFile("c.csv", data, "text/csv"), "source": "crm", **extra},
-                       format="multipart")
+    return client.post(
+        "/api/v1/imports/",
+        {"file": SimpleUploadedFile("c.csv", data, "text/csv"), "source": "crm", **extra},
+        format="multipart",
+    )
 
 
 def test_it_starts_a_run_over_the_api_and_reports_its_progress(client, steward, django_capture_on_commit_callbacks):

@@ -28,8 +28,18 @@ from imports.cleaning import (
 from imports.cleaning.frame import clean_columns, clean_series
 
 
-@pytest.mark.parametrize("raw", ["138 0013 8000", "+86-138-0013-8000", "0086 13800138000", "8613800138000",
-                                 "13800138000", "１３８００１３８０００", "(+86) 138.0013.8000"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "138 0013 8000",
+        "+86-138-0013-8000",
+        "0086 13800138000",
+        "8613800138000",
+        "13800138000",
+        "１３８００１３８０００",
+        "(+86) 138.0013.8000",
+    ],
+)
 def test_it_gives_one_e164_form_for_every_shape_of_a_mainland_mobile(raw):
     assert clean_mobile(raw) == ("+8613800138000", "")
 
@@ -65,13 +75,19 @@ def test_it_checks_resident_ids_and_their_consistency():
     assert id_number_consistency("11010519491231002X", "", "M")
 
 
-@pytest.mark.parametrize("number", [
-    "11010519491231002X",  # valid
-    "110105194912310021",  # wrong check digit
-    "999999194912310025", "999999194912310021",  # unknown region (the first with a right check digit)
-    "110105194902300020", "110105194902300021",  # 30 February
-    "110105185001010013", "110105185001010011",  # a year before the region code existed
-])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "11010519491231002X",  # valid
+        "110105194912310021",  # wrong check digit
+        "999999194912310025",
+        "999999194912310021",  # unknown region (the first with a right check digit)
+        "110105194902300020",
+        "110105194902300021",  # 30 February
+        "110105185001010013",
+        "110105185001010011",  # a year before the region code existed
+    ],
+)
 def test_it_checks_resident_ids_exactly_as_stdnum_does(number):
     from stdnum.cn import ric
 
@@ -90,7 +106,8 @@ def test_it_benchmark_file_has_valid_resident_ids_and_only_deliberate_invalid_va
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "import_generate", Path(__file__).resolve().parents[2] / "bench" / "import_generate.py")
+        "import_generate", Path(__file__).resolve().parents[2] / "bench" / "import_generate.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     path = tmp_path / "gen.csv"
@@ -106,11 +123,19 @@ def test_it_benchmark_file_has_valid_resident_ids_and_only_deliberate_invalid_va
     assert all(clean_id_number(n).flag == "" for n in ids)
 
 
-@pytest.mark.parametrize("raw,dayfirst,expected", [
-    ("2024/1/5", False, "2024-01-05"), ("2024年1月5日", False, "2024-01-05"), ("05-01-2024", True, "2024-01-05"),
-    ("05-01-2024", False, "2024-05-01"), ("25/12/2024", False, "2024-12-25"), ("45296", False, "2024-01-05"),
-    ("20240105", False, "2024-01-05"), ("2024-01-05 08:30:00", False, "2024-01-05"),
-])
+@pytest.mark.parametrize(
+    "raw,dayfirst,expected",
+    [
+        ("2024/1/5", False, "2024-01-05"),
+        ("2024年1月5日", False, "2024-01-05"),
+        ("05-01-2024", True, "2024-01-05"),
+        ("05-01-2024", False, "2024-05-01"),
+        ("25/12/2024", False, "2024-12-25"),
+        ("45296", False, "2024-01-05"),
+        ("20240105", False, "2024-01-05"),
+        ("2024-01-05 08:30:00", False, "2024-01-05"),
+    ],
+)
 def test_it_reads_dates_in_many_forms(raw, dayfirst, expected):
     assert clean_date(raw, dayfirst=dayfirst) == (expected, "")
 
@@ -142,8 +167,10 @@ def test_it_splits_chinese_addresses():
     assert clean_address(" 上海市  浦东新区 世纪大道 ") == ("上海市浦东新区世纪大道", "")
 
 
-@pytest.mark.parametrize("raw,expected", [("男", "M"), ("女士", "F"), ("M", "M"), ("female", "F"), ("1", "M"),
-                                          ("0", "F"), ("2", "F"), ("未知", "U")])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [("男", "M"), ("女士", "F"), ("M", "M"), ("female", "F"), ("1", "M"), ("0", "F"), ("2", "F"), ("未知", "U")],
+)
 def test_it_reads_gender_codes(raw, expected):
     assert clean_gender(raw) == (expected, "")
 
@@ -166,10 +193,17 @@ def test_it_cleans_a_column_with_the_vectorised_mobile_path_the_same_as_one_by_o
 
 
 def test_it_derives_name_parts_and_address_parts_and_checks_the_id_against_the_birth_date():
-    frame = pd.DataFrame({"姓名": ["欧阳娜娜"], "地址": ["广东省深圳市南山区科技园路1号"], "身份证": ["11010519491231002X"],
-                          "生日": ["1950-01-01"]})
+    frame = pd.DataFrame(
+        {
+            "姓名": ["欧阳娜娜"],
+            "地址": ["广东省深圳市南山区科技园路1号"],
+            "身份证": ["11010519491231002X"],
+            "生日": ["1950-01-01"],
+        }
+    )
     values, flags = clean_columns(
-        frame, {"姓名": "full_name", "地址": "address", "身份证": "id_number", "生日": "birth_date"},
+        frame,
+        {"姓名": "full_name", "地址": "address", "身份证": "id_number", "生日": "birth_date"},
         {"full_name": "name", "address": "address", "id_number": "id_number", "birth_date": "date"},
     )
     assert values["family_name"] == ["欧阳"] and values["city"] == ["深圳市"]

@@ -1,4 +1,5 @@
 """Imports hand their new records to the matcher as they commit."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,14 +20,19 @@ def test_it_links_a_known_person_arriving_from_another_source_in_real_time(tmp_p
     first = [["C001", "张三", "138 0013 8000", "zs@example.com", "11010519491231002X", ""]]
     run_cli(write(tmp_path, "crm.csv", csv_bytes(first, HEADER)), "--source", "crm", "--auto-map", "--inline")
     same_person = [["W9", "张三", "+86-138-0013-8000", "ZS@example.com", "11010519491231002X", ""]]
-    summary = run_cli(write(tmp_path, "web.csv", csv_bytes(same_person, HEADER)), "--source", "web", "--auto-map",
-                      "--inline")
+    summary = run_cli(
+        write(tmp_path, "web.csv", csv_bytes(same_person, HEADER)), "--source", "web", "--auto-map", "--inline"
+    )
     assert summary["created"] == 1  # a new (source, key) pair...
     records = SourceRecord.objects.order_by("pk")
     assert records[0].customer_id == records[1].customer_id  # ...linked to the existing golden record
     assert Customer.objects.filter(status=CustomerStatus.ACTIVE).count() == 1
     assert ImportRun.objects.get(pk=summary["run"]).log[-1] == {
-        "matching": "real time", "records": 1, "merged": 1, "for_review": 0, "unmatched": 0
+        "matching": "real time",
+        "records": 1,
+        "merged": 1,
+        "for_review": 0,
+        "unmatched": 0,
     }
 
 
@@ -35,8 +41,9 @@ def test_it_links_a_known_person_arriving_from_another_source_in_real_time(tmp_p
 def test_it_hands_a_large_run_to_a_batch_dedup_run(tmp_path, django_capture_on_commit_callbacks):
     rows = [["C1", "张三", "13800138000", "", "", ""], ["C2", "李四", "13900139000", "", "", ""]]
     with django_capture_on_commit_callbacks() as callbacks:
-        summary = run_cli(write(tmp_path, "big.csv", csv_bytes(rows, HEADER)), "--source", "crm", "--auto-map",
-                          "--inline")
+        summary = run_cli(
+            write(tmp_path, "big.csv", csv_bytes(rows, HEADER)), "--source", "crm", "--auto-map", "--inline"
+        )
     log = ImportRun.objects.get(pk=summary["run"]).log[-1]
     assert log["matching"] == "batch" and log["records"] == 2
     run = DedupRun.objects.get(pk=log["dedup_run"])

@@ -37,9 +37,13 @@ def test_it_finds_the_header_under_title_rows_and_keeps_leading_zeros(tmp_path):
 
 
 def test_it_reads_a_two_sheet_workbook_and_the_chosen_sheet(tmp_path):
-    data = xlsx_bytes({"说明": [["本表为客户名单"]], "客户": [["客户报表"], ["CID", "手机", "身份证号"],
-                                                            ["C1", 13800138000, "11010519491231002X"]]},
-                      merges={"客户": ["A1:C1"]})
+    data = xlsx_bytes(
+        {
+            "说明": [["本表为客户名单"]],
+            "客户": [["客户报表"], ["CID", "手机", "身份证号"], ["C1", 13800138000, "11010519491231002X"]],
+        },
+        merges={"客户": ["A1:C1"]},
+    )
     path = write(tmp_path, "b.xlsx", data)
     first = inspect_file(str(path))
     assert first.sheets == ["说明", "客户"] and first.sheet == "说明"
@@ -51,14 +55,17 @@ def test_it_reads_a_two_sheet_workbook_and_the_chosen_sheet(tmp_path):
 
 
 def test_it_fills_merged_header_cells_from_their_anchor(tmp_path):
-    data = xlsx_bytes({"S": [["客户编号", "联系方式", None, "姓名"], ["C1", "13800138000", "a@b.com", "王五"]]},
-                      merges={"S": ["B1:C1"]})
+    data = xlsx_bytes(
+        {"S": [["客户编号", "联系方式", None, "姓名"], ["C1", "13800138000", "a@b.com", "王五"]]},
+        merges={"S": ["B1:C1"]},
+    )
     layout = inspect_file(str(write(tmp_path, "m.xlsx", data)))
     assert layout.headers == ["客户编号", "联系方式", "联系方式 (2)", "姓名"]
 
 
 def test_it_reads_legacy_xls(tmp_path):
     import xlwt
+
     book = xlwt.Workbook()
     sheet = book.add_sheet("S")
     for r, row in enumerate([HEADER[:3], ["C1", "张三", "13800138000"]]):
@@ -70,13 +77,16 @@ def test_it_reads_legacy_xls(tmp_path):
     assert layout.kind == "xls" and sample_rows(str(path), layout)[0]["姓名"] == "张三"
 
 
-@pytest.mark.parametrize("name,data,reason", [
-    ("empty.csv", b"", "empty"),
-    ("blank.csv", b"\xef\xbb\xbf\r\n\r\n", "empty"),
-    ("noheader.csv", "C001,张三,13800138000\nC002,李四,13900139000\n".encode(), "looks like data"),
-    ("broken.xlsx", b"PK\x03\x04garbage" * 10, "damaged"),
-    ("fake.xlsx", b"this is not a workbook at all", "not a readable Excel"),
-])
+@pytest.mark.parametrize(
+    "name,data,reason",
+    [
+        ("empty.csv", b"", "empty"),
+        ("blank.csv", b"\xef\xbb\xbf\r\n\r\n", "empty"),
+        ("noheader.csv", "C001,张三,13800138000\nC002,李四,13900139000\n".encode(), "looks like data"),
+        ("broken.xlsx", b"PK\x03\x04garbage" * 10, "damaged"),
+        ("fake.xlsx", b"this is not a workbook at all", "not a readable Excel"),
+    ],
+)
 def test_it_refuses_bad_files_with_a_reason(tmp_path, name, data, reason):
     with pytest.raises(FileRefused, match=reason):
         inspect_file(str(write(tmp_path, name, data)))
@@ -114,7 +124,18 @@ def test_it_refuses_text_that_is_not_in_its_detected_encoding(tmp_path):
 def test_it_suggests_mappings_for_chinese_and_english_headers():
     from crmhub.models import FieldDefinition
 
-    headers = ["客户编号", "客户姓名", "联系电话", "E-mail", "身份证号码", "出生年月", "家庭住址", "会员等级", "性 别", "手机号码 "]
+    headers = [
+        "客户编号",
+        "客户姓名",
+        "联系电话",
+        "E-mail",
+        "身份证号码",
+        "出生年月",
+        "家庭住址",
+        "会员等级",
+        "性 别",
+        "手机号码 ",
+    ]
     suggestions = {s.header: s.field for s in suggest_mapping(headers, FieldDefinition.objects.all())}
     assert suggestions["客户姓名"] == "full_name"
     assert suggestions["联系电话"] in ("mobile", "") and suggestions["手机号码 "] in ("mobile", "")
@@ -124,5 +145,7 @@ def test_it_suggests_mappings_for_chinese_and_english_headers():
     assert suggestions["性 别"] == "gender" and suggestions["会员等级"] == ""
     assert detect_key_columns(headers) == ["客户编号"]
     assert detect_key_columns(["CustomerCode", "name"]) == ["CustomerCode"]
-    fuzzy = {s.header: s.field for s in suggest_mapping(["Emial address", "mobile phone no"], FieldDefinition.objects.all())}
+    fuzzy = {
+        s.header: s.field for s in suggest_mapping(["Emial address", "mobile phone no"], FieldDefinition.objects.all())
+    }
     assert fuzzy["Emial address"] == "email" and fuzzy["mobile phone no"] == "mobile"

@@ -31,8 +31,16 @@ def run_cli(path, *args) -> dict:  # noqa: ANN001
 def test_it_imports_a_file_and_reimporting_it_changes_nothing(tmp_path):
     path = write(tmp_path, "c.csv", csv_bytes())
     first = run_cli(path, "--source", "crm", "--auto-map", "--inline")
-    assert first == {"run": first["run"], "status": "completed", "rows": 4, "created": 3, "updated": 0,
-                     "unchanged": 0, "invalid": 2, "errors": 1}
+    assert first == {
+        "run": first["run"],
+        "status": "completed",
+        "rows": 4,
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "invalid": 2,
+        "errors": 1,
+    }
     assert SourceRecord.objects.count() == 3 and Customer.objects.count() == 3
     zs = SourceRecord.objects.get(source_key="C001")
     assert zs.customer.mobile == "+8613800138000" and zs.customer.family_name == "张"
@@ -52,14 +60,25 @@ def test_it_updates_a_changed_record_attributed_to_the_run_and_rolls_the_run_bac
     rows = [list(r) for r in ROWS]
     rows[0][1] = "张三丰"
     rows.append(["C004", "赵六", "13600136000", "", "", ""])
-    summary = run_cli(write(tmp_path, "b.csv", csv_bytes(rows=rows)), "--source", "crm", "--auto-map", "--inline",
-                      "--user", steward.username)
+    summary = run_cli(
+        write(tmp_path, "b.csv", csv_bytes(rows=rows)),
+        "--source",
+        "crm",
+        "--auto-map",
+        "--inline",
+        "--user",
+        steward.username,
+    )
     assert (summary["created"], summary["updated"], summary["unchanged"]) == (1, 1, 2)
     record = SourceRecord.objects.get(source_key="C001")
     assert record.normalized["full_name"] == "张三丰"
     latest = record.history.order_by("-history_id").first()
     assert (latest.history_type, latest.change_channel, latest.change_ref, latest.history_user_id) == (
-        "~", "import", f"import_run:{summary['run']}", steward.pk)
+        "~",
+        "import",
+        f"import_run:{summary['run']}",
+        steward.pk,
+    )
     run = import_run_rollback(run_id=summary["run"], user=steward)
     assert run.status == RunStatus.ROLLED_BACK
     record.refresh_from_db()
@@ -102,11 +121,15 @@ def test_it_samples_updates_with_a_field_diff(tmp_path):
     run_cli(write(tmp_path, "a.csv", csv_bytes()), "--source", "crm", "--auto-map", "--inline")
     rows = [list(r) for r in ROWS]
     rows[1][3] = "lisi@163.com"
-    summary = run_cli(write(tmp_path, "b.csv", csv_bytes(rows=rows)), "--source", "crm", "--auto-map", "--inline",
-                      "--dry-run")
+    summary = run_cli(
+        write(tmp_path, "b.csv", csv_bytes(rows=rows)), "--source", "crm", "--auto-map", "--inline", "--dry-run"
+    )
     sample = ImportRun.objects.get(pk=summary["run"]).samples["updated"][0]
-    assert sample["key"] == "C002" and sample["before"] == {"email": "ls@gmial.com"} and sample["after"] == {
-        "email": "lisi@163.com"}
+    assert (
+        sample["key"] == "C002"
+        and sample["before"] == {"email": "ls@gmial.com"}
+        and sample["after"] == {"email": "lisi@163.com"}
+    )
 
 
 @pytest.mark.django_db
@@ -133,8 +156,13 @@ def test_it_uses_the_key_option_a_template_and_refuses_without_a_mapping(tmp_pat
         call_command("import_file", str(path), "--source", "crm", "--inline")
     assert run_cli(path, "--source", "crm", "--auto-map", "--key", "编码", "--inline")["created"] == 3
     headers = ["编码", "姓名", "手机号", "邮箱", "身份证号", "备注"]
-    mapping_template_save(source=Source.objects.get(code="crm"), name="crm-v1", headers=headers,
-                          mapping={"姓名": "full_name", "手机号": "mobile"}, key_columns=["编码"])
+    mapping_template_save(
+        source=Source.objects.get(code="crm"),
+        name="crm-v1",
+        headers=headers,
+        mapping={"姓名": "full_name", "手机号": "mobile"},
+        key_columns=["编码"],
+    )
     by_headers = run_cli(path, "--source", "crm", "--inline")  # the template saved for these headers, found by itself
     assert (by_headers["updated"], by_headers["unchanged"]) == (2, 1)  # it maps fewer fields; 王五 has only those
     assert run_cli(path, "--source", "crm", "--template", "crm-v1", "--inline")["unchanged"] == 3
@@ -167,7 +195,11 @@ def test_it_runs_the_import_on_a_real_worker_and_prints_the_json_last(live_worke
     path = write(tmp_path, "a.csv", csv_bytes())
     result = subprocess.run(
         [sys.executable, "manage.py", "import_file", str(path), "--source", "crm", "--auto-map"],
-        env=_worker_env(), cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=_worker_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -181,8 +213,9 @@ def _run_for(tmp_path, rows, source_code: str) -> ImportRun:  # noqa: ANN001
 
     path = write(tmp_path, f"{source_code}.csv", csv_bytes(rows))
     source, _ = source_get_or_create(code=source_code)
-    return file_run_from_path(path=str(path), source=source, enqueue=False,
-                              plan_for=lambda layout: mapping_suggest(headers=layout.headers))
+    return file_run_from_path(
+        path=str(path), source=source, enqueue=False, plan_for=lambda layout: mapping_suggest(headers=layout.headers)
+    )
 
 
 @pytest.mark.django_db
@@ -204,7 +237,8 @@ def test_it_processes_many_small_chunks_in_order_and_stops_after_the_chunk_when_
     assert (issues[6].kind, issues[6].source_key, list(issues[6].reasons)) == (IssueKind.INVALID, "K04", ["手机号"])
     assert (issues[8].kind, issues[8].source_key) == (IssueKind.ERROR, "K01") and "3" in issues[8].reasons[""]
     assert sorted(SourceRecord.objects.filter(source__code="chunks").values_list("source_key", flat=True)) == [
-        f"K{i:02d}" for i in range(9) if i != 6]
+        f"K{i:02d}" for i in range(9) if i != 6
+    ]
 
     cancelled = _run_for(tmp_path, rows, "cancelled")
     ImportRun.objects.filter(pk=cancelled.pk).update(cancel_requested=True)

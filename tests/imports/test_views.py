@@ -38,7 +38,9 @@ def test_it_uploads_maps_saves_a_template_and_reuses_it(client, steward):
 
 def test_it_shows_the_refusal_reason_on_the_upload_page(client, steward):
     client.force_login(steward)
-    response = client.post("/imports/new/", {"new_source": "shop", "file": SimpleUploadedFile("e.csv", "C001,张三,13800138000\n".encode())})
+    response = client.post(
+        "/imports/new/", {"new_source": "shop", "file": SimpleUploadedFile("e.csv", "C001,张三,13800138000\n".encode())}
+    )
     assert response.status_code == 200
     assert response.context["form"].non_field_errors()
 
@@ -46,7 +48,9 @@ def test_it_shows_the_refusal_reason_on_the_upload_page(client, steward):
 def test_it_downloads_the_error_report_and_rolls_back_after_confirmation(client, steward):
     client.force_login(steward)
     client.post("/imports/new/", {"new_source": "shop", "file": SimpleUploadedFile("c.csv", csv_bytes())})
-    token_url = client.post("/imports/new/", {"new_source": "shop2", "file": SimpleUploadedFile("c.csv", csv_bytes())}).url
+    token_url = client.post(
+        "/imports/new/", {"new_source": "shop2", "file": SimpleUploadedFile("c.csv", csv_bytes())}
+    ).url
     page = client.get(token_url)
     post = {f"map-{c['index']}": c["field"] for c in page.context["columns"]}
     post.update({"key": "0", "create": "1"})

@@ -1,4 +1,5 @@
 """A small fixed data set whose quality figures are known exactly (see test_metrics.py)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -29,13 +30,19 @@ def quality_world(db):  # noqa: ANN001, ANN201
 
     def record(source, key, customer, normalized, flags=None, seen_hours=0):  # noqa: ANN001, ANN202
         return SourceRecordFactory(
-            source=source, source_key=key, customer=customer, raw={"k": key}, normalized=normalized,
-            flags=flags or {}, last_seen_at=NOW - timedelta(hours=seen_hours),
+            source=source,
+            source_key=key,
+            customer=customer,
+            raw={"k": key},
+            normalized=normalized,
+            flags=flags or {},
+            last_seen_at=NOW - timedelta(hours=seen_hours),
         )
 
     record(crm, "r1", c1, {"full_name": "张三", "mobile": "+8613800000001"}, seen_hours=10)
-    record(crm, "r2", c2, {"full_name": "李四", "mobile": "12345"}, {"mobile": "not a valid phone number"},
-           seen_hours=12)
+    record(
+        crm, "r2", c2, {"full_name": "李四", "mobile": "12345"}, {"mobile": "not a valid phone number"}, seen_hours=12
+    )
     record(crm, "r3", c3, {"full_name": "王五"}, seen_hours=11)
     record(crm, "r4", c1, {"mobile": "+8613800000001", "email": "a@example.com"}, seen_hours=10)
     record(shop, "r5", c1, {"full_name": "张三丰", "mobile": "+8613800000001"}, seen_hours=30)

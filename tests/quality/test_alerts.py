@@ -55,7 +55,10 @@ def receiver():  # noqa: ANN201
 
 def set_validity(source, value: float) -> None:  # noqa: ANN001
     QualitySnapshot.objects.update_or_create(
-        date=date.today(), source=source, field="mobile", metric="validity",
+        date=date.today(),
+        source=source,
+        field="mobile",
+        metric="validity",
         defaults={"value": value, "numerator": int(value * 100), "denominator": 100},
     )
 
@@ -63,8 +66,14 @@ def set_validity(source, value: float) -> None:  # noqa: ANN001
 def test_it_fires_once_while_true_and_again_after_resolving_and_recurring(quality_world, receiver):
     w = quality_world
     rule = AlertRule.objects.create(
-        name="crm mobile validity", kind=AlertKind.METRIC_BELOW, metric="validity", field="mobile", source=w.crm,
-        threshold=0.95, email_to="steward@example.com, ops@example.com", webhook_url=receiver.url,
+        name="crm mobile validity",
+        kind=AlertKind.METRIC_BELOW,
+        metric="validity",
+        field="mobile",
+        source=w.crm,
+        threshold=0.95,
+        email_to="steward@example.com, ops@example.com",
+        webhook_url=receiver.url,
         webhook_secret=SECRET,
     )
     set_validity(w.crm, 0.90)
@@ -91,8 +100,9 @@ def test_it_fires_once_while_true_and_again_after_resolving_and_recurring(qualit
 
 def test_it_signs_the_webhook_like_change_events(quality_world, receiver):
     w = quality_world
-    AlertRule.objects.create(name="backlog", kind=AlertKind.BACKLOG_ABOVE, threshold=0, webhook_url=receiver.url,
-                             webhook_secret=SECRET)
+    AlertRule.objects.create(
+        name="backlog", kind=AlertKind.BACKLOG_ABOVE, threshold=0, webhook_url=receiver.url, webhook_secret=SECRET
+    )
     alerts_evaluate()
     ((headers, body),) = receiver.requests
     assert headers[SIGNATURE_HEADER] == sign(SECRET, int(headers[TIMESTAMP_HEADER]), body)
@@ -133,8 +143,9 @@ def test_it_alerts_on_a_source_without_a_sync_and_on_a_disabled_webhook(quality_
 
 def test_it_evaluates_a_rule_for_every_source_from_a_real_metrics_run(quality_world):
     w = quality_world
-    AlertRule.objects.create(name="mobile validity", kind=AlertKind.METRIC_BELOW, metric="validity", field="mobile",
-                             threshold=0.95)
+    AlertRule.objects.create(
+        name="mobile validity", kind=AlertKind.METRIC_BELOW, metric="validity", field="mobile", threshold=0.95
+    )
     quality_snapshot_take(now=w.now)
     alerts_evaluate()
     subjects = set(AlertEvent.objects.values_list("subject", flat=True))
@@ -151,8 +162,14 @@ def test_it_refuses_a_rule_that_cannot_work(db):
         AlertRule(name="x", kind=AlertKind.BACKLOG_ABOVE, email_to="a@example.com, nobody").full_clean()
     with pytest.raises(ValidationError, match="webhook URL"):
         AlertRule(name="x", kind=AlertKind.BACKLOG_ABOVE).full_clean()
-    AlertRule(name="x", kind=AlertKind.METRIC_BELOW, metric="validity", field="mobile", threshold=0.95,
-              email_to="a@example.com").full_clean()
+    AlertRule(
+        name="x",
+        kind=AlertKind.METRIC_BELOW,
+        metric="validity",
+        field="mobile",
+        threshold=0.95,
+        email_to="a@example.com",
+    ).full_clean()
 
 
 def test_it_alerts_once_on_a_paused_connector_and_resolves_when_it_runs_again(quality_world):

@@ -71,8 +71,7 @@ def test_it_replaces_the_days_snapshot_when_run_again(quality_world):
     rows = QualitySnapshot.objects.filter(date=day, source=w.crm, field="full_name", metric="completeness")
     assert [(r.numerator, r.denominator) for r in rows] == [(4, 5)]
     # The other day is untouched.
-    earlier = QualitySnapshot.objects.get(date=date(2026, 1, 4), source=w.crm, field="full_name",
-                                          metric="completeness")
+    earlier = QualitySnapshot.objects.get(date=date(2026, 1, 4), source=w.crm, field="full_name", metric="completeness")
     assert (earlier.numerator, earlier.denominator) == (3, 4)
 
 

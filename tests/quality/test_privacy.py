@@ -41,51 +41,83 @@ def person(db):  # noqa: ANN001, ANN201
     from imports.models import ImportRun, ImportRunIssue
 
     crm, shop = SourceFactory(code="crm"), SourceFactory(code="shop")
-    customer = CustomerFactory(full_name=NAME, family_name="欧阳", given_name="娜娜", mobile=MOBILE, email=EMAIL,
-                               id_number=ID_NUMBER, address=ADDRESS, city="北京")
+    customer = CustomerFactory(
+        full_name=NAME,
+        family_name="欧阳",
+        given_name="娜娜",
+        mobile=MOBILE,
+        email=EMAIL,
+        id_number=ID_NUMBER,
+        address=ADDRESS,
+        city="北京",
+    )
     customer.city = "北京市"
     customer.save()  # a second history row
-    old = CustomerFactory(full_name=NAME, mobile=MOBILE, email="", status=CustomerStatus.MERGED,
-                          merged_into=customer)
+    old = CustomerFactory(full_name=NAME, mobile=MOBILE, email="", status=CustomerStatus.MERGED, merged_into=customer)
     other = CustomerFactory(full_name="李雷", mobile="+8613800000009", email="lilei@example.com")
     secret = {"id_number"}
     SourceRecordFactory(
-        source=crm, source_key="C001", customer=customer,
+        source=crm,
+        source_key="C001",
+        customer=customer,
         raw=seal_values({"姓名": NAME, "手机": "139 1234 5678", "身份证": ID_NUMBER}, {"身份证"}),
         normalized=seal_values({"full_name": NAME, "mobile": MOBILE, "id_number": ID_NUMBER}, secret),
     )
     # A source keyed by the mobile number itself.
-    SourceRecordFactory(source=shop, source_key=NATIONAL, customer=old,
-                        raw={"收货人": NAME, "电话": NATIONAL, "地址": ADDRESS},
-                        normalized={"full_name": NAME, "mobile": MOBILE, "address": ADDRESS})
+    SourceRecordFactory(
+        source=shop,
+        source_key=NATIONAL,
+        customer=old,
+        raw={"收货人": NAME, "电话": NATIONAL, "地址": ADDRESS},
+        normalized={"full_name": NAME, "mobile": MOBILE, "address": ADDRESS},
+    )
     # An orphan record found by its e-mail alone.
-    orphan = SourceRecordFactory(source=shop, source_key="S-9", customer=None, raw={"邮箱": EMAIL.upper()},
-                                 normalized={"email": EMAIL})
+    orphan = SourceRecordFactory(
+        source=shop, source_key="S-9", customer=None, raw={"邮箱": EMAIL.upper()}, normalized={"email": EMAIL}
+    )
     kept = SourceRecordFactory(source=crm, source_key="C002", customer=other)
-    InteractionFactory(customer=customer, source=shop, title=f"{NAME}的订单",
-                       details={"收货电话": NATIONAL, "sku": "A-1"})
+    InteractionFactory(
+        customer=customer, source=shop, title=f"{NAME}的订单", details={"收货电话": NATIONAL, "sku": "A-1"}
+    )
     other_interaction = InteractionFactory(customer=other, source=shop, title="订单", details={"sku": "B-2"})
     with transaction.atomic():
-        change_record(event_type=ChangeEventType.UPDATED, customer_id=customer.pk, changed_fields=["mobile"],
-                      data={"mobile": MOBILE, "email": EMAIL, "id_number": ID_NUMBER})
-    MatchCandidate.objects.create(left=customer, right=other, score=0.4,
-                                  explanation=[{"field": "mobile", "left": MOBILE, "right": "+8613800000009"}])
+        change_record(
+            event_type=ChangeEventType.UPDATED,
+            customer_id=customer.pk,
+            changed_fields=["mobile"],
+            data={"mobile": MOBILE, "email": EMAIL, "id_number": ID_NUMBER},
+        )
+    MatchCandidate.objects.create(
+        left=customer,
+        right=other,
+        score=0.4,
+        explanation=[{"field": "mobile", "left": MOBILE, "right": "+8613800000009"}],
+    )
     run = ImportRun.objects.create(source=shop, status="completed")
-    ImportRunIssue.objects.create(run=run, row_number=3, kind=IssueKind.INVALID, source_key=NATIONAL,
-                                  raw={"电话": NATIONAL, "邮箱": "bad"}, reasons={"邮箱": "not a valid email"})
-    return SimpleNamespace(customer=customer, old=old, other=other, orphan=orphan, kept=kept,
-                           other_interaction=other_interaction)
+    ImportRunIssue.objects.create(
+        run=run,
+        row_number=3,
+        kind=IssueKind.INVALID,
+        source_key=NATIONAL,
+        raw={"电话": NATIONAL, "邮箱": "bad"},
+        reasons={"邮箱": "not a valid email"},
+    )
+    return SimpleNamespace(
+        customer=customer, old=old, other=other, orphan=orphan, kept=kept, other_interaction=other_interaction
+    )
 
 
-@pytest.mark.parametrize("mobile", ["+86 139 1234 5678", "0086-139-1234-5678", "139 1234 5678", "8613912345678",
-                                    "１３９１２３４５６７８"])
+@pytest.mark.parametrize(
+    "mobile", ["+86 139 1234 5678", "0086-139-1234-5678", "139 1234 5678", "8613912345678", "１３９１２３４５６７８"]
+)
 def test_it_finds_the_person_by_a_differently_formatted_mobile(person, admin_user, mobile):
     subject = privacy_subject_find(user=admin_user, mobile=mobile)
     assert subject.customer_ids == sorted([person.customer.pk, person.old.pk])
     assert person.kept.pk not in subject.source_record_ids
     assert SourceRecord.objects.filter(pk__in=subject.source_record_ids).count() == 2
-    assert subject.interaction_ids == list(Interaction.objects.filter(customer=person.customer)
-                                           .values_list("pk", flat=True))
+    assert subject.interaction_ids == list(
+        Interaction.objects.filter(customer=person.customer).values_list("pk", flat=True)
+    )
 
 
 def test_it_finds_the_person_by_id_number_and_by_email(person, admin_user):
@@ -186,13 +218,15 @@ def test_it_erases_everything_everywhere_and_tells_the_feed(person, admin_user):
     assert person.other_interaction.details == {"sku": "B-2"}
     # The audit trail: each step, with ids and counts only.
     kinds = list(AuditEvent.objects.filter(object_id=str(request_row.pk)).values_list("kind", flat=True))
-    assert {"privacy_erase_started", "privacy_erase_customers", "privacy_erase_history",
-            "privacy_erase_done"} <= set(kinds)
+    assert {"privacy_erase_started", "privacy_erase_customers", "privacy_erase_history", "privacy_erase_done"} <= set(
+        kinds
+    )
     assert PrivacyRequest.objects.get(pk=request_row.pk).counts["customers"] == 2
     # Searching again finds nothing personal left to find.
     with pytest.raises(PrivacyInputError):
-        privacy_erase(user=admin_user, subject=privacy_subject_find(user=admin_user, mobile=MOBILE),
-                      mode="erase", reason="again")
+        privacy_erase(
+            user=admin_user, subject=privacy_subject_find(user=admin_user, mobile=MOBILE), mode="erase", reason="again"
+        )
 
 
 def test_it_anonymizes_keeping_coarse_attributes(person, admin_user):
@@ -237,12 +271,16 @@ def test_it_tells_feed_consumers_of_the_erasure(person, admin_user):
     assert NATIONAL not in json.dumps(events, ensure_ascii=False)
 
 
-@pytest.mark.parametrize(("mode", "reason", "message"), [
-    ("delete", "T-1", "erase or to anonymize"),
-    ("erase", "  ", "reference or reason"),
-])
-def test_it_refuses_an_erasure_without_a_mode_or_a_reference_and_changes_nothing(person, admin_user, mode, reason,
-                                                                                  message):
+@pytest.mark.parametrize(
+    ("mode", "reason", "message"),
+    [
+        ("delete", "T-1", "erase or to anonymize"),
+        ("erase", "  ", "reference or reason"),
+    ],
+)
+def test_it_refuses_an_erasure_without_a_mode_or_a_reference_and_changes_nothing(
+    person, admin_user, mode, reason, message
+):
     subject = privacy_subject_find(user=admin_user, mobile=MOBILE)
     with pytest.raises(PrivacyInputError, match=message):
         privacy_erase(user=admin_user, subject=subject, mode=mode, reason=reason)

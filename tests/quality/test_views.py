@@ -117,8 +117,9 @@ def test_it_runs_a_data_subject_request_from_the_browser(quality_world, admin_us
     # Not confirmed: nothing happens.
     client.post("/privacy/erase/", {"mobile": "138 0000 0001", "mode": "erase", "reason": "T-1"})
     assert Customer.objects.get(pk=quality_world.c1.pk).status == CustomerStatus.ACTIVE
-    response = client.post("/privacy/erase/", {"mobile": "138 0000 0001", "mode": "erase", "reason": "T-1",
-                                               "confirm": "on"})
+    response = client.post(
+        "/privacy/erase/", {"mobile": "138 0000 0001", "mode": "erase", "reason": "T-1", "confirm": "on"}
+    )
     assert response.status_code == 302
     assert Customer.objects.get(pk=quality_world.c1.pk).status == CustomerStatus.ERASED
     assert Customer.objects.get(pk=quality_world.c2.pk).status == CustomerStatus.ACTIVE

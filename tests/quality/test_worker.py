@@ -14,8 +14,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 def test_it_computes_the_snapshot_and_evaluates_alerts_on_a_real_worker(live_worker, steward):
     SourceRecordFactory(normalized={"mobile": "12345"}, flags={"mobile": "not a valid phone number"})
-    AlertRule.objects.create(name="mobile validity", kind=AlertKind.METRIC_BELOW, metric="validity", field="mobile",
-                             threshold=0.95, email_to="ops@example.com")
+    AlertRule.objects.create(
+        name="mobile validity",
+        kind=AlertKind.METRIC_BELOW,
+        metric="validity",
+        field="mobile",
+        threshold=0.95,
+        email_to="ops@example.com",
+    )
     client = Client()
     client.force_login(steward)
     assert client.post("/quality/run/").status_code == 302  # queued after commit, run by the worker

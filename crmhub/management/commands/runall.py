@@ -1,4 +1,5 @@
 """Start the web server and a Celery worker together (the embedded default's one command)."""
+
 from __future__ import annotations
 
 import signal
@@ -21,8 +22,18 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
         python = sys.executable
         worker_cmd = [
-            python, "-m", "celery", "-A", "crmhub", "worker", "-l", "info",
-            "--concurrency", str(options["concurrency"]), "-n", "crmhub-dev@%h",
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "crmhub",
+            "worker",
+            "-l",
+            "info",
+            "--concurrency",
+            str(options["concurrency"]),
+            "-n",
+            "crmhub-dev@%h",
         ]
         if not options["no_beat"]:
             worker_cmd.append("--beat")  # one process is enough for the embedded default

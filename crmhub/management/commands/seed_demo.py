@@ -1,4 +1,5 @@
 """``manage.py seed_demo``: the multi-channel demo data set and one demo user per role."""
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,21 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--customers", type=int, default=300, help="people to generate (default 300); "
-                            "each is in 1-4 sources, so there are about 1.5 golden records per person")
+        parser.add_argument(
+            "--customers",
+            type=int,
+            default=300,
+            help="people to generate (default 300); "
+            "each is in 1-4 sources, so there are about 1.5 golden records per person",
+        )
         parser.add_argument("--seed", type=int, default=7, help="random seed: the same seed gives the same people")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
-            raise CommandError("seed_demo refuses to run with production settings (CRMHUB_ENV=production): "
-                               "it creates users with a published password.")
+            raise CommandError(
+                "seed_demo refuses to run with production settings (CRMHUB_ENV=production): "
+                "it creates users with a published password."
+            )
         if options["customers"] < 1:
             raise CommandError("--customers must be at least 1")
         result = demo_seed(customers=options["customers"], seed=options["seed"])
@@ -35,10 +43,12 @@ class Command(BaseCommand):
     def _summary(self, result: dict[str, Any]) -> None:
         out = self.stdout
         if result["created"]:
-            out.write(self.style.SUCCESS(
-                f"Demo data created in {result['seconds']} s: {result['people']} people, "
-                f"{result['multi_source_people']} of them in two or more sources."
-            ))
+            out.write(
+                self.style.SUCCESS(
+                    f"Demo data created in {result['seconds']} s: {result['people']} people, "
+                    f"{result['multi_source_people']} of them in two or more sources."
+                )
+            )
         else:
             out.write(self.style.WARNING("The demo sources already hold records: data left as it is."))
         out.write(f"  sources:        {result['sources']} ({', '.join(code for code, *_ in SOURCES)})")

@@ -3,6 +3,7 @@
 Waits for the run and prints its summary as one JSON object on the last line:
 {"run": id, "status": ..., "rows": n, "created": n, "updated": n, "unchanged": n, "invalid": n, "errors": n}
 """
+
 from __future__ import annotations
 
 import json
@@ -50,16 +51,27 @@ class Command(BaseCommand):
         keys = [k.strip() for k in options["key"].split(",") if k.strip()]
 
         def plan_for(layout):  # noqa: ANN001, ANN202
-            plan = plan_resolve(source=source, layout=layout, template_name=options["template"],
-                                auto_map=options["auto_map"], key_columns=keys)
+            plan = plan_resolve(
+                source=source,
+                layout=layout,
+                template_name=options["template"],
+                auto_map=options["auto_map"],
+                key_columns=keys,
+            )
             plan.dayfirst = plan.dayfirst or options["dayfirst"]
             return plan
 
         header_row = options["header_row"] - 1 if options["header_row"] else None
         try:
             run = file_run_from_path(
-                path=options["path"], source=source, plan_for=plan_for, user=user, dry_run=options["dry_run"],
-                enqueue=not options["inline"], sheet=options["sheet"], header_row=header_row,
+                path=options["path"],
+                source=source,
+                plan_for=plan_for,
+                user=user,
+                dry_run=options["dry_run"],
+                enqueue=not options["inline"],
+                sheet=options["sheet"],
+                header_row=header_row,
             )
         except ImportRefused as exc:
             raise CommandError(str(exc)) from exc

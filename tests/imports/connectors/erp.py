@@ -2,6 +2,7 @@
 
 Each test gets its own tables (a unique prefix) in MariaDB's database ``test`` and in the
 PostgreSQL database ``crmhub_conn_erp`` (created on first use), dropped afterwards."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,12 +26,20 @@ BASE = dt.datetime(2026, 1, 1, 8, 0, 0)
 def erp_rows(n: int, start: int = 1, at: dt.datetime = BASE) -> list[dict]:
     rows = []
     for i in range(start, start + n):
-        rows.append({
-            "id": i, "code": f"E{i:06d}", "name": f"客户{i}", "mobile": f"138{i:08d}", "id_card": "",
-            "city": "上海", "note": f"n{i}", "region_id": 1 + i % 2,
-            # several rows share a timestamp, so the key breaks ties in the keyset
-            "updated_at": at + dt.timedelta(seconds=i // 3),
-        })
+        rows.append(
+            {
+                "id": i,
+                "code": f"E{i:06d}",
+                "name": f"客户{i}",
+                "mobile": f"138{i:08d}",
+                "id_card": "",
+                "city": "上海",
+                "note": f"n{i}",
+                "region_id": 1 + i % 2,
+                # several rows share a timestamp, so the key breaks ties in the keyset
+                "updated_at": at + dt.timedelta(seconds=i // 3),
+            }
+        )
     return rows
 
 
@@ -62,8 +71,11 @@ class Erp:
 
     def insert(self, rows: list[dict]) -> None:
         if rows:
-            self.execute("INSERT INTO {t}_customers (id, code, name, mobile, id_card, city, note, region_id, updated_at) "
-                         "VALUES (:id, :code, :name, :mobile, :id_card, :city, :note, :region_id, :updated_at)", rows)
+            self.execute(
+                "INSERT INTO {t}_customers (id, code, name, mobile, id_card, city, note, region_id, updated_at) "
+                "VALUES (:id, :code, :name, :mobile, :id_card, :city, :note, :region_id, :updated_at)",
+                rows,
+            )
 
     def drop(self) -> None:
         for table in ("customers", "regions"):
@@ -83,8 +95,10 @@ def _reachable(url: str) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"the database server for the connector tests is not running ({type(exc).__name__}); "
-                    "start it as DESIGN.md says")
+        pytest.fail(
+            f"the database server for the connector tests is not running ({type(exc).__name__}); "
+            "start it as DESIGN.md says"
+        )
     finally:
         engine.dispose()
 

@@ -83,15 +83,18 @@ def test_it_updates_on_a_second_push_and_the_run_rolls_back(shop_client, shop):
     second = post(client, "shop", [{"source_key": "A", "full_name": "王五六"}, {"source_key": "B", "full_name": "赵"}])
     assert second.status_code == 200
     assert [r["status"] for r in second.json()["records"]] == ["updated", "created"]
-    assert post(client, "shop", {"source_key": "A", "full_name": "王五六"}).json()["records"][0]["status"] == "unchanged"
+    assert (
+        post(client, "shop", {"source_key": "A", "full_name": "王五六"}).json()["records"][0]["status"] == "unchanged"
+    )
     import_run_rollback(run_id=second.json()["run"])
     assert SourceRecord.objects.get(source=shop, source_key="A").normalized["full_name"] == "王五"
     assert not SourceRecord.objects.filter(source_key="B").exists()
 
 
 def test_it_maps_other_fields_through_the_source_template(shop_client, shop):
-    MappingTemplate.objects.create(source=shop, name="t", headers=["手机"], header_signature="x",
-                                   mapping={"手机": "mobile"}, key_columns=["id"])
+    MappingTemplate.objects.create(
+        source=shop, name="t", headers=["手机"], header_signature="x", mapping={"手机": "mobile"}, key_columns=["id"]
+    )
     post(api_for(shop_client), "shop", {"id": "M1", "手机": "13900139000"})
     assert SourceRecord.objects.get(source_key="M1").normalized["mobile"] == "+8613900139000"
 
@@ -153,8 +156,13 @@ def test_it_accepts_a_signed_webhook_and_refuses_bad_stale_and_replayed_ones(sho
     body = json.dumps([{"source_key": "W1", "full_name": "钱七"}]).encode()
 
     def send(payload: bytes, ts: str, signature: str):  # noqa: ANN202
-        return client.post("/api/v1/sources/shop/webhook/", data=payload, content_type="application/json",
-                           HTTP_X_CRMHUB_TIMESTAMP=ts, HTTP_X_CRMHUB_SIGNATURE=signature)
+        return client.post(
+            "/api/v1/sources/shop/webhook/",
+            data=payload,
+            content_type="application/json",
+            HTTP_X_CRMHUB_TIMESTAMP=ts,
+            HTTP_X_CRMHUB_SIGNATURE=signature,
+        )
 
     now = str(int(time.time()))
     ok = send(body, now, webhook_sign(secret, now, body))

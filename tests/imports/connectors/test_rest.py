@@ -20,10 +20,18 @@ TOKEN = "Bearer s3cret-token"
 
 
 def people(n: int) -> list[dict]:
-    return [{"uid": f"U{i:03d}",
-             "profile": {"name": "会员" + "甲乙丙丁戊己庚辛壬癸"[i % 10] + "子丑寅卯辰巳午未申酉"[i // 10],
-                         "phone": f"139{i:08d}"},
-             "updated": f"2026-01-{1 + i // 10:02d}T00:00:00", "tags": ["vip", "new"]} for i in range(1, n + 1)]
+    return [
+        {
+            "uid": f"U{i:03d}",
+            "profile": {
+                "name": "会员" + "甲乙丙丁戊己庚辛壬癸"[i % 10] + "子丑寅卯辰巳午未申酉"[i // 10],
+                "phone": f"139{i:08d}",
+            },
+            "updated": f"2026-01-{1 + i // 10:02d}T00:00:00",
+            "tags": ["vip", "new"],
+        }
+        for i in range(1, n + 1)
+    ]
 
 
 class Api:
@@ -54,10 +62,10 @@ class Api:
                 rows = [r for r in api.records if r["updated"] >= q.get("since", "")]
                 if url.path == "/pages":
                     page, size = int(q.get("page", 1)), int(q.get("page_size", 10))
-                    return self._send(200, {"data": {"items": rows[(page - 1) * size: page * size]}})
+                    return self._send(200, {"data": {"items": rows[(page - 1) * size : page * size]}})
                 if url.path == "/cursor":
                     start = int(q.get("cursor", 0))
-                    chunk = rows[start: start + 7]
+                    chunk = rows[start : start + 7]
                     nxt = str(start + 7) if start + 7 < len(rows) else None
                     return self._send(200, {"results": chunk, "meta": {"next": nxt}})
                 return self._send(404, {})
@@ -94,12 +102,26 @@ def api():  # noqa: ANN201
 
 
 def make(api: Api, path: str = "/pages", secret: str = TOKEN, **config) -> Connector:  # noqa: ANN003
-    settings = {"url": api.base + path, "records_path": "$.data.items", "pagination": "page", "page_size": 10,
-                "key_columns": ["uid"], "cursor_field": "updated", "since_param": "since", "backoff_seconds": 0.01,
-                "read_timeout": 2, **config}
-    return connector_create(source=SourceFactory(code="app"), name="app", kind="rest", config=settings,
-                            secret=secret, mapping={"profile.name": "full_name", "profile.phone": "mobile",
-                                                    "tags": "tags"})
+    settings = {
+        "url": api.base + path,
+        "records_path": "$.data.items",
+        "pagination": "page",
+        "page_size": 10,
+        "key_columns": ["uid"],
+        "cursor_field": "updated",
+        "since_param": "since",
+        "backoff_seconds": 0.01,
+        "read_timeout": 2,
+        **config,
+    }
+    return connector_create(
+        source=SourceFactory(code="app"),
+        name="app",
+        kind="rest",
+        config=settings,
+        secret=secret,
+        mapping={"profile.name": "full_name", "profile.phone": "mobile", "tags": "tags"},
+    )
 
 
 def sync(connector: Connector):  # noqa: ANN201
@@ -218,8 +240,10 @@ def test_it_fails_fast_when_nothing_listens():
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    kind = RestConnector(config={"url": f"http://127.0.0.1:{port}/x", "key_columns": ["id"], "max_retries": 1,
-                                 "backoff_seconds": 0.01}, secret="")
+    kind = RestConnector(
+        config={"url": f"http://127.0.0.1:{port}/x", "key_columns": ["id"], "max_retries": 1, "backoff_seconds": 0.01},
+        secret="",
+    )
     started = time.monotonic()
     with pytest.raises(ConnectorError, match="refused"):
         kind.fetch({})

@@ -32,14 +32,20 @@ def closed_port_connector(**extra) -> Connector:  # noqa: ANN003
     port = probe.getsockname()[1]
     probe.close()
     return connector_create(
-        source=SourceFactory(code="erp"), name="down", kind="sql", max_failures=3,
+        source=SourceFactory(code="erp"),
+        name="down",
+        kind="sql",
+        max_failures=3,
         config={"table": "t", "key_columns": ["id"], "cursor_column": "id", "connect_timeout": 1},
-        secret=f"mysql+pymysql://root:pw@127.0.0.1:{port}/test", mapping={"name": "full_name"}, **extra,
+        secret=f"mysql+pymysql://root:pw@127.0.0.1:{port}/test",
+        mapping={"name": "full_name"},
+        **extra,
     )
 
 
-def test_it_retries_with_backoff_then_pauses_and_raises_an_alert(django_capture_on_commit_callbacks, settings,
-                                                                _no_real_retries):
+def test_it_retries_with_backoff_then_pauses_and_raises_an_alert(
+    django_capture_on_commit_callbacks, settings, _no_real_retries
+):
     settings.CRMHUB_CONNECTOR_RETRY_SECONDS = 30
     connector = closed_port_connector()
     connector = connector_schedule_set(connector=connector, every_minutes=15)
@@ -92,20 +98,28 @@ def test_it_refuses_a_second_sync_while_one_is_queued_but_replaces_a_stale_runni
     assert first.status == RunStatus.FAILED and "worker" in first.message and second.kind == RunKind.CONNECTOR
 
 
-def test_it_creates_and_syncs_connectors_over_the_api_without_showing_the_password(admin_user, sales,
-                                                                                django_capture_on_commit_callbacks):
+def test_it_creates_and_syncs_connectors_over_the_api_without_showing_the_password(
+    admin_user, sales, django_capture_on_commit_callbacks
+):
     SourceFactory(code="erp")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
-    body = {"name": "erp", "source": "erp", "kind": "sql", "secret": "postgresql://erp:Hidden9@127.0.0.1:5432/erp",
-            "config": {"table": "customers", "key_columns": ["code"], "cursor_column": "updated_at"}}
+    body = {
+        "name": "erp",
+        "source": "erp",
+        "kind": "sql",
+        "secret": "postgresql://erp:Hidden9@127.0.0.1:5432/erp",
+        "config": {"table": "customers", "key_columns": ["code"], "cursor_column": "updated_at"},
+    }
     created = client.post("/api/v1/connectors/", body, format="json")
     assert created.status_code == 201, created.content
     assert created.json()["credentials"] == "postgresql://erp:***@127.0.0.1:5432/erp"
     assert "Hidden9" not in created.content.decode()
-    bad = client.post("/api/v1/connectors/", {**body, "name": "x", "config": {"query": "DELETE FROM t",
-                                                                               "key_columns": ["a"], "cursor_column": "a"}},
-                      format="json")
+    bad = client.post(
+        "/api/v1/connectors/",
+        {**body, "name": "x", "config": {"query": "DELETE FROM t", "key_columns": ["a"], "cursor_column": "a"}},
+        format="json",
+    )
     assert bad.status_code == 400 and "only SELECT" in bad.json()["message"]
     with mock.patch("imports.tasks.connector_run_task.delay") as delay:
         with django_capture_on_commit_callbacks(execute=True):

@@ -27,10 +27,16 @@ MAPPING = {"name": "full_name", "mobile": "mobile", "id_card": "id_number", "cit
 
 
 def make_connector(erp, *, page_size: int = 10, **config) -> Connector:  # noqa: ANN001, ANN003
-    settings = {"table": erp.table, "key_columns": ["code"], "cursor_column": "updated_at", "page_size": page_size,
-                **config}
-    return connector_create(source=SourceFactory(code="erp"), name="erp", kind="sql", config=settings,
-                            secret=erp.url, mapping=MAPPING)
+    settings = {
+        "table": erp.table,
+        "key_columns": ["code"],
+        "cursor_column": "updated_at",
+        "page_size": page_size,
+        **config,
+    }
+    return connector_create(
+        source=SourceFactory(code="erp"), name="erp", kind="sql", config=settings, secret=erp.url, mapping=MAPPING
+    )
 
 
 def sync(connector: Connector):  # noqa: ANN201
@@ -73,10 +79,15 @@ def test_it_syncs_incrementally_reading_only_rows_past_the_cursor(erp_fixture, r
 @pytest.mark.django_db(transaction=True)
 def test_it_reads_a_select_with_a_join_and_an_increasing_id_cursor(pg_erp):
     pg_erp.insert(erp_rows(12))
-    query = (f"SELECT c.id, c.code, c.name, c.mobile, r.region_name AS province FROM {pg_erp.prefix}_customers c "
-             f"JOIN {pg_erp.prefix}_regions r ON r.id = c.region_id WHERE c.city = '上海'")
+    query = (
+        f"SELECT c.id, c.code, c.name, c.mobile, r.region_name AS province FROM {pg_erp.prefix}_customers c "
+        f"JOIN {pg_erp.prefix}_regions r ON r.id = c.region_id WHERE c.city = '上海'"
+    )
     connector = connector_create(
-        source=SourceFactory(code="erp"), name="erp-q", kind="sql", secret=pg_erp.url,
+        source=SourceFactory(code="erp"),
+        name="erp-q",
+        kind="sql",
+        secret=pg_erp.url,
         config={"query": query, "key_columns": ["code"], "cursor_column": "id", "page_size": 5},
         mapping={"name": "full_name", "mobile": "mobile"},
     )
@@ -135,25 +146,28 @@ def test_it_rolls_back_a_page_and_its_cursor_together(mariadb_erp, monkeypatch):
     assert_no_loss_or_duplicate(30)
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM customers",
-    "UPDATE customers SET name = 'x'",
-    "SELECT * FROM customers; DROP TABLE customers",
-    "SELECT * FROM customers WHERE id = 1 OR 1=1; DELETE FROM customers",
-    "SELECT 1 /*! ; DROP TABLE customers */",
-    "SELECT * FROM customers -- ; DROP TABLE customers",
-    "SELECT * INTO backup FROM customers",
-    "SELECT * FROM customers FOR UPDATE",
-    "SELECT * FROM customers LOCK IN SHARE MODE",
-    "SELECT pg_sleep(100)",
-    "SELECT SLEEP(100)",
-    "SELECT load_file('/etc/passwd')",
-    "SELECT pg_read_file('/etc/passwd')",
-    "WITH gone AS (DELETE FROM customers RETURNING *) SELECT * FROM gone",
-    "CREATE TABLE x AS SELECT * FROM customers",
-    "INSERT INTO customers SELECT * FROM customers",
-    "",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM customers",
+        "UPDATE customers SET name = 'x'",
+        "SELECT * FROM customers; DROP TABLE customers",
+        "SELECT * FROM customers WHERE id = 1 OR 1=1; DELETE FROM customers",
+        "SELECT 1 /*! ; DROP TABLE customers */",
+        "SELECT * FROM customers -- ; DROP TABLE customers",
+        "SELECT * INTO backup FROM customers",
+        "SELECT * FROM customers FOR UPDATE",
+        "SELECT * FROM customers LOCK IN SHARE MODE",
+        "SELECT pg_sleep(100)",
+        "SELECT SLEEP(100)",
+        "SELECT load_file('/etc/passwd')",
+        "SELECT pg_read_file('/etc/passwd')",
+        "WITH gone AS (DELETE FROM customers RETURNING *) SELECT * FROM gone",
+        "CREATE TABLE x AS SELECT * FROM customers",
+        "INSERT INTO customers SELECT * FROM customers",
+        "",
+    ],
+)
 def test_it_refuses_anything_but_one_plain_select(sql):
     for dialect in ("postgres", "mysql"):
         with pytest.raises(ConnectorError):
@@ -180,8 +194,13 @@ def test_it_refuses_injection_through_names_and_bad_settings():
         with pytest.raises(ConnectorRefused):
             connector_create(source=source, name="x", kind="sql", config=config, secret=url)
     with pytest.raises(ConnectorRefused, match="unsupported database"):
-        connector_create(source=source, name="x", kind="sql", secret="sqlite:///x.db",
-                         config={"table": "t", "key_columns": ["id"], "cursor_column": "id"})
+        connector_create(
+            source=source,
+            name="x",
+            kind="sql",
+            secret="sqlite:///x.db",
+            config={"table": "t", "key_columns": ["id"], "cursor_column": "id"},
+        )
 
 
 @pytest.mark.parametrize("erp_fixture", ["mariadb_erp", "pg_erp"])
@@ -194,8 +213,10 @@ def test_it_runs_the_query_in_a_read_only_transaction(erp_fixture, request):
 
 
 def test_it_stops_a_statement_at_the_statement_timeout(mariadb_erp):
-    kind = SqlConnector(config={"table": mariadb_erp.table, "key_columns": ["code"], "cursor_column": "id",
-                                "statement_timeout": 1}, secret=mariadb_erp.url)
+    kind = SqlConnector(
+        config={"table": mariadb_erp.table, "key_columns": ["code"], "cursor_column": "id", "statement_timeout": 1},
+        secret=mariadb_erp.url,
+    )
     started = time.monotonic()
     with pytest.raises(ConnectorError, match="in time|interrupted|max_statement_time|error"):
         kind._read("SELECT SLEEP(5) FROM DUAL", {})
@@ -205,7 +226,9 @@ def test_it_stops_a_statement_at_the_statement_timeout(mariadb_erp):
 @pytest.mark.django_db
 def test_it_reports_bad_credentials_without_the_password(mariadb_erp):
     connector = connector_create(
-        source=SourceFactory(code="erp"), name="bad", kind="sql",
+        source=SourceFactory(code="erp"),
+        name="bad",
+        kind="sql",
         config={"table": mariadb_erp.table, "key_columns": ["code"], "cursor_column": "id"},
         secret="mysql+pymysql://nosuchuser:Sup3rSecret@127.0.0.1:3306/test",
     )
@@ -229,8 +252,9 @@ def test_it_fails_fast_on_a_closed_port_and_within_the_timeout_on_a_silent_serve
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now
     config = {"table": "t", "key_columns": ["id"], "cursor_column": "id", "connect_timeout": 2}
-    refused = connector_create(source=source, name="closed", kind="sql", config=config,
-                               secret=f"mysql+pymysql://root@127.0.0.1:{port}/test")
+    refused = connector_create(
+        source=source, name="closed", kind="sql", config=config, secret=f"mysql+pymysql://root@127.0.0.1:{port}/test"
+    )
     started = time.monotonic()
     result = connector_test(connector=refused, user=None)
     assert not result.ok and "cannot be reached" in result.message and time.monotonic() - started < 3
@@ -241,8 +265,13 @@ def test_it_fails_fast_on_a_closed_port_and_within_the_timeout_on_a_silent_serve
     stop = threading.Event()
     try:
         for name, scheme in (("silent-my", "mysql+pymysql"), ("silent-pg", "postgresql+psycopg")):
-            connector = connector_create(source=source, name=name, kind="sql", config=config,
-                                         secret=f"{scheme}://root@127.0.0.1:{silent.getsockname()[1]}/test")
+            connector = connector_create(
+                source=source,
+                name=name,
+                kind="sql",
+                config=config,
+                secret=f"{scheme}://root@127.0.0.1:{silent.getsockname()[1]}/test",
+            )
             started = time.monotonic()
             result = connector_test(connector=connector, user=None)
             elapsed = time.monotonic() - started

@@ -18,14 +18,24 @@ def erp_source():
 
 
 def create(client, erp, **extra):  # noqa: ANN001, ANN003, ANN201
-    data = {"name": "erp", "source": "erp", "kind": "sql", "secret": erp.url, "key_columns": "code",
-            "table": erp.table, "cursor_column": "updated_at", "max_failures": 3,
-            "mapping": "name = full_name\nmobile = mobile", **extra}
+    data = {
+        "name": "erp",
+        "source": "erp",
+        "kind": "sql",
+        "secret": erp.url,
+        "key_columns": "code",
+        "table": erp.table,
+        "cursor_column": "updated_at",
+        "max_failures": 3,
+        "mapping": "name = full_name\nmobile = mobile",
+        **extra,
+    }
     return client.post(reverse("imports:connector-create"), data)
 
 
 def test_it_creates_tests_runs_pauses_and_schedules_a_connector_in_the_browser(
-        client, steward, erp_source, mariadb_erp, django_capture_on_commit_callbacks):
+    client, steward, erp_source, mariadb_erp, django_capture_on_commit_callbacks
+):
     mariadb_erp.insert(erp_rows(6))
     client.force_login(steward)
     response = create(client, mariadb_erp)
@@ -54,15 +64,19 @@ def test_it_creates_tests_runs_pauses_and_schedules_a_connector_in_the_browser(
     assert connector.get_absolute_url() in listing and f"#{run_id}" not in listing  # the run has not ended yet
 
 
-def test_it_shows_a_refused_query_on_the_form_and_keeps_the_password_out_of_pages(client, admin_user, erp_source,
-                                                                                 mariadb_erp):
+def test_it_shows_a_refused_query_on_the_form_and_keeps_the_password_out_of_pages(
+    client, admin_user, erp_source, mariadb_erp
+):
     client.force_login(admin_user)
     response = create(client, mariadb_erp, table="", query="SELECT * FROM t; DROP TABLE t")
     assert response.status_code == 200 and "only one statement" in response.content.decode()
     create(client, mariadb_erp, secret="mysql+pymysql://root:TopSecret1@127.0.0.1:3306/test")
     connector = Connector.objects.get(name="erp")
-    for url in (reverse("imports:connector-list"), connector.get_absolute_url(),
-                reverse("imports:connector-edit", args=[connector.pk])):
+    for url in (
+        reverse("imports:connector-list"),
+        connector.get_absolute_url(),
+        reverse("imports:connector-edit", args=[connector.pk]),
+    ):
         assert "TopSecret1" not in client.get(url).content.decode()
 
 

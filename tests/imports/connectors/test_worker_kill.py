@@ -29,9 +29,25 @@ def doomed_worker(transactional_db):  # noqa: ANN001, ANN201
     celery = [sys.executable, "-m", "celery", "-A", "crmhub"]
     log = open(os.path.join(django_settings.VAR_DIR, "kill-worker.log"), "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [*celery, "worker", "-l", "info", "-Q", queue, "--concurrency", "1", "-n", f"kill-worker-{os.getpid()}@%h",
-         "--without-mingle", "--without-gossip"],
-        env=_worker_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            *celery,
+            "worker",
+            "-l",
+            "info",
+            "-Q",
+            queue,
+            "--concurrency",
+            "1",
+            "-n",
+            f"kill-worker-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=_worker_env(),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     process.queue = queue  # type: ignore[attr-defined]
     yield process
@@ -44,10 +60,15 @@ def doomed_worker(transactional_db):  # noqa: ANN001, ANN201
 
 
 @pytest.mark.integration
-def test_it_resumes_without_loss_or_duplicates_after_the_worker_is_killed_mid_sync(doomed_worker, mariadb_erp, settings):
+def test_it_resumes_without_loss_or_duplicates_after_the_worker_is_killed_mid_sync(
+    doomed_worker, mariadb_erp, settings
+):
     mariadb_erp.insert(erp_rows(ROWS))
     connector = connector_create(
-        source=SourceFactory(code="erp"), name="erp", kind="sql", secret=mariadb_erp.url,
+        source=SourceFactory(code="erp"),
+        name="erp",
+        kind="sql",
+        secret=mariadb_erp.url,
         config={"table": mariadb_erp.table, "key_columns": ["code"], "cursor_column": "updated_at", "page_size": 50},
         mapping={"name": "full_name", "mobile": "mobile"},
     )
