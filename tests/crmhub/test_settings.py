@@ -44,10 +44,11 @@ def test_it_reads_typed_values_and_fails_loudly(monkeypatch):
 def test_it_defaults_to_sqlite_and_a_serverless_broker(tmp_path):
     result = _settings_in_subprocess(
         {"CRMHUB_VAR_DIR": str(tmp_path)},
-        "[s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEBUG]",
+        "[s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.DEBUG, s.LANGUAGE_CODE]",
     )
     assert result.returncode == 0, result.stderr
-    engine, broker, debug = json.loads(result.stdout)
+    engine, broker, debug, language = json.loads(result.stdout)
+    assert language == "zh-hans"  # Chinese first; each user may switch to English
     assert engine == "django.db.backends.sqlite3"
     assert broker == f"sqla+sqlite:///{tmp_path}/celery-broker.sqlite3"
     assert debug is True

@@ -22,6 +22,7 @@ def test_it_logs_in_and_shows_the_home_counts(client, steward):
     assert "recent_runs" in response.context["counts"]
 
 
+@override_settings(LANGUAGE_CODE="zh-hans")
 def test_it_speaks_chinese_by_default_and_english_on_request(client, steward):
     client.force_login(steward)
     assert "客户" in client.get("/").content.decode()
