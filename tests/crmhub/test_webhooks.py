@@ -20,6 +20,7 @@ from crmhub.models import WebhookDelivery, WebhookSubscription
 from crmhub.outbox import change_record
 from crmhub.webhooks import webhook_delivery_redeliver, webhook_dispatch, webhook_subscription_enable
 from tests.factories import CustomerFactory
+from tests.imports.connectors.test_worker_kill import doomed_worker  # noqa: F401 - a fixture
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 SECRET = "s3cret-for-tests"
@@ -189,3 +190,60 @@ def test_it_delivers_through_the_celery_worker(live_worker, receiver):
         time.sleep(0.2)
     assert [p["data"]["city"] for _, p, _ in receiver.received] == ["city-0", "city-1", "city-2"]
     assert WebhookDelivery.objects.filter(subscription=sub, status=DeliveryStatus.DELIVERED).count() == 3
+
+
+class SlowReceiver(Receiver):
+    """Answers every request after a short pause, so a worker can be killed mid-batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = "ok"
+        handler = self.server.RequestHandlerClass
+        original = handler.do_POST
+
+        def slow_post(handler_self) -> None:  # noqa: ANN001
+            time.sleep(0.15)
+            original(handler_self)
+
+        handler.do_POST = slow_post
+
+
+@pytest.mark.integration
+def test_it_loses_no_event_when_the_worker_dies_mid_delivery(doomed_worker):  # noqa: F811
+    import os
+    import signal
+
+    from crmhub.tasks import webhook_dispatch as dispatch_task
+
+    receiver = SlowReceiver()
+    try:
+        customers = [CustomerFactory() for _ in range(3)]
+        sub = WebhookSubscription.objects.create(name="kill", url=receiver.url, secret=SECRET)
+        for customer in customers:
+            emit(customer, 10)
+        dispatch_task.apply_async(args=[sub.pk], queue=doomed_worker.queue)
+        deadline = time.monotonic() + 60
+        while len(receiver.received) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receiver.received) >= 8, "the worker never started delivering"
+        os.killpg(doomed_worker.pid, signal.SIGKILL)  # mid-batch: its successes are not recorded yet
+        doomed_worker.wait()
+        sent_before_kill = len(receiver.received)
+        assert sent_before_kill < 30
+        # The dead worker's lease runs out; the next dispatcher takes over.
+        WebhookSubscription.objects.filter(pk=sub.pk).update(dispatch_lease_until=None)
+        for _ in range(10):
+            webhook_dispatch(sub.pk, time_budget=30)
+            if not WebhookDelivery.objects.filter(subscription=sub).exclude(status=DeliveryStatus.DELIVERED).exists():
+                break
+        assert set(WebhookDelivery.objects.filter(subscription=sub).values_list("status", flat=True)) == {
+            DeliveryStatus.DELIVERED
+        }
+        payloads = [p for _, p, _ in receiver.received]
+        assert len({p["event_id"] for p in payloads}) == 30  # nothing lost
+        assert len(payloads) - 30 <= sent_before_kill  # only what the dead worker sent can come twice
+        for customer in customers:
+            arrivals = list(dict.fromkeys(p["data"]["city"] for p in payloads if p["customer"] == customer.pk))
+            assert arrivals == [f"city-{i}" for i in range(10)]
+    finally:
+        receiver.close()
