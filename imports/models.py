@@ -11,7 +11,6 @@ from accounts.crypto import EncryptedTextField
 from imports.choices import ChangeAction, IssueKind, RunKind, RunStatus
 
 __all__ = [
-    "AlertEvent",
     "Connector",
     "ImportRun",
     "ImportRunChange",
@@ -314,30 +313,6 @@ class Connector(models.Model):
         from django.utils import timezone
 
         return max(0, int((timezone.now() - self.last_success_at).total_seconds()))
-
-
-class AlertEvent(models.Model):
-    """Something an operator must look at (a connector paused after repeated failures).
-
-    A plain, visible record: the connectors page lists the open ones; a later alerting
-    channel can pick them up by ``notified_at`` being empty."""
-
-    kind = models.CharField(_("kind"), max_length=32)
-    connector = models.ForeignKey(
-        Connector, verbose_name=_("connector"), null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
-    )
-    message = models.TextField(_("message"))
-    created_at = models.DateTimeField(_("raised"), auto_now_add=True)
-    notified_at = models.DateTimeField(_("notified"), null=True, blank=True)
-    resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        verbose_name = _("alert")
-        verbose_name_plural = _("alerts")
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.connector_id}"
 
 
 class PushRequest(models.Model):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import Http404
 
+from crmhub.choices import AlertKind, AlertStatus
+from crmhub.models import AlertEvent
 from imports.connectors.services import user_may_manage_connectors
-from imports.models import AlertEvent, Connector
+from imports.models import Connector
 
 
 def connector_list(*, user) -> QuerySet[Connector]:  # noqa: ANN001
@@ -26,5 +28,6 @@ def connector_get(*, user, pk) -> Connector:  # noqa: ANN001
 
 
 def open_alerts(*, user) -> QuerySet[AlertEvent]:  # noqa: ANN001
-    qs = AlertEvent.objects.filter(resolved_at__isnull=True).select_related("connector")
-    return qs if user_may_manage_connectors(user) else qs.none()
+    """Open "connector paused" alerts (crmhub's central alerts)."""
+    qs = AlertEvent.objects.filter(status=AlertStatus.OPEN, rule__kind=AlertKind.CONNECTOR_PAUSED)
+    return (qs if user_may_manage_connectors(user) else qs.none()).order_by("-opened_at")

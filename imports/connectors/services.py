@@ -24,7 +24,7 @@ from imports.choices import RunKind, RunStatus
 from imports.connectors.base import Connector as ConnectorKind
 from imports.connectors.base import ConnectorChunkSource, ConnectorError, connector_class
 from imports.constants import CHUNK_ROWS
-from imports.models import AlertEvent, Connector, ImportRun
+from imports.models import Connector, ImportRun
 
 logger = logging.getLogger(__name__)
 
@@ -328,12 +328,7 @@ def _record_outcome(*, connector_id: int, run: ImportRun, failed: bool) -> None:
             from django_celery_beat.models import PeriodicTask
 
             PeriodicTask.objects.filter(pk=connector.schedule_id).update(enabled=False)
-        AlertEvent.objects.create(
-            kind="connector_paused",
-            connector=connector,
-            message=_("Connector %(name)s was paused after %(n)s failed syncs in a row. Last error: %(error)s")
-            % {"name": connector.name, "n": connector.consecutive_failures, "error": run.message[:500]},
-        )
+        transaction.on_commit(_evaluate_connector_alerts)
         logger.error("connector %s paused after %s failures", connector.pk, connector.consecutive_failures)
     else:
         delay = settings.CRMHUB_CONNECTOR_RETRY_SECONDS * 2 ** (connector.consecutive_failures - 1)
@@ -341,6 +336,14 @@ def _record_outcome(*, connector_id: int, run: ImportRun, failed: bool) -> None:
 
         transaction.on_commit(lambda: connector_sync_task.apply_async((connector_id,), countdown=delay))
     connector.save(update_fields=fields)
+
+
+def _evaluate_connector_alerts() -> None:
+    """Open (or resolve) the "connector paused" alert at once, through the central alert rules."""
+    from crmhub.alerts import alerts_evaluate
+    from crmhub.choices import AlertKind
+
+    alerts_evaluate(kind=AlertKind.CONNECTOR_PAUSED)
 
 
 @transaction.atomic
@@ -351,7 +354,7 @@ def connector_set_enabled(*, connector: Connector, enabled: bool) -> Connector:
     if enabled:
         connector.consecutive_failures = 0
         connector.paused_reason = ""
-        AlertEvent.objects.filter(connector=connector, resolved_at__isnull=True).update(resolved_at=timezone.now())
+        transaction.on_commit(_evaluate_connector_alerts)
     connector.save(update_fields=["is_enabled", "consecutive_failures", "paused_reason", "updated_at"])
     if connector.schedule_id:
         from django_celery_beat.models import PeriodicTask

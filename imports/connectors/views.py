@@ -109,7 +109,7 @@ def connector_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "credentials": services.connector_masked_secret(connector),
             "schedule": services.schedule_describe(connector),
             "schedule_form": schedule_form,
-            "alerts": connector.alerts.filter(resolved_at__isnull=True),
+            "alerts": selectors.open_alerts(user=request.user).filter(subject=f"connector:{connector.pk}"),
         },
     )
 

@@ -183,7 +183,7 @@ def test_it_alerts_once_on_a_paused_connector_and_resolves_when_it_runs_again(qu
     Connector.objects.filter(pk=connector.pk).update(is_enabled=False, paused_reason="Paused after 3 failed syncs")
     alerts_evaluate()
     alerts_evaluate()  # still paused: no second alert
-    (event,) = AlertEvent.objects.all()
+    (event,) = AlertEvent.objects.filter(rule__name="connectors")
     assert event.subject == f"connector:{connector.pk}" and "Paused after 3" in event.message
     Connector.objects.filter(pk=connector.pk).update(is_enabled=True, paused_reason="")
     alerts_evaluate()

@@ -8,6 +8,8 @@ from django_celery_beat.models import PeriodicTask
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from crmhub.choices import AlertKind, AlertStatus
+from crmhub.models import AlertEvent
 from imports.choices import RunKind, RunStatus
 from imports.connectors.services import (
     ConnectorRefused,
@@ -18,7 +20,7 @@ from imports.connectors.services import (
     connector_sync_request,
     connector_sync_scheduled,
 )
-from imports.models import AlertEvent, Connector, ImportRun
+from imports.models import Connector, ImportRun
 from tests.factories import SourceFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,14 +61,16 @@ def test_it_retries_with_backoff_then_pauses_and_raises_an_alert(
     assert connector.consecutive_failures == 3 and not connector.is_enabled
     assert "3 failed syncs" in connector.paused_reason and "cannot be reached" in connector.last_error
     assert "pw@" not in connector.last_error
-    alert = AlertEvent.objects.get(connector=connector)
-    assert alert.kind == "connector_paused" and alert.resolved_at is None
+    # The central alert rules raise it at once (crmhub.alerts), not on the next schedule.
+    alert = AlertEvent.objects.get(rule__kind=AlertKind.CONNECTOR_PAUSED, subject=f"connector:{connector.pk}")
+    assert alert.status == AlertStatus.OPEN and "3 failed syncs" in alert.message
     assert PeriodicTask.objects.get(pk=connector.schedule_id).enabled is False
     assert connector_sync_scheduled(connector_id=connector.pk) is None  # a paused connector is not synced
-    connector_set_enabled(connector=connector, enabled=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        connector_set_enabled(connector=connector, enabled=True)
     connector.refresh_from_db()
     alert.refresh_from_db()
-    assert connector.consecutive_failures == 0 and alert.resolved_at is not None
+    assert connector.consecutive_failures == 0 and alert.status == AlertStatus.RESOLVED
     assert PeriodicTask.objects.get(pk=connector.schedule_id).enabled is True
 
 

@@ -5,7 +5,8 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
-from imports.models import AlertEvent, Connector, SourceWebhook
+from crmhub.models import AlertEvent, AlertRule
+from imports.models import Connector, SourceWebhook
 from tests.factories import SourceFactory
 from tests.imports.connectors.erp import erp_rows
 
@@ -84,7 +85,8 @@ def test_it_lists_open_alerts_and_issues_a_webhook_secret(client, admin_user, er
     client.force_login(admin_user)
     create(client, mariadb_erp)
     connector = Connector.objects.get(name="erp")
-    AlertEvent.objects.create(kind="connector_paused", connector=connector, message="Connector erp was paused")
+    rule = AlertRule.objects.get(kind="connector_paused")  # shipped by a data migration
+    AlertEvent.objects.create(rule=rule, subject=f"connector:{connector.pk}", message="Connector erp was paused")
     assert "Connector erp was paused" in client.get(reverse("imports:connector-list")).content.decode()
     shown = client.post(reverse("imports:webhook-secret"), {"source": "erp"}).content.decode()
     assert SourceWebhook.objects.get(source=erp_source).secret in shown
