@@ -39,7 +39,7 @@ from accounts.roles import Role, roles_sync
 from crmhub.choices import ChangeChannel, ChangeEventType
 from crmhub.context import change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
-from crmhub.outbox import Change, changes_record_bulk
+from crmhub.outbox import Change, changes_record_bulk, feed_values
 from crmhub.services import customer_values_from_normalized
 from imports.cleaning import clean_email, clean_id_number, clean_mobile
 
@@ -1597,8 +1597,7 @@ def _sealed(plan: RecordPlan, secret_names: set[str]) -> tuple[dict[str, Any], d
 
 
 def _feed_values(customer: Customer) -> dict[str, Any]:
-    values = customer_values_from_normalized({n: customer.get_value(n) for n in Customer.CORE_FIELDS})
-    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
+    return feed_values(customer_values_from_normalized({n: customer.get_value(n) for n in Customer.CORE_FIELDS}))
 
 
 def _write(data: DemoData, sources: dict[str, Source], sales_user: AbstractUser) -> None:

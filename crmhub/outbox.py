@@ -22,6 +22,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from django.db import OperationalError, connection, transaction
@@ -134,6 +135,18 @@ def change_record(
     *, event_type: str, customer_id: int, changed_fields: list[str] | None = None, data: dict[str, Any] | None = None
 ) -> None:
     changes_record_bulk([Change(event_type, customer_id, changed_fields or [], data or {})])
+
+
+def feed_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Dictionary values made JSON-ready for an event's ``data`` (dates as ISO strings)."""
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
+
+
+def related_ids(event: ChangeEvent) -> dict[str, Any]:
+    """The structural part of an event's data: ids that tie events together (``merged_ids``
+    of a survivor, ``merged_into`` of a tombstone, ``restored`` by an unmerge), never
+    personal values. Writers store them under keys starting with "_"."""
+    return {k[1:]: v for k, v in event.data.items() if k.startswith("_")}
 
 
 def outbox_sequence() -> int:

@@ -38,7 +38,11 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
     policy = policy_for(request.user)
     columns = [policy.fields[n] for n in policy.visible_fields(LIST_FIELDS)]
-    rows = [(c, [present_customer(request.user, c, [f.name]).get(f.name) for f in columns]) for c in page]
+    names = [f.name for f in columns]
+    rows = []
+    for customer in page:
+        values = present_customer(request.user, customer, names)
+        rows.append((customer, [values.get(n) for n in names]))
     template = "crmhub/_customer_table.html" if request.headers.get("HX-Request") else "crmhub/customer_list.html"
     return render(request, template, {"q": q, "page": page, "columns": columns, "rows": rows})
 

@@ -29,7 +29,7 @@ from django.utils import timezone
 from accounts.policy import Policy, policy_for_role
 from crmhub.choices import DeliveryStatus
 from crmhub.models import ChangeEvent, WebhookDelivery, WebhookSubscription
-from crmhub.outbox import outbox_sequence
+from crmhub.outbox import outbox_sequence, related_ids
 
 SIGNATURE_HEADER = "X-Crmhub-Signature"
 TIMESTAMP_HEADER = "X-Crmhub-Timestamp"
@@ -49,8 +49,6 @@ def webhook_payload(subscription: WebhookSubscription, event: ChangeEvent, polic
     from accounts.crypto import unseal_values
 
     policy = policy or policy_for_role(subscription.role)
-    from crmhub.api.serializers import related_ids
-
     data = unseal_values({k: v for k, v in event.data.items() if not k.startswith("_")})
     wanted = set(subscription.fields) if subscription.fields else None
     values = {}

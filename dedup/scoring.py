@@ -227,30 +227,6 @@ def em_prior(
     return lam, done
 
 
-def learn(
-    comparisons: list[Comparison],
-    features: pd.DataFrame,
-    pairs: np.ndarray,
-    levels: np.ndarray,
-    *,
-    random_pairs: int = 200_000,
-    params: dict | None = None,
-) -> Parameters:
-    u, sampled = estimate_u(comparisons, features, samples=random_pairs, params=params)
-    m, prior, iterations, anchors = learn_m(comparisons, levels, u)
-    tf, floor = term_frequencies(comparisons, features)
-    return Parameters(
-        m=m,
-        u=u,
-        prior=prior,
-        tf=tf,
-        tf_floor=floor,
-        em_iterations=iterations,
-        random_pairs=sampled,
-        anchor_pairs=anchors,
-    )
-
-
 @dataclass
 class Scored:
     """Per pair: total weight (bits), score (probability), per-comparison weights."""

@@ -23,7 +23,7 @@ from accounts.crypto import EncryptedTextField, decrypt, encrypt
 from crmhub.choices import ChangeChannel, ChangeEventType, CustomerStatus
 from crmhub.context import change_context, current_change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
-from crmhub.outbox import Change, changes_record_bulk
+from crmhub.outbox import Change, changes_record_bulk, feed_values
 from dedup import engine
 from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
 from dedup.features import build_features, features_from_rows
@@ -339,7 +339,7 @@ def customers_merge(
         "versions": {str(c.pk): c.version for c in [target, *others]},
     }
     merge.save(update_fields=["after"])
-    _announce_merges([(target.pk, other_ids, _feed_values(new_values))])
+    _announce_merges([(target.pk, other_ids, feed_values(new_values))])
     # Open candidates about the merged records are moot now; the next run re-proposes what is left.
     open_qs = MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
         Q(left_id__in=ids) | Q(right_id__in=ids)
@@ -351,10 +351,6 @@ def customers_merge(
     )
     open_qs.filter(Q(left_id__in=other_ids) | Q(right_id__in=other_ids)).update(status=CandidateStatus.SUPERSEDED)
     return merge
-
-
-def _feed_values(values: dict) -> dict:
-    return json.loads(json.dumps(values, cls=DjangoJSONEncoder))
 
 
 def _announce_merges(merges: list[tuple[int, list[int], dict]]) -> None:
@@ -640,41 +636,23 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
                 setattr(customer, attname, _restore_value(field, old))
             customer.version = max(customer.version, int(values.get("version", 0))) + 1
             customer.save()
-        records = list(
-            SourceRecord.objects.select_for_update().filter(pk__in=[int(k) for k in merge.before["source_records"]])
-        )
-        back = []
-        for r in records:
-            owner = merge.before["source_records"][str(r.pk)]
-            if r.customer_id == owner:
-                continue
-            if r.customer_id != survivor.pk:
-                conflicts["source_records"].append(r.pk)
-                continue
-            r.customer_id = owner
-            back.append(r)
-        interactions = list(
-            Interaction.objects.select_for_update().filter(pk__in=[int(k) for k in merge.before["interactions"]])
-        )
-        back_i = []
-        for i in interactions:
-            owner = merge.before["interactions"][str(i.pk)]
-            if i.customer_id == owner:
-                continue
-            if i.customer_id != survivor.pk:
-                conflicts["interactions"].append(i.pk)
-                continue
-            i.customer_id = owner
-            back_i.append(i)
         attrs = {"change_channel": ChangeChannel.UNMERGE, "change_ref": f"merge:{merge.pk}"}
-        if back:
-            bulk_update_with_history(
-                back, SourceRecord, ["customer"], default_user=acting_user, custom_historical_attrs=attrs
-            )
-        if back_i:
-            bulk_update_with_history(
-                back_i, Interaction, ["customer"], default_user=acting_user, custom_historical_attrs=attrs
-            )
+        records = _give_back(
+            SourceRecord,
+            merge.before["source_records"],
+            survivor.pk,
+            conflicts["source_records"],
+            user=acting_user,
+            attrs=attrs,
+        )
+        _give_back(
+            Interaction,
+            merge.before["interactions"],
+            survivor.pk,
+            conflicts["interactions"],
+            user=acting_user,
+            attrs=attrs,
+        )
     gone_records = set(map(int, merge.before["source_records"])) - {r.pk for r in records}
     conflicts["source_records"] += sorted(gone_records)
     report = {"restored": sorted(ids), "conflicts": conflicts, "has_conflicts": any(conflicts.values())}
@@ -716,6 +694,26 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
             },
         )
     return report
+
+
+def _give_back(model, owners: dict, survivor_id: int, conflicts: list, *, user, attrs: dict) -> list:  # noqa: ANN001
+    """Return rows (source records or interactions) the merge moved to the survivor to the
+    customer that owned them before (``owners``: pk -> customer id). A row that has moved on
+    to another customer since is a conflict and stays where it is. Returns the rows found."""
+    rows = list(model.objects.select_for_update().filter(pk__in=[int(k) for k in owners]))
+    back = []
+    for row in rows:
+        owner = owners[str(row.pk)]
+        if row.customer_id == owner:
+            continue
+        if row.customer_id != survivor_id:
+            conflicts.append(row.pk)
+            continue
+        row.customer_id = owner
+        back.append(row)
+    if back:
+        bulk_update_with_history(back, model, ["customer"], default_user=user, custom_historical_attrs=attrs)
+    return rows
 
 
 def _same(field, a, b) -> bool:  # noqa: ANN001

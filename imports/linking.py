@@ -9,12 +9,11 @@ customer's id, with ``created=False``, for records it recognises).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from typing import Any, Protocol
 
 from crmhub.choices import ChangeEventType
 from crmhub.models import Customer
-from crmhub.outbox import Change, changes_record_bulk
+from crmhub.outbox import Change, changes_record_bulk, feed_values
 from crmhub.services import customer_values_from_normalized
 from imports.cleaning import name_pinyin
 
@@ -59,10 +58,9 @@ def link_new_records_to_customers(
     ids = creator.create_customers(rows)
     # Downstream systems learn of each new golden record through the change feed, in this
     # chunk's transaction.
-    created = [(customer_id, _feed_values(row)) for customer_id, row in zip(ids, rows, strict=True)]
+    created = [
+        (customer_id, feed_values({k: v for k, v in row.items() if k != "name_pinyin"}))
+        for customer_id, row in zip(ids, rows, strict=True)
+    ]
     changes_record_bulk(Change(ChangeEventType.CREATED, pk, sorted(values), values) for pk, values in created)
     return [Link(customer_id=i, created=True) for i in ids]
-
-
-def _feed_values(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items() if k != "name_pinyin"}

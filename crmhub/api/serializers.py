@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from accounts.policy import present_customer, present_values
 from crmhub.models import ChangeEvent, Customer, Interaction, Source, SourceRecord
+from crmhub.outbox import related_ids
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -142,8 +143,3 @@ class ChangeEventSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_related(self, event: ChangeEvent) -> dict:
         return related_ids(event)
-
-
-def related_ids(event: ChangeEvent) -> dict:
-    """The structural part of an event's data (ids, never personal values)."""
-    return {k[1:]: v for k, v in event.data.items() if k.startswith("_")}
