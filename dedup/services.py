@@ -205,21 +205,16 @@ def _restore_value(field, value):  # noqa: ANN001, ANN202
     return value
 
 
-SURVIVORSHIP_FIELDS = [n for n in Customer.CORE_FIELDS if n not in ("tags",)] + ["name_pinyin"]
-
-
 def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -> dict:
-    """Survivorship: explicit ``values`` win; otherwise the survivor keeps its value and a
-    blank one is filled from the others (oldest first); tags are united."""
+    """Survivorship (dedup.survivorship) proposes a value per field; explicit ``values`` win;
+    tags and custom values are united. Returns only what changes on the survivor."""
+    from dedup.survivorship import golden_values_propose
+
     out: dict = {}
-    for name in SURVIVORSHIP_FIELDS:
-        current = getattr(survivor, name)
-        if current in (None, ""):
-            for other in others:
-                candidate = getattr(other, name)
-                if candidate not in (None, ""):
-                    out[name] = candidate
-                    break
+    proposals = golden_values_propose([survivor, *others], survivor_id=survivor.pk)
+    for name, proposal in proposals.items():
+        if proposal.customer_id not in (None, survivor.pk):
+            out[name] = proposal.value
     tags = list(survivor.tags or [])
     for other in others:
         tags += [t for t in (other.tags or []) if t not in tags]

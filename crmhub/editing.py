@@ -1,0 +1,103 @@
+"""Manual edits of a golden record by a person (the customer page's edit form, one-click
+restores from history, the API): validated, permission-checked, version-checked, recorded
+in history and announced on the change feed. Every channel calls ``customer_update``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.policy import may_edit
+from crmhub.choices import ChangeChannel, ChangeEventType, CustomerStatus
+from crmhub.context import change_context, current_change_context
+from crmhub.models import Customer, FieldDefinition
+from crmhub.outbox import change_record, feed_values
+
+
+class StaleVersionError(ValidationError):
+    """The record changed since the person read it: nothing was written; reload and retry."""
+
+
+# Fields a person may change by hand; identity and bookkeeping columns are not among them.
+EDITABLE_FIELDS = tuple(n for n in Customer.CORE_FIELDS)
+
+
+def _clean(name: str, value: Any) -> Any:  # noqa: ANN401
+    """The stored form of ``value`` for field ``name``, through the same cleaning as imports;
+    a value the cleaner flags is refused with its reason (a person can correct it)."""
+    from imports.cleaning.frame import cleaner_for
+
+    if value is None or value == "":
+        return None if Customer._meta.get_field(name).null else ("" if name != "tags" else [])
+    definition = FieldDefinition.objects.filter(name=name).only("field_type").first()
+    field_type = definition.field_type if definition else ""
+    cleaned = cleaner_for(name, field_type)(value)
+    if cleaned.flag:
+        raise ValidationError({name: str(cleaned.flag)})
+    result = cleaned.value
+    if name == "birth_date" and isinstance(result, str):
+        result = Customer._meta.get_field(name).to_python(result)
+    return result
+
+
+@transaction.atomic
+def customer_update(
+    *,
+    customer_id: int,
+    values: dict[str, Any],
+    expected_version: int,
+    acting_user,  # noqa: ANN001
+    channel: str = ChangeChannel.WEB,
+    ref: str = "",
+) -> Customer:
+    """Set ``values`` on the customer if it is still at ``expected_version``.
+
+    Raises PermissionDenied for a field the user may not edit, ValidationError (per field)
+    for an invalid value and StaleVersionError when someone changed the record meanwhile.
+    Unchanged values are ignored; if nothing changes, nothing is written.
+    """
+    unknown = [n for n in values if n not in EDITABLE_FIELDS]
+    if unknown:
+        raise ValidationError({n: "This field cannot be edited." for n in unknown})
+    denied = [n for n in values if not may_edit(acting_user, n)]
+    if denied:
+        raise PermissionDenied(f"You may not edit: {', '.join(denied)}.")
+    customer = Customer.objects.select_for_update().get(pk=customer_id)
+    if customer.status != CustomerStatus.ACTIVE:
+        raise ValidationError(f"Customer {customer_id} is {customer.get_status_display()}; it cannot be edited.")
+    if customer.version != int(expected_version):
+        raise StaleVersionError(
+            f"Someone changed this customer since you opened it (now version {customer.version}, "
+            f"you had {expected_version}). Nothing was saved; look at the current values and try again."
+        )
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            cleaned[name] = _clean(name, value)
+        except ValidationError as exc:
+            errors.update(exc.message_dict if hasattr(exc, "error_dict") else {name: exc.messages})
+    if errors:
+        raise ValidationError(errors)
+    changed = {n: v for n, v in cleaned.items() if getattr(customer, n) != v}
+    if not changed:
+        return customer
+    ctx = current_change_context()
+    with change_context(channel=channel, ref=ref or ctx.ref, user=acting_user):
+        for name, value in changed.items():
+            setattr(customer, name, value)
+        if "full_name" in changed:
+            from imports.cleaning.names import name_pinyin
+
+            customer.name_pinyin = name_pinyin(customer.full_name)
+        customer.version += 1
+        customer.save()
+        change_record(
+            event_type=ChangeEventType.UPDATED,
+            customer_id=customer.pk,
+            changed_fields=sorted(changed),
+            data=feed_values(changed),
+        )
+    return customer
