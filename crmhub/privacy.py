@@ -582,4 +582,18 @@ def _scrub_copies(subject: Subject, keys_held: list[tuple[int, str]], personal: 
     counts["import_issues"] = (
         _scrub_rows(ImportRunIssue.objects.filter(keys), ["raw", "source_key"], personal) if keys_held else 0
     )
+    # Export files and the working data of finished dedup runs may hold the person too; neither
+    # is needed any more (a finished run's parts are only kept for its statistics).
+    from accounts.services import exports_expire
+    from dedup.choices import RunStatus
+    from dedup.models import DedupRunPart
+
+    counts["export_files"] = exports_expire(
+        generated_before=timezone.now(), note=_("The file was removed by a data-subject erasure request.")
+    )
+    counts["dedup_run_parts"] = (
+        DedupRunPart.objects.filter(run__status__in=RunStatus.terminal())
+        .exclude(payload=b"", result=b"")
+        .update(payload=b"", result=b"")
+    )
     return counts
