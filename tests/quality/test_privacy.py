@@ -324,3 +324,18 @@ def test_erasure_removes_export_files_and_finished_dedup_working_data(person, ad
     assert {AuditEventKind.PRIVACY_ERASE_STARTED, AuditEventKind.PRIVACY_ERASE_DONE} <= kinds
     labels = dict(AuditEventKind.choices)
     assert all(kind in labels for kind in kinds), kinds - set(labels)
+
+
+def test_erasure_remembers_the_keys_so_an_old_file_cannot_bring_the_person_back(person, admin_user):
+    from crmhub.privacy import erased_keys
+
+    subject = privacy_subject_find(user=admin_user, mobile="139 1234 5678", email=EMAIL)
+    held = list(SourceRecord.objects.filter(pk__in=subject.source_record_ids).values_list("source_id", "source_key"))
+    privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request")
+    for source_id, key in held:
+        assert erased_keys(source_id, [key, "someone-else"]) == {key}
+    # Only keyed hashes are kept, never the key itself.
+    from crmhub.models import ErasedKey
+
+    stored = set(ErasedKey.objects.values_list("key_hash", flat=True))
+    assert stored and not any(key in stored for _, key in held)
