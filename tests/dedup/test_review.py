@@ -154,9 +154,7 @@ def test_the_queue_page_shows_items_masked_filtered_and_paginated(world, steward
     assert "<html" not in partial.content.decode() and partial.content.decode().count('class="candidate item') == 1
 
 
-def test_the_pending_count_is_in_the_navigation_for_reviewers_only(
-    world, steward, sales, django_assert_max_num_queries
-):  # noqa: ANN001, E501
+def test_the_pending_count_shows_for_reviewers_only(world, steward, sales, django_assert_max_num_queries):
     body = login(steward).get("/").content.decode()
     assert re.search(r'id="nav-pending">4</b>', body)
     other = login(sales).get("/").content.decode()
