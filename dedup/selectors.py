@@ -459,6 +459,7 @@ def compare_view(*, user, customers: list[Customer], candidates: list[MatchCandi
                     for c, v in zip(customers, raw, strict=True)
                 ],
                 "differs": len(distinct) > 1,
+                "all_blank": not distinct,
                 "chosen": chosen,
                 "editable": chosen and access >= Access.EDITABLE,
                 "proposal": proposal,
