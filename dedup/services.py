@@ -747,7 +747,7 @@ def candidate_approve(
 ) -> Merge:
     """Approve a pending candidate: merge the two records, into the older one unless
     ``survivor`` names the other. ``expected_versions`` are the versions the steward saw."""
-    candidate = MatchCandidate.objects.select_for_update().select_related("decided_by").get(pk=candidate.pk)
+    candidate = MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").get(pk=candidate.pk)
     if candidate.status != CandidateStatus.PENDING:
         raise CandidateDecidedError(_decided_message(candidate))
     survivors = _surviving_ids({candidate.left_id, candidate.right_id})
@@ -777,7 +777,7 @@ def candidate_approve(
 @transaction.atomic
 def candidate_reject(*, candidate: MatchCandidate, acting_user, note: str = "") -> MatchCandidate:  # noqa: ANN001
     """Say the pair are different people; remembered, so no run proposes the pair again."""
-    candidate = MatchCandidate.objects.select_for_update().select_related("decided_by").get(pk=candidate.pk)
+    candidate = MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").get(pk=candidate.pk)
     if candidate.status != CandidateStatus.PENDING:
         raise CandidateDecidedError(_decided_message(candidate))
     candidate.status = CandidateStatus.REJECTED
@@ -820,7 +820,7 @@ def cluster_approve(
     be different people."""
     ids = sorted(set(candidate_ids))
     candidates = list(
-        MatchCandidate.objects.select_for_update().select_related("decided_by").filter(pk__in=ids).order_by("pk")
+        MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").filter(pk__in=ids).order_by("pk")
     )
     if len(candidates) != len(ids):
         raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
@@ -865,7 +865,7 @@ def cluster_reject(*, candidate_ids: Iterable[int], acting_user, note: str = "")
     """Reject every candidate of a group (all remembered). Refuses if any was decided meanwhile."""
     ids = sorted(set(candidate_ids))
     candidates = list(
-        MatchCandidate.objects.select_for_update().select_related("decided_by").filter(pk__in=ids).order_by("pk")
+        MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").filter(pk__in=ids).order_by("pk")
     )
     if len(candidates) != len(ids):
         raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
