@@ -8,7 +8,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import numpy as np
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -18,16 +20,18 @@ from accounts.roles import Role
 from crmhub.choices import CustomerStatus
 from crmhub.models import Customer, SourceRecord
 from dedup.choices import CandidateStatus
-from dedup.clustering import components
 from dedup.models import MatchCandidate, Merge
 
 
 def candidate_list(*, user, status: str = "") -> QuerySet[MatchCandidate]:  # noqa: ANN001
     """Candidates whose two customers the user may both reach."""
     visible = restrict_customers(Customer.objects.all(), user)
-    qs = MatchCandidate.objects.filter(
-        Exists(visible.filter(pk=OuterRef("left_id"))), Exists(visible.filter(pk=OuterRef("right_id")))
-    ).select_related("left", "right")
+    qs = MatchCandidate.objects.all()
+    # Unscoped roles reach every customer: no need for two semi-joins per candidate (they cost
+    # seconds over a large queue).
+    if visible.query.where or visible.query.is_empty():
+        qs = qs.filter(Exists(visible.filter(pk=OuterRef("left_id"))), Exists(visible.filter(pk=OuterRef("right_id"))))
+    qs = qs.select_related("left", "right")
     if status:
         qs = qs.filter(status=status)
     return qs.order_by("-score", "id")
@@ -240,11 +244,10 @@ def candidates_filtered(*, user, filters: ReviewFilters) -> QuerySet[MatchCandid
     """``candidate_list`` narrowed by ``filters`` (source, rule, score, age, assignee)."""
     qs = candidate_list(user=user, status=filters.status)
     if filters.source:
-        from_source = SourceRecord.objects.filter(source__code=filters.source)
-        qs = qs.filter(
-            Exists(from_source.filter(customer_id=OuterRef("left_id")))
-            | Exists(from_source.filter(customer_id=OuterRef("right_id")))
-        )
+        # IN (subquery) lets PostgreSQL hash the source's customers once; correlated EXISTS
+        # probes per candidate cost seconds over a large queue.
+        from_source = SourceRecord.objects.filter(source__code=filters.source).values("customer_id")
+        qs = qs.filter(Q(left_id__in=from_source) | Q(right_id__in=from_source))
     if filters.rule:
         qs = qs.filter(rule=filters.rule)
     low, high = SCORE_BANDS.get(filters.band, (None, None))
@@ -295,41 +298,102 @@ class ReviewItem:
         return ",".join(map(str, self.candidate_ids))
 
 
-def review_items(*, user, filters: ReviewFilters, sort: str = "-score") -> list[ReviewItem]:  # noqa: ANN001
+def _components(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Connected components of the edges (left[i], right[i]): a component label per edge.
+    Vectorised (min-label propagation with pointer jumping): tens of milliseconds for 10⁵
+    edges, where a Python union-find over the same pairs takes seconds."""
+    if not len(left):
+        return np.empty(0, dtype=np.int64)
+    _nodes, dense = np.unique(np.concatenate([left, right]), return_inverse=True)
+    lo, hi = dense[: len(left)], dense[len(left) :]
+    labels = np.arange(len(_nodes))
+    while True:
+        smallest = np.minimum(labels[lo], labels[hi])
+        new = labels.copy()
+        np.minimum.at(new, lo, smallest)
+        np.minimum.at(new, hi, smallest)
+        new = new[new]
+        if np.array_equal(new, labels):
+            return labels[lo]
+        labels = new
+
+
+class ReviewItems:
+    """The queue's items in order, built lazily: ``len()`` and slicing (for the paginator)
+    only create the ReviewItems of the slice asked for."""
+
+    def __init__(self, pk, left, right, score, starts, ends, order) -> None:  # noqa: ANN001
+        self._pk, self._left, self._right, self._score = pk, left, right, score
+        self._starts, self._ends, self._order = starts, ends, order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def _item(self, group: int) -> ReviewItem:
+        a, b = int(self._starts[group]), int(self._ends[group])
+        return ReviewItem(
+            candidate_ids=sorted(self._pk[a:b].tolist()),
+            customer_ids=sorted(set(self._left[a:b].tolist()) | set(self._right[a:b].tolist())),
+            score=float(self._score[a:b].max()),
+            created_at=None,
+        )
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204
+        if isinstance(index, slice):
+            return [self._item(g) for g in self._order[index]]
+        return self._item(self._order[index])
+
+    def __iter__(self):  # noqa: ANN204
+        return (self._item(g) for g in self._order)
+
+
+def review_items(*, user, filters: ReviewFilters, sort: str = "-score") -> ReviewItems:  # noqa: ANN001
     """The pending queue as items: connected groups of pending candidates (over all pending
     candidates the user may see, so a filter never splits a cluster), kept when at least one
-    of their candidates passes ``filters``, sorted by best score or by oldest proposal."""
-    rows = list(
-        candidate_list(user=user, status=CandidateStatus.PENDING).values_list(
-            "pk", "left_id", "right_id", "score", "created_at"
-        )
-    )
-    wanted = set(candidates_filtered(user=user, filters=filters).values_list("pk", flat=True))
-    by_customer: dict[int, list[int]] = {}
-    for pk, left, right, _score, _created in rows:
-        by_customer.setdefault(left, []).append(pk)
-        by_customer.setdefault(right, []).append(pk)
-    row_of = {r[0]: r for r in rows}
-    items = []
-    for members in components((r[1], r[2]) for r in rows):
-        pks = sorted({pk for m in members for pk in by_customer[m]})
-        if not wanted.intersection(pks):
-            continue
-        items.append(
-            ReviewItem(
-                candidate_ids=pks,
-                customer_ids=members,
-                score=max(row_of[pk][3] for pk in pks),
-                created_at=min(row_of[pk][4] for pk in pks),
-            )
-        )
-    if sort not in SORTS:
-        sort = "-score"
-    if sort in ("-score", "score"):
-        items.sort(key=lambda i: (-i.score if sort == "-score" else i.score, i.key))
+    of their candidates passes ``filters``, sorted by best score or by oldest proposal.
+
+    One query reads the pending candidates' ids, customers and scores (oldest first), a
+    second the ids passing the filters (none without filters); grouping, filtering and
+    sorting are done on arrays."""
+    qs = candidate_list(user=user, status=CandidateStatus.PENDING).order_by("created_at", "pk")
+    sql, params = qs.values_list("pk", "left_id", "right_id", "score").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    table = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    pk, left, right = (table[:, i].astype(np.int64) for i in range(3))
+    score = table[:, 3]
+    age = np.arange(len(pk))  # rows come oldest first
+    label = _components(left, right)
+    if filters == ReviewFilters():
+        wanted = np.ones(len(pk), dtype=bool)
     else:
-        items.sort(key=lambda i: (i.created_at, i.key), reverse=sort == "-age")
-    return items
+        sql, params = (
+            candidates_filtered(user=user, filters=filters).order_by().values_list("pk").query.sql_with_params()
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            wanted = np.isin(pk, np.array([r[0] for r in cursor.fetchall()], dtype=np.int64))
+    by_group = np.lexsort((pk, label))
+    pk, left, right, score, age, label, wanted = (a[by_group] for a in (pk, left, right, score, age, label, wanted))
+    if len(pk):
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(label)) + 1])
+        ends = np.concatenate([starts[1:], [len(pk)]])
+        best = np.maximum.reduceat(score, starts)
+        oldest = np.minimum.reduceat(age, starts)
+        kept = np.flatnonzero(np.add.reduceat(wanted.astype(np.int64), starts) > 0)
+    else:
+        starts = ends = best = oldest = kept = np.empty(0, dtype=np.int64)
+    first_pk = pk[starts] if len(pk) else starts
+    if sort == "score":
+        order = np.lexsort((first_pk[kept], best[kept]))
+    elif sort == "age":
+        order = np.lexsort((first_pk[kept], oldest[kept]))
+    elif sort == "-age":
+        order = np.lexsort((first_pk[kept], -oldest[kept]))
+    else:
+        order = np.lexsort((first_pk[kept], -best[kept]))
+    return ReviewItems(pk, left, right, score, starts, ends, kept[order])
 
 
 def review_items_load(items: list[ReviewItem]) -> list[ReviewItem]:
@@ -338,20 +402,39 @@ def review_items_load(items: list[ReviewItem]) -> list[ReviewItem]:
     loaded = {c.pk: c for c in MatchCandidate.objects.filter(pk__in=ids).select_related("left", "right", "assignee")}
     for item in items:
         item.candidates = [loaded[pk] for pk in item.candidate_ids if pk in loaded]
+        if item.candidates and item.created_at is None:
+            item.created_at = min(c.created_at for c in item.candidates)
     return items
 
 
+CLUSTER_LIMIT = 200  # customers; a runaway chain is shown in part rather than read whole
+
+
 def cluster_of(*, user, candidate: MatchCandidate) -> ReviewItem:  # noqa: ANN001
-    """The queue item a pending candidate belongs to (itself alone when it is not pending)."""
+    """The queue item a pending candidate belongs to (itself alone when it is not pending),
+    found by walking pending candidates outward from its two customers — a few indexed
+    queries, not a pass over the whole queue."""
+    rows = {candidate.pk: (candidate.left_id, candidate.right_id, candidate.score, candidate.created_at)}
+    customers = {candidate.left_id, candidate.right_id}
     if candidate.status == CandidateStatus.PENDING:
-        for item in review_items(user=user, filters=ReviewFilters()):
-            if candidate.pk in item.candidate_ids:
-                return review_items_load([item])[0]
+        pending = candidate_list(user=user, status=CandidateStatus.PENDING).order_by()
+        frontier = set(customers)
+        while frontier and len(customers) < CLUSTER_LIMIT:
+            found = pending.filter(Q(left_id__in=frontier) | Q(right_id__in=frontier)).values_list(
+                "pk", "left_id", "right_id", "score", "created_at"
+            )
+            frontier = set()
+            for pk, left, right, score, created in found:
+                if pk in rows:
+                    continue
+                rows[pk] = (left, right, score, created)
+                frontier |= {left, right} - customers
+                customers |= {left, right}
     item = ReviewItem(
-        candidate_ids=[candidate.pk],
-        customer_ids=sorted({candidate.left_id, candidate.right_id}),
-        score=candidate.score,
-        created_at=candidate.created_at,
+        candidate_ids=sorted(rows),
+        customer_ids=sorted(customers),
+        score=max(r[2] for r in rows.values()),
+        created_at=min(r[3] for r in rows.values()),
     )
     return review_items_load([item])[0]
 
@@ -384,10 +467,10 @@ def queue_sources() -> list[str]:
 
 
 def queue_rules() -> list[str]:
-    return sorted(
-        set(MatchCandidate.objects.filter(status=CandidateStatus.PENDING).values_list("rule", flat=True).distinct())
-        - {""}
-    )
+    """Rule names for the filter: the rules table (small), not a DISTINCT over the queue."""
+    from dedup.models import MatchRule
+
+    return list(MatchRule.objects.order_by("name").values_list("name", flat=True))
 
 
 def _text(policy, name: str, value) -> str:  # noqa: ANN001
