@@ -494,3 +494,22 @@ def test_overlapping_candidates_merged_by_two_stewards_never_lose_an_update(worl
     assert r.status_code == 409
     assert Customer.objects.get(pk=p["a1"].pk).status == CustomerStatus.ACTIVE
     assert Customer.objects.get(pk=p["a3"].pk).full_name == "張偉"
+
+
+def test_the_vectorised_grouping_agrees_with_union_find():
+    import random
+
+    import numpy as np
+
+    from dedup.clustering import components
+
+    rng = random.Random(7)
+    for _ in range(20):
+        edges = [(rng.randrange(60), rng.randrange(60)) for _ in range(rng.randrange(1, 80))]
+        edges = [(a, b) for a, b in edges if a != b] or [(1, 2)]
+        left, right = np.array([e[0] for e in edges]), np.array([e[1] for e in edges])
+        labels = selectors._components(left, right)
+        groups: dict[int, set[int]] = {}
+        for (a, b), label in zip(edges, labels.tolist(), strict=True):
+            groups.setdefault(label, set()).update((a, b))
+        assert sorted(sorted(g) for g in groups.values()) == sorted(components(edges))
