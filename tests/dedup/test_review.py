@@ -175,7 +175,15 @@ def test_others_may_not_work_the_queue(world, sales, auditor):
     assert client.get("/dedup/review/").status_code == 403
     assert client.get(f"/dedup/candidates/{c['c12'].pk}/compare/").status_code == 403
     auditor_client = login(auditor)
-    assert auditor_client.get("/dedup/review/").status_code == 200
+    queue = auditor_client.get("/dedup/review/")
+    assert queue.status_code == 200
+    body = queue.content.decode()
+    assert f'id="item-{c["c12"].pk}"' in body
+    # Names, mobiles and e-mails are confidential: auditors see them masked.
+    for value in ("William Smith", "+8613900000002", "zw@qq.com"):
+        assert value not in body
+    assert "W*** Smith" in body
+    assert 'name="decision"' not in body
     page = auditor_client.get(f"/dedup/candidates/{c['c12'].pk}/compare/").content.decode()
     assert 'name="decision"' not in page  # looks, cannot decide
     r = auditor_client.post("/dedup/review/decide/", {"decision": "reject", "candidates": str(c["c12"].pk)})
