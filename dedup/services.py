@@ -820,7 +820,10 @@ def cluster_approve(
     be different people."""
     ids = sorted(set(candidate_ids))
     candidates = list(
-        MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").filter(pk__in=ids).order_by("pk")
+        MatchCandidate.objects.select_for_update(of=("self",))
+        .select_related("decided_by")
+        .filter(pk__in=ids)
+        .order_by("pk")
     )
     if len(candidates) != len(ids):
         raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
@@ -865,7 +868,10 @@ def cluster_reject(*, candidate_ids: Iterable[int], acting_user, note: str = "")
     """Reject every candidate of a group (all remembered). Refuses if any was decided meanwhile."""
     ids = sorted(set(candidate_ids))
     candidates = list(
-        MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").filter(pk__in=ids).order_by("pk")
+        MatchCandidate.objects.select_for_update(of=("self",))
+        .select_related("decided_by")
+        .filter(pk__in=ids)
+        .order_by("pk")
     )
     if len(candidates) != len(ids):
         raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
