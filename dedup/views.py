@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.policy import may_edit
+from crmhub.choices import CustomerStatus
 from crmhub.models import Customer
 from dedup import selectors, services
 from dedup.choices import CandidateStatus
@@ -262,7 +263,7 @@ def items_bulk(request: HttpRequest) -> HttpResponse:
 
 def _compare_context(request: HttpRequest, item: selectors.ReviewItem, survivor: int | None, form: dict) -> dict:
     customers = list(Customer.objects.filter(pk__in=item.customer_ids).order_by("pk"))
-    active = [c for c in customers if c.status == "active"]
+    active = [c for c in customers if c.status == CustomerStatus.ACTIVE]
     ids = [c.pk for c in active]
     if survivor not in ids:
         survivor = ids[0] if ids else None
@@ -286,7 +287,7 @@ def _compare_context(request: HttpRequest, item: selectors.ReviewItem, survivor:
     return {
         "item": item,
         "customers": active,
-        "inactive": [c for c in customers if c.status != "active"],
+        "inactive": [c for c in customers if c.status != CustomerStatus.ACTIVE],
         "survivor": survivor,
         "rows": view["rows"],
         "records": selectors.source_records_of(ids),

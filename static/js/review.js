@@ -37,8 +37,11 @@
     if (counter) counter.textContent = document.querySelectorAll(".items .item input.select:checked").length;
   }
 
+  // Shortcuts stay off while typing; a ticked checkbox or radio keeps them on.
   function typing(target) {
-    return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable);
+    if (!target) return false;
+    if (target.tagName === "INPUT") return ["checkbox", "radio", "button", "submit"].indexOf(target.type) < 0;
+    return target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable;
   }
 
   document.addEventListener("keydown", function (event) {
