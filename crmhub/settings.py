@@ -106,6 +106,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "crmhub.context_processors.navigation",
+                "dedup.context_processors.review_count",
             ],
         },
     },
