@@ -303,7 +303,7 @@ def _compare_context(request: HttpRequest, item: selectors.ReviewItem, survivor:
 def _chosen_values(request: HttpRequest, rows: list[dict], customers: dict[int, Customer]) -> tuple[dict, dict]:
     """The values the steward chose that differ from survivorship's proposal (only those are
     sent as explicit choices), and per-field errors of typed overrides."""
-    from crmhub.editing import _clean  # the same cleaning as a manual edit of the customer page
+    from crmhub.editing import field_value_clean  # the same cleaning as a manual edit of the customer page
 
     values, errors = {}, {}
     for row in rows:
@@ -315,7 +315,7 @@ def _chosen_values(request: HttpRequest, rows: list[dict], customers: dict[int, 
         if choice == "override":
             text = request.POST.get(f"override-{name}", "")
             try:
-                cleaned = _clean(name, text)
+                cleaned = field_value_clean(name, text)
             except ValidationError as exc:
                 errors[name] = "; ".join(exc.messages)
                 continue
