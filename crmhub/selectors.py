@@ -7,14 +7,17 @@ import re
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch, Q, QuerySet
+from django.core.paginator import Page, Paginator
+from django.db import connection, transaction
+from django.db.models import Case, Count, F, IntegerField, Lookup, Max, Prefetch, Q, QuerySet, Sum, Value, When
 from django.http import Http404
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.crypto import blind_index_candidates
 from accounts.permissions import restrict_customers
 from accounts.policy import may_search
-from crmhub.choices import CustomerStatus
+from crmhub.choices import ChangeChannel, CustomerStatus, InteractionKind
 from crmhub.models import Customer, Interaction, SourceRecord, WorkerHeartbeat
 from imports.cleaning import clean_email, clean_id_number, normalize_mobile
 
@@ -26,9 +29,26 @@ def customer_list(*, user) -> QuerySet[Customer]:  # noqa: ANN001
     return restrict_customers(Customer.objects.active(), user)
 
 
-def customer_search(*, user, q: str) -> QuerySet[Customer]:  # noqa: ANN001
-    """Customers matching ``q``: a mobile in any format, an email, an ID number, a member
-    number, a name (characters or pinyin) or a company.
+# At most this many customers come back from a search, best first: enough to find a person,
+# few enough that every step of the search stays an index lookup with a LIMIT at 1M customers.
+SEARCH_LIMIT = 200
+# Ranks, best first: identity hits, then the name exactly, then sound-alikes and so on.
+RANK_IDENTITY, RANK_NAME, RANK_SOUNDALIKE, RANK_PREFIX, RANK_PART, RANK_FUZZY, RANK_COMPANY = 0, 10, 20, 30, 40, 50, 80
+# Similarity (pg_trgm's trigram similarity, 0-1) a pinyin needs to count as a fuzzy match: one
+# slip in an eight-letter pinyin ("zhangwie") keeps about half its trigrams.
+FUZZY_THRESHOLD = 0.45
+_HAS_DIGIT_OR_AT = re.compile(r"[\d@]")
+
+
+def customer_search(*, user, q: str, ranked: bool = True) -> QuerySet[Customer]:  # noqa: ANN001
+    """Customers matching ``q``: a mobile in any format, an email, an ID number or a member number,
+    a name in characters or pinyin (exact, sound-alike characters through the same pinyin, prefix,
+    part, and pinyin with typos) or a company.
+
+    Ranked (the default; pages and the API): at most ``SEARCH_LIMIT`` customers, best first,
+    annotated ``search_rank`` (lower is better: exact identity hits, the name exactly, sound-alikes,
+    prefixes, parts, fuzzy pinyin, companies). Unranked (exports of a search): every customer
+    matching the same conditions except the fuzzy pinyin step, in no particular order.
 
     A user can only search by fields they may see at least masked, and only exactly by
     fields they see masked, so a search can never reveal more than the page would.
@@ -37,10 +57,91 @@ def customer_search(*, user, q: str) -> QuerySet[Customer]:  # noqa: ANN001
     q = (q or "").strip()
     if not q:
         return qs
-    # Every lookup below is gated by accounts.policy.may_search (SEARCH_LOOKUPS lists them):
-    # exact lookups need the field at least masked, substring/prefix lookups need it visible.
-    conditions = Q(pk__in=[])
+    steps, fuzzy = _search_steps(user, q)
+    if not ranked:
+        condition = Q(pk__in=[])
+        for _rank, step in steps:
+            condition |= step
+        return qs.filter(condition)
+    ranks: dict[int, int] = {}
+    for rank, condition in steps:
+        if len(ranks) >= SEARCH_LIMIT:
+            break
+        # No ORDER BY: each step stops at the LIMIT instead of sorting every match.
+        for pk in qs.filter(condition).values_list("pk", flat=True).order_by()[:SEARCH_LIMIT]:
+            ranks.setdefault(pk, rank)
+    if fuzzy and len(ranks) < SEARCH_LIMIT:
+        for pk, similarity in _fuzzy_pinyin(qs, fuzzy):
+            ranks.setdefault(pk, RANK_FUZZY + round((1 - similarity) * 20))
+    if not ranks:
+        return qs.none()
+    by_rank: dict[int, list[int]] = {}
+    for pk, rank in ranks.items():
+        by_rank.setdefault(rank, []).append(pk)
+    rank_expr = Case(
+        *[When(pk__in=pks, then=Value(rank)) for rank, pks in sorted(by_rank.items())],
+        default=Value(99),
+        output_field=IntegerField(),
+    )
+    return qs.filter(pk__in=list(ranks)).annotate(search_rank=rank_expr).order_by("search_rank", "-id")
 
+
+def search_rank_label(rank: int | None) -> str:
+    """Why a search result matched, for the result list."""
+    if rank is None:
+        return ""
+    for limit, label in (
+        (RANK_IDENTITY, _("mobile, email, ID or member no.")),
+        (RANK_NAME, _("name")),
+        (RANK_SOUNDALIKE, _("name sounds alike")),
+        (RANK_PREFIX, _("name starts so")),
+        (RANK_PART, _("part of the name")),
+        (RANK_COMPANY - 1, _("similar name")),
+    ):
+        if rank <= limit:
+            return str(label)
+    return str(_("company"))
+
+
+def _search_steps(user, q: str) -> tuple[list[tuple[int, Q]], str]:  # noqa: ANN001
+    """The lookups of a search, best rank first, and the pinyin to match fuzzily ('' for none).
+
+    Every lookup is gated by accounts.policy.may_search (SEARCH_LOOKUPS lists them): exact lookups
+    need the field at least masked; prefix, part, pinyin and fuzzy lookups need it visible (a
+    sound-alike or a typo is not the value the user already knows)."""
+    from imports.cleaning.names import clean_name, name_pinyin
+
+    steps = [(RANK_IDENTITY, _identity_condition(user, q))]
+    fuzzy = ""
+    if not _HAS_DIGIT_OR_AT.search(q):
+        name = clean_name(q).value or q  # full-width folded, traditional characters simplified
+        if may_search(user, "full_name", partial=True):
+            steps.append((RANK_NAME, Q(full_name=name)))
+            pinyin = name_pinyin(name)
+            if not pinyin.isascii() or not pinyin.isalpha():
+                pinyin = ""
+            if pinyin:
+                # 章伟 finds 张伟: the same pinyin. Pinyin typed in Latin letters finds the characters.
+                steps.append((RANK_SOUNDALIKE, Q(name_pinyin=pinyin)))
+            if len(name) >= 2:
+                steps.append((RANK_PREFIX, _prefix("full_name", name)))
+                if len(pinyin) >= 3:
+                    steps.append((RANK_PREFIX, _prefix("name_pinyin", pinyin)))
+                steps.append((RANK_PART, _contains("full_name", name)))
+                if len(pinyin) >= 4:
+                    steps.append((RANK_PART, _contains("name_pinyin", pinyin)))
+            if len(pinyin) >= 5:
+                fuzzy = pinyin
+        elif may_search(user, "full_name"):
+            # Someone who sees names masked may find a person by the exact name, nothing looser.
+            steps.append((RANK_NAME, Q(full_name=name)))
+    if may_search(user, "company", partial=True) and len(q) >= 2:
+        steps.append((RANK_COMPANY, _contains("company", q)))
+    return steps, fuzzy
+
+
+def _identity_condition(user, q: str) -> Q:  # noqa: ANN001
+    conditions = Q(pk__in=[])
     if _PHONE_LIKE.match(q):
         mobile = normalize_mobile(q)
         if mobile:
@@ -52,20 +153,65 @@ def customer_search(*, user, q: str) -> QuerySet[Customer]:  # noqa: ANN001
         email = clean_email(q)
         if not email.flag:
             conditions |= Q(email=email.value)
-    if _ID_LIKE.match(q) and may_search(user, "id_number"):
-        conditions |= Q(id_number_hash__in=blind_index_candidates(clean_id_number(q).value))
+    compact = re.sub(r"[\s-]", "", q)
+    if _ID_LIKE.match(compact) and may_search(user, "id_number"):
+        conditions |= Q(id_number_hash__in=blind_index_candidates(clean_id_number(compact).value))
     if may_search(user, "member_no"):
-        conditions |= Q(member_no=q)
-    if may_search(user, "full_name", partial=True) and len(q) >= 2:
-        conditions |= Q(full_name__icontains=q)
-        if q.isascii():
-            conditions |= Q(name_pinyin__startswith=re.sub(r"\s+", "", q.lower()))
-    elif may_search(user, "full_name"):
-        # Someone who sees names masked may find a person by the exact name, not by a prefix.
-        conditions |= Q(full_name=q)
-    if may_search(user, "company", partial=True) and len(q) >= 2:
-        conditions |= Q(company__icontains=q)
-    return qs.filter(conditions)
+        conditions |= Q(member_no__in={q, q.upper()})
+    return conditions
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(field: str, text: str) -> Q:
+    if connection.vendor == "postgresql":
+        # ILIKE, which the pg_trgm GIN index of the column serves (Django's icontains wraps the
+        # column in UPPER(), which it does not).
+        return Q(ILike(F(field), f"%{_like_escape(text)}%"))
+    return Q(**{f"{field}__icontains": text})
+
+
+def _prefix(field: str, text: str) -> Q:
+    if connection.vendor == "postgresql":
+        return Q(ILike(F(field), f"{_like_escape(text)}%"))
+    return Q(**{f"{field}__istartswith": text})
+
+
+def _fuzzy_pinyin(qs: QuerySet, pinyin: str) -> list[tuple[int, float]]:
+    """(pk, similarity) of customers whose name's pinyin is close to ``pinyin``, most similar first."""
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.lookups import TrigramSimilar
+        from django.contrib.postgres.search import TrigramSimilarity
+
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The % operator (which the GIN index serves) uses this threshold; local to the transaction.
+            cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(FUZZY_THRESHOLD)])
+            return list(
+                qs.filter(TrigramSimilar(F("name_pinyin"), pinyin))
+                .annotate(similarity=TrigramSimilarity("name_pinyin", pinyin))
+                .order_by("-similarity")
+                .values_list("pk", "similarity")[:SEARCH_LIMIT]
+            )
+    # Elsewhere (SQLite: development and tests) a simpler scan: names with the same first letter
+    # and a similar length, scored by edit distance.
+    from rapidfuzz import fuzz
+
+    candidates = qs.filter(name_pinyin__startswith=pinyin[0]).values_list("pk", "name_pinyin")[:20_000]
+    scored = [(pk, fuzz.ratio(pinyin, other) / 100) for pk, other in candidates if abs(len(other) - len(pinyin)) <= 2]
+    return sorted([s for s in scored if s[1] >= 0.8], key=lambda s: -s[1])[:SEARCH_LIMIT]
+
+
+class ILike(Lookup):
+    """``lhs ILIKE rhs`` (a pattern the caller built and escaped); PostgreSQL only."""
+
+    lookup_name = "ilike"
+
+    def as_sql(self, compiler, connection):  # noqa: ANN001, ANN201
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
 
 
 def customer_get(*, user, pk: int) -> Customer:  # noqa: ANN001
@@ -82,16 +228,109 @@ def customer_get(*, user, pk: int) -> Customer:  # noqa: ANN001
         pk = customer.merged_into_id
 
 
-def customer_detail_related(*, customer: Customer, interactions_limit: int = 200) -> dict:
-    records = list(
+def customer_source_records(*, customer: Customer) -> list[SourceRecord]:
+    return list(
         SourceRecord.objects.filter(customer=customer).select_related("source").order_by("source__code", "source_key")
     )
+
+
+def customer_detail_related(*, customer: Customer, interactions_limit: int = 200) -> dict:
+    records = customer_source_records(customer=customer)
     interactions = list(
         Interaction.objects.filter(customer=customer)
         .select_related("source")
         .order_by("-occurred_at", "-id")[:interactions_limit]
     )
     return {"source_records": records, "interactions": interactions}
+
+
+#
+# The 360° page
+#
+
+TIMELINE_PAGE_SIZE = 50
+
+
+def customer_timeline(*, customer: Customer, kinds: list[str] | None = None, page: int | str | None = 1) -> Page:
+    """One page of the customer's interactions across channels, newest first, optionally only
+    of some ``kinds`` (order, ticket, visit, call, ...); served by the (customer, -occurred_at) index."""
+    qs = Interaction.objects.filter(customer=customer)
+    valid = [k for k in (kinds or []) if k in InteractionKind.values]
+    if valid:
+        qs = qs.filter(kind__in=valid)
+    qs = qs.select_related("source").order_by("-occurred_at", "-id")
+    return Paginator(qs, TIMELINE_PAGE_SIZE).get_page(page)
+
+
+def customer_summary(*, customer: Customer) -> dict:
+    """Interaction counts per kind, order totals and the derived segments of a customer
+    (segments are computed from the timeline and the tags, not stored)."""
+    per_kind = dict(
+        Interaction.objects.filter(customer=customer)
+        .order_by()
+        .values_list("kind")
+        .annotate(n=Count("id"))
+        .values_list("kind", "n")
+    )
+    totals = Interaction.objects.filter(customer=customer).order_by().aggregate(
+        last=Max("occurred_at"),
+        orders_total=Sum("amount", filter=Q(kind=InteractionKind.ORDER)),
+        recent_orders=Count(
+            "id", filter=Q(kind=InteractionKind.ORDER, occurred_at__gte=timezone.now() - timedelta(days=90))
+        ),
+    )
+    segments = []
+    if totals["orders_total"] is not None and totals["orders_total"] >= HIGH_VALUE_TOTAL:
+        segments.append(("high_value", _("High value")))
+    if totals["recent_orders"]:
+        segments.append(("active_buyer", _("Bought in the last 90 days")))
+    if totals["last"] is not None and totals["last"] < timezone.now() - timedelta(days=365):
+        segments.append(("lapsed", _("No contact for a year")))
+    if customer.created_at >= timezone.now() - timedelta(days=30):
+        segments.append(("new", _("New in the last 30 days")))
+    kinds = [(value, label, per_kind.get(value, 0)) for value, label in InteractionKind.choices]
+    return {
+        "kinds": kinds,
+        "interactions_total": sum(per_kind.values()),
+        "orders_total": totals["orders_total"],
+        "last_interaction": totals["last"],
+        "segments": segments,
+    }
+
+
+# Order amounts (CNY) from which a customer counts as high value.
+HIGH_VALUE_TOTAL = 10_000
+
+
+def customer_merges(*, customer: Customer) -> list:
+    """Merges and unmerges that affected the customer: where it survived, and every merge named
+    by its history (merged away, given back by an unmerge), newest first."""
+    from dedup.models import Merge
+
+    refs = (
+        customer.history.filter(change_channel__in=[ChangeChannel.MERGE, ChangeChannel.UNMERGE])
+        .exclude(change_ref="")
+        .values_list("change_ref", flat=True)
+    )
+    ids = {int(ref.split(":", 1)[1]) for ref in refs if re.fullmatch(r"merge:\d+", ref)}
+    return list(
+        Merge.objects.filter(Q(survivor=customer) | Q(pk__in=ids))
+        .select_related("acting_user", "undone_by")
+        .order_by("-created_at", "-id")[:50]
+    )
+
+
+def customer_quality_flags(*, customer: Customer, records: list[SourceRecord]) -> list[dict]:
+    """The customer's data-quality flags: its own and the validation flags of its source
+    records, as ``{"field", "reason", "source"}`` (field names, never values)."""
+    flags = [
+        {"field": name, "reason": reason if isinstance(reason, str) else "", "source": None}
+        for name, reason in (customer.quality_flags or {}).items()
+    ]
+    for record in records:
+        for name, reason in (record.flags or {}).items():
+            flags.append({"field": name, "reason": str(reason), "source": record.source})
+    return flags
 
 
 def workers_alive() -> list[WorkerHeartbeat]:
