@@ -51,8 +51,10 @@ SURNAMES = list(
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 )
 SURNAME_WEIGHTS = [7.2, 7.0, 6.8, 5.4, 4.5] + [1.0] * (len(SURNAMES) - 5)
-GIVEN = list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建文辉力国春海波宁燕琳欣怡子涵浩宇梓轩雨晨思佳一诺晓东")
-WESTERN_FIRST = "James John Robert Michael William David Mary Patricia Jennifer Linda Elizabeth Susan Anna Peter".split()
+GIVEN = list(
+    "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建文辉力国春海波宁燕琳欣怡子涵浩宇梓轩雨晨思佳一诺晓东"
+)
+WESTERN_FIRST = "James John Robert Michael William David Mary Patricia Jennifer Linda Susan Anna Peter".split()
 WESTERN_LAST = "Smith Johnson Williams Brown Jones Miller Davis Wilson Taylor Clark Lewis Walker Hall Young".split()
 CITIES = [
     ("北京市", "北京", "朝阳区"),
@@ -78,8 +80,9 @@ def mobile_of(i: int) -> str:
 
 
 def id_number_of(i: int) -> str:
-    born = dt.date(1950, 1, 1) + dt.timedelta(days=(i * 37) % 20_000)
-    body = f"110105{born:%Y%m%d}{i % 1000:03d}"
+    # Distinct for every i below 20M: the birth date and the sequence number together.
+    born = dt.date(1950, 1, 1) + dt.timedelta(days=i % 20_000)
+    body = f"110105{born:%Y%m%d}{(i // 20_000) % 1000:03d}"
     weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
     return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
 
@@ -278,19 +281,19 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def _bench_user():  # noqa: ANN202
+def _bench_user(role: str = "support"):  # noqa: ANN202
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    user, created = get_user_model().objects.get_or_create(username="bench_support")
+    user, created = get_user_model().objects.get_or_create(username=f"bench_{role}")
     if created or not user.has_usable_password():
-        user.set_password("bench-support-pw")
+        user.set_password(f"bench-{role}-pw")
         user.save()
-    user.groups.add(Group.objects.get(name="support"))
+    user.groups.add(Group.objects.get(name=role))
     return get_user_model().objects.get(pk=user.pk)
 
 
-def search(samples: int, seed: int) -> None:
+def search(samples: int, seed: int, role: str) -> None:
     from django.db import reset_queries
 
     from crmhub import selectors
@@ -298,7 +301,9 @@ def search(samples: int, seed: int) -> None:
 
     rng = random.Random(seed)
     total = Customer.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    user = _bench_user()
+    # A steward sees names in full, so every kind of name search is open to them (a support user
+    # sees names masked and may search them by the exact name only).
+    user = _bench_user(role)
     picks = [rng.randint(1, total) for _ in range(samples)]
     names = dict(Customer.objects.filter(pk__in=picks).values_list("pk", "full_name"))
     pinyins = dict(Customer.objects.filter(pk__in=picks).values_list("pk", "name_pinyin"))
@@ -329,7 +334,7 @@ def search(samples: int, seed: int) -> None:
         "name, partial pinyin (prefix)": [pinyins[i][: max(4, len(pinyins[i]) - 2)] for i in picks if i in pinyins],
         "company, part": ["星辰科技", "上海恒信", "嘉禾贸易", "博雅文化"] * (samples // 4),
     }
-    print(f"customer_search, first page of 50 ranked, support user, {samples} queries of each kind")
+    print(f"customer_search, first page of 50 ranked, {role} user, {samples} queries of each kind")
     print("| query kind | p50 ms | p95 ms | max ms | hits (mean) |")
     print("|---|---|---|---|---|")
     for kind, queries in kinds.items():
@@ -345,19 +350,33 @@ def search(samples: int, seed: int) -> None:
             f"{statistics.mean(hits):.1f} |",
             flush=True,
         )
-    print("\nEXPLAIN (one query of each shape):")
+    print("\nEXPLAIN ANALYZE of every step of one search of each shape:")
+    qs = selectors.customer_list(user=user)
     for label, q in [
         ("mobile", formatted_mobile(picks[0])),
+        ("ID number", id_number_of(3)),
         ("name", names[picks[0]]),
+        ("homophone", homophone(names[picks[0]])),
         ("pinyin typo", typo(pinyins[picks[0]])),
         ("company", "星辰科技"),
     ]:
-        qs = selectors.customer_search(user=user, q=q)[:50]
+        print(f"== {label}: {q}")
+        for rank, condition in selectors._search_steps(user, q):
+            _explain(f"step rank {rank}", qs.filter(condition).values_list("pk", flat=True).order_by()[:50])
+
+
+def _explain(label: str, qs) -> None:  # noqa: ANN001
+    from django.core.exceptions import EmptyResultSet
+
+    try:
         sql, params = qs.query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql, params)
-            plan = "\n".join(r[0] for r in cursor.fetchall())
-        print(f"-- {label}: {q}\n{plan}\n")
+    except EmptyResultSet:
+        print(f"-- {label}: nothing to look up")
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
+        rows = [r[0] for r in cursor.fetchall()]
+    print(f"-- {label}\n" + "\n".join(r if len(r) < 200 else r[:200] + "…" for r in rows))
 
 
 #
@@ -472,8 +491,19 @@ def page(workers: int, threads: int, users: int, seconds: float) -> None:
                 f'  return wrk.format("GET", paths[(n % #paths) + 1], {{["Cookie"] = "{cookie}"}})\nend\n'
             )
             result = subprocess.run(
-                [wrk, "-t", "2", "-c", str(users), "-d", f"{int(seconds)}s", "--latency", "-s", str(script),
-                 f"http://127.0.0.1:{port}"],  # fmt: skip
+                [
+                    wrk,
+                    "-t",
+                    "2",
+                    "-c",
+                    str(users),
+                    "-d",
+                    f"{int(seconds)}s",
+                    "--latency",
+                    "-s",
+                    str(script),
+                    f"http://127.0.0.1:{port}",
+                ],  # fmt: skip
                 capture_output=True,
                 text=True,
                 check=True,
@@ -501,6 +531,7 @@ def main() -> None:
     s = sub.add_parser("search")
     s.add_argument("--samples", type=int, default=200)
     s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--role", default="steward")
     p = sub.add_parser("page")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--threads", type=int, default=1)
@@ -512,7 +543,7 @@ def main() -> None:
     if args.command == "generate":
         generate(args.customers, args.vips, args.seed)
     elif args.command == "search":
-        search(args.samples, args.seed)
+        search(args.samples, args.seed, args.role)
     else:
         page(args.workers, args.threads, args.users, args.seconds)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.paginator import Page, Paginator
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Case, Count, F, IntegerField, Lookup, Max, Prefetch, Q, QuerySet, Sum, Value, When
 from django.http import Http404
 from django.utils import timezone
@@ -33,22 +33,26 @@ def customer_list(*, user) -> QuerySet[Customer]:  # noqa: ANN001
 # few enough that every step of the search stays an index lookup with a LIMIT at 1M customers.
 SEARCH_LIMIT = 200
 # Ranks, best first: identity hits, then the name exactly, then sound-alikes and so on.
-RANK_IDENTITY, RANK_NAME, RANK_SOUNDALIKE, RANK_PREFIX, RANK_PART, RANK_FUZZY, RANK_COMPANY = 0, 10, 20, 30, 40, 50, 80
-# Similarity (pg_trgm's trigram similarity, 0-1) a pinyin needs to count as a fuzzy match: one
-# slip in an eight-letter pinyin ("zhangwie") keeps about half its trigrams.
-FUZZY_THRESHOLD = 0.45
+RANK_IDENTITY = 0
+RANK_NAME = 10
+RANK_SOUNDALIKE = 20  # the same pinyin: 章伟 for 张伟, "zhangwei" for either
+RANK_PREFIX = 30  # the name starts so (characters, or their pinyin)
+RANK_SOUNDALIKE_PREFIX = 35  # the pinyin starts so: "zhangw", 章 for 张伟
+RANK_PART = 40  # part of the name
+RANK_FUZZY = 50  # pinyin confusions (zh/z, n/l, ang/an...)
+RANK_TYPO = 55  # pinyin one keyboard slip away
+RANK_COMPANY = 80
 _HAS_DIGIT_OR_AT = re.compile(r"[\d@]")
 
 
 def customer_search(*, user, q: str, ranked: bool = True) -> QuerySet[Customer]:  # noqa: ANN001
     """Customers matching ``q``: a mobile in any format, an email, an ID number or a member number,
     a name in characters or pinyin (exact, sound-alike characters through the same pinyin, prefix,
-    part, and pinyin with typos) or a company.
+    part, pinyin confusions and typos) or a company.
 
     Ranked (the default; pages and the API): at most ``SEARCH_LIMIT`` customers, best first,
-    annotated ``search_rank`` (lower is better: exact identity hits, the name exactly, sound-alikes,
-    prefixes, parts, fuzzy pinyin, companies). Unranked (exports of a search): every customer
-    matching the same conditions except the fuzzy pinyin step, in no particular order.
+    annotated ``search_rank`` (lower is better, see the RANK_ constants). Unranked (exports of a
+    search): every customer matching any of the same lookups, in no particular order.
 
     A user can only search by fields they may see at least masked, and only exactly by
     fields they see masked, so a search can never reveal more than the page would.
@@ -57,7 +61,7 @@ def customer_search(*, user, q: str, ranked: bool = True) -> QuerySet[Customer]:
     q = (q or "").strip()
     if not q:
         return qs
-    steps, fuzzy = _search_steps(user, q)
+    steps = _search_steps(user, q)
     if not ranked:
         condition = Q(pk__in=[])
         for _rank, step in steps:
@@ -70,9 +74,6 @@ def customer_search(*, user, q: str, ranked: bool = True) -> QuerySet[Customer]:
         # No ORDER BY: each step stops at the LIMIT instead of sorting every match.
         for pk in qs.filter(condition).values_list("pk", flat=True).order_by()[:SEARCH_LIMIT]:
             ranks.setdefault(pk, rank)
-    if fuzzy and len(ranks) < SEARCH_LIMIT:
-        for pk, similarity in _fuzzy_pinyin(qs, fuzzy):
-            ranks.setdefault(pk, RANK_FUZZY + round((1 - similarity) * 20))
     if not ranks:
         return qs.none()
     by_rank: dict[int, list[int]] = {}
@@ -94,50 +95,71 @@ def search_rank_label(rank: int | None) -> str:
         (RANK_IDENTITY, _("mobile, email, ID or member no.")),
         (RANK_NAME, _("name")),
         (RANK_SOUNDALIKE, _("name sounds alike")),
-        (RANK_PREFIX, _("name starts so")),
+        (RANK_SOUNDALIKE_PREFIX, _("name starts so")),
         (RANK_PART, _("part of the name")),
-        (RANK_COMPANY - 1, _("similar name")),
+        (RANK_TYPO, _("similar name")),
     ):
         if rank <= limit:
             return str(label)
     return str(_("company"))
 
 
-def _search_steps(user, q: str) -> tuple[list[tuple[int, Q]], str]:  # noqa: ANN001
-    """The lookups of a search, best rank first, and the pinyin to match fuzzily ('' for none).
+def _search_steps(user, q: str) -> list[tuple[int, Q]]:  # noqa: ANN001
+    """The lookups of a search, best rank first.
 
     Every lookup is gated by accounts.policy.may_search (SEARCH_LOOKUPS lists them): exact lookups
     need the field at least masked; prefix, part, pinyin and fuzzy lookups need it visible (a
-    sound-alike or a typo is not the value the user already knows)."""
+    sound-alike or a typo is not the value the user already knows).
+
+    Each is an index lookup at scale: equality and ranges (prefixes) on the btree of
+    ``name_pinyin``, parts through the pg_trgm GIN indexes on PostgreSQL (which need three
+    characters, a trigram; a name's two characters are found through their pinyin), pinyin
+    confusions and typos as a list of exact spellings (crmhub.pinyin).
+    """
+    from crmhub.pinyin import confusion_variants, typo_variants
     from imports.cleaning.names import clean_name, name_pinyin
 
     steps = [(RANK_IDENTITY, _identity_condition(user, q))]
-    fuzzy = ""
+    if "@" in q or _PHONE_LIKE.match(q) or _ID_LIKE.match(re.sub(r"[\s-]", "", q)):
+        return steps  # a mobile, an email or an ID number: nothing else is written like that
     if not _HAS_DIGIT_OR_AT.search(q):
         name = clean_name(q).value or q  # full-width folded, traditional characters simplified
         if may_search(user, "full_name", partial=True):
             steps.append((RANK_NAME, Q(full_name=name)))
             pinyin = name_pinyin(name)
-            if not pinyin.isascii() or not pinyin.isalpha():
+            if not (pinyin.isascii() and pinyin.isalpha()):
                 pinyin = ""
+            typed_pinyin = name.isascii()
             if pinyin:
                 # 章伟 finds 张伟: the same pinyin. Pinyin typed in Latin letters finds the characters.
                 steps.append((RANK_SOUNDALIKE, Q(name_pinyin=pinyin)))
+                if not typed_pinyin:
+                    steps.append((RANK_PREFIX, _pinyin_prefix(pinyin) & Q(full_name__startswith=name)))
+                steps.append((RANK_SOUNDALIKE_PREFIX, _pinyin_prefix(pinyin)))
             if len(name) >= 2:
-                steps.append((RANK_PREFIX, _prefix("full_name", name)))
-                if len(pinyin) >= 3:
-                    steps.append((RANK_PREFIX, _prefix("name_pinyin", pinyin)))
-                steps.append((RANK_PART, _contains("full_name", name)))
-                if len(pinyin) >= 4:
+                if len(name) >= _min_part():
+                    steps.append((RANK_PART, _contains("full_name", name)))
+                elif len(pinyin) >= 3 and not typed_pinyin:
+                    # Two characters (阳娜 in 欧阳娜娜) hold no trigram of their own: find them through
+                    # the pinyin's trigrams, then check the characters.
+                    steps.append((RANK_PART, _contains("name_pinyin", pinyin) & Q(full_name__contains=name)))
+                if typed_pinyin and len(pinyin) >= 4:
                     steps.append((RANK_PART, _contains("name_pinyin", pinyin)))
-            if len(pinyin) >= 5:
-                fuzzy = pinyin
+            if len(pinyin) >= 4:
+                steps.append((RANK_FUZZY, Q(name_pinyin__in=sorted(confusion_variants(pinyin)))))
+                steps.append((RANK_TYPO, Q(name_pinyin__in=sorted(typo_variants(pinyin)))))
         elif may_search(user, "full_name"):
             # Someone who sees names masked may find a person by the exact name, nothing looser.
             steps.append((RANK_NAME, Q(full_name=name)))
-    if may_search(user, "company", partial=True) and len(q) >= 2:
+    if may_search(user, "company", partial=True) and len(q) >= _min_part():
         steps.append((RANK_COMPANY, _contains("company", q)))
-    return steps, fuzzy
+    return steps
+
+
+def _pinyin_prefix(pinyin: str) -> Q:
+    """Pinyin (lowercase a-z) starting with ``pinyin``, as a range the btree index serves whatever
+    the database's collation (LIKE 'x%' would need the C collation or a pattern operator class)."""
+    return Q(name_pinyin__gte=pinyin, name_pinyin__lte=pinyin + "z" * 40)
 
 
 def _identity_condition(user, q: str) -> Q:  # noqa: ANN001
@@ -161,6 +183,10 @@ def _identity_condition(user, q: str) -> Q:  # noqa: ANN001
     return conditions
 
 
+def _min_part() -> int:
+    return 3 if connection.vendor == "postgresql" else 2
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -177,30 +203,6 @@ def _prefix(field: str, text: str) -> Q:
     if connection.vendor == "postgresql":
         return Q(ILike(F(field), f"{_like_escape(text)}%"))
     return Q(**{f"{field}__istartswith": text})
-
-
-def _fuzzy_pinyin(qs: QuerySet, pinyin: str) -> list[tuple[int, float]]:
-    """(pk, similarity) of customers whose name's pinyin is close to ``pinyin``, most similar first."""
-    if connection.vendor == "postgresql":
-        from django.contrib.postgres.lookups import TrigramSimilar
-        from django.contrib.postgres.search import TrigramSimilarity
-
-        with transaction.atomic(), connection.cursor() as cursor:
-            # The % operator (which the GIN index serves) uses this threshold; local to the transaction.
-            cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(FUZZY_THRESHOLD)])
-            return list(
-                qs.filter(TrigramSimilar(F("name_pinyin"), pinyin))
-                .annotate(similarity=TrigramSimilarity("name_pinyin", pinyin))
-                .order_by("-similarity")
-                .values_list("pk", "similarity")[:SEARCH_LIMIT]
-            )
-    # Elsewhere (SQLite: development and tests) a simpler scan: names with the same first letter
-    # and a similar length, scored by edit distance.
-    from rapidfuzz import fuzz
-
-    candidates = qs.filter(name_pinyin__startswith=pinyin[0]).values_list("pk", "name_pinyin")[:20_000]
-    scored = [(pk, fuzz.ratio(pinyin, other) / 100) for pk, other in candidates if abs(len(other) - len(pinyin)) <= 2]
-    return sorted([s for s in scored if s[1] >= 0.8], key=lambda s: -s[1])[:SEARCH_LIMIT]
 
 
 class ILike(Lookup):
@@ -272,12 +274,16 @@ def customer_summary(*, customer: Customer) -> dict:
         .annotate(n=Count("id"))
         .values_list("kind", "n")
     )
-    totals = Interaction.objects.filter(customer=customer).order_by().aggregate(
-        last=Max("occurred_at"),
-        orders_total=Sum("amount", filter=Q(kind=InteractionKind.ORDER)),
-        recent_orders=Count(
-            "id", filter=Q(kind=InteractionKind.ORDER, occurred_at__gte=timezone.now() - timedelta(days=90))
-        ),
+    totals = (
+        Interaction.objects.filter(customer=customer)
+        .order_by()
+        .aggregate(
+            last=Max("occurred_at"),
+            orders_total=Sum("amount", filter=Q(kind=InteractionKind.ORDER)),
+            recent_orders=Count(
+                "id", filter=Q(kind=InteractionKind.ORDER, occurred_at__gte=timezone.now() - timedelta(days=90))
+            ),
+        )
     )
     segments = []
     if totals["orders_total"] is not None and totals["orders_total"] >= HIGH_VALUE_TOTAL:
