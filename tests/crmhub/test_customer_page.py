@@ -101,7 +101,7 @@ def test_it_masks_the_page_for_support_and_offers_no_edit(client, support, vip):
     html = page(client, support, vip).content.decode()
     assert "138****8000" in html and "13800138000" not in html
     assert "张*" in html and "张伟" not in html  # the name in the title is masked too
-    assert 'action="/customers/%d/edit/"' % vip.pk not in html
+    assert f'action="/customers/{vip.pk}/edit/"' not in html
     assert "/restore/" not in html
 
 
@@ -164,7 +164,9 @@ def test_it_saves_an_edit_through_customer_update(client, steward, vip):
 def test_a_stale_edit_says_so_and_shows_the_fresh_values(client, steward, admin_user, vip):
     values = edit_form(page(client, steward, vip).content.decode())
     # Someone else saves first.
-    customer_update(customer_id=vip.pk, values={"company": "丙公司"}, expected_version=vip.version, acting_user=admin_user)
+    customer_update(
+        customer_id=vip.pk, values={"company": "丙公司"}, expected_version=vip.version, acting_user=admin_user
+    )
     values["f_job_title"] = "经理"
     response = client.post(f"/customers/{vip.pk}/edit/", values, HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 409
@@ -221,7 +223,9 @@ def test_an_editor_restores_a_former_value_in_one_click(client, steward, vip):
 def test_a_restore_checks_the_version(client, steward, vip):
     customer_update(customer_id=vip.pk, values={"company": "乙公司"}, expected_version=vip.version, acting_user=steward)
     form = next(f for f in restore_forms(page(client, steward, vip).content.decode()) if f["field"] == "company")
-    customer_update(customer_id=vip.pk, values={"company": "丙公司"}, expected_version=vip.version + 1, acting_user=steward)
+    customer_update(
+        customer_id=vip.pk, values={"company": "丙公司"}, expected_version=vip.version + 1, acting_user=steward
+    )
     response = client.post(f"/customers/{vip.pk}/restore/", form, HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 409 and "Someone else changed this customer" in response.content.decode()
     vip.refresh_from_db()
