@@ -24,7 +24,7 @@ def _values(row) -> dict[str, Any]:  # noqa: ANN001
     return values
 
 
-def present_customer_history(user, customer, *, limit: int = 200) -> list[dict[str, Any]]:  # noqa: ANN001
+def present_customer_history(user, customer, *, limit: int | None = 200) -> list[dict[str, Any]]:  # noqa: ANN001
     """Newest first: ``{"id", "previous_id", "at", "user", "channel", "ref", "type", "changes": [{field, old, new}]}``.
 
     ``previous_id`` is the history row holding the values before this entry (each change's
@@ -83,4 +83,4 @@ def present_customer_history(user, customer, *, limit: int = 200) -> list[dict[s
             )
         previous, previous_meta, previous_id = current, meta, row.history_id
     entries.reverse()
-    return entries[:limit]
+    return entries if limit is None else entries[:limit]

@@ -419,7 +419,9 @@ def _login_cookie(port: int) -> str:
     return f"csrftoken={csrf_cookie}; sessionid={session.group(1)}"
 
 
-def _python_load(port: int, cookie: str, paths: list[str], users: int, seconds: float) -> list[float]:
+def _python_load(
+    port: int, cookie: str, paths: list[str], users: int, seconds: float, think_ms: int = 0
+) -> list[float]:
     import http.client
 
     latencies: list[float] = []
@@ -440,6 +442,8 @@ def _python_load(port: int, cookie: str, paths: list[str], users: int, seconds: 
             mine.append((time.perf_counter() - started) * 1000)
             if response.status != 200:
                 raise SystemExit(f"{path}: HTTP {response.status}")
+            if think_ms:
+                time.sleep(random.uniform(think_ms / 2, think_ms * 1.5) / 1000)
         with lock:
             latencies.extend(mine)
 
@@ -451,7 +455,7 @@ def _python_load(port: int, cookie: str, paths: list[str], users: int, seconds: 
     return latencies
 
 
-def page(workers: int, threads: int, users: int, seconds: float) -> None:
+def page(workers: int, threads: int, users: int, seconds: float, think_ms: int) -> None:
     from crmhub.models import Customer, Interaction
 
     _bench_user()
@@ -478,7 +482,8 @@ def page(workers: int, threads: int, users: int, seconds: float) -> None:
         cookie = _login_cookie(port)
         # Warm every worker (imports, template compilation, connections) before measuring.
         _python_load(port, cookie, paths, users, 5)
-        print(f"gunicorn: {workers} workers x {threads} threads; {users} concurrent users; {len(paths)} VIP pages "
+        print(f"gunicorn: {workers} workers x {threads} threads; {users} concurrent users, think time "
+              f"{think_ms // 2}-{think_ms * 3 // 2} ms; {len(paths)} VIP pages "
               f"(interactions of the first: {counts}); {seconds:.0f} s")  # fmt: skip
         print("load average before:", os.getloadavg())
         wrk = shutil.which("wrk")
@@ -487,7 +492,12 @@ def page(workers: int, threads: int, users: int, seconds: float) -> None:
             script.write_text(
                 "paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
                 "n = 0\n"
-                "request = function()\n  n = n + 1\n"
+                + (
+                    f"delay = function()\n  return math.random({think_ms // 2}, {think_ms * 3 // 2})\nend\n"
+                    if think_ms
+                    else ""
+                )
+                + "request = function()\n  n = n + 1\n"
                 f'  return wrk.format("GET", paths[(n % #paths) + 1], {{["Cookie"] = "{cookie}"}})\nend\n'
             )
             result = subprocess.run(
@@ -510,7 +520,7 @@ def page(workers: int, threads: int, users: int, seconds: float) -> None:
             )
             print(result.stdout)
         else:
-            latencies = _python_load(port, cookie, paths, users, seconds)
+            latencies = _python_load(port, cookie, paths, users, seconds, think_ms)
             print(
                 f"requests {len(latencies)} ({len(latencies) / seconds:.0f}/s); p50 {statistics.median(latencies):.0f} "
                 f"ms, p95 {_percentile(latencies, 95):.0f} ms, p99 {_percentile(latencies, 99):.0f} ms"
@@ -537,6 +547,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--think-ms", type=int, default=0, help="each user pauses 0.5-1.5x this between pages")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("this benchmark runs on PostgreSQL: set DATABASE_URL")
@@ -545,7 +556,7 @@ def main() -> None:
     elif args.command == "search":
         search(args.samples, args.seed, args.role)
     else:
-        page(args.workers, args.threads, args.users, args.seconds)
+        page(args.workers, args.threads, args.users, args.seconds, args.think_ms)
 
 
 if __name__ == "__main__":

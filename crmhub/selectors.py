@@ -253,31 +253,37 @@ def customer_detail_related(*, customer: Customer, interactions_limit: int = 200
 TIMELINE_PAGE_SIZE = 50
 
 
-def customer_timeline(*, customer: Customer, kinds: list[str] | None = None, page: int | str | None = 1) -> Page:
+def customer_timeline(
+    *,
+    customer: Customer,
+    kinds: list[str] | None = None,
+    page: int | str | None = 1,
+    per_kind: dict[str, int] | None = None,
+) -> Page:
     """One page of the customer's interactions across channels, newest first, optionally only
-    of some ``kinds`` (order, ticket, visit, call, ...); served by the (customer, -occurred_at) index."""
+    of some ``kinds`` (order, ticket, visit, call, ...); served by the (customer, -occurred_at) index.
+    ``per_kind`` (counts from ``customer_summary``) spares the count query."""
     qs = Interaction.objects.filter(customer=customer)
     valid = [k for k in (kinds or []) if k in InteractionKind.values]
     if valid:
         qs = qs.filter(kind__in=valid)
     qs = qs.select_related("source").order_by("-occurred_at", "-id")
-    return Paginator(qs, TIMELINE_PAGE_SIZE).get_page(page)
+    paginator = Paginator(qs, TIMELINE_PAGE_SIZE)
+    if per_kind is not None:
+        paginator.count = sum(n for k, n in per_kind.items() if not valid or k in valid)
+    return paginator.get_page(page)
 
 
 def customer_summary(*, customer: Customer) -> dict:
     """Interaction counts per kind, order totals and the derived segments of a customer
     (segments are computed from the timeline and the tags, not stored)."""
-    per_kind = dict(
+    # One grouped pass over the customer's interactions (the timeline index) for every figure.
+    rows = (
         Interaction.objects.filter(customer=customer)
         .order_by()
-        .values_list("kind")
-        .annotate(n=Count("id"))
-        .values_list("kind", "n")
-    )
-    totals = (
-        Interaction.objects.filter(customer=customer)
-        .order_by()
-        .aggregate(
+        .values("kind")
+        .annotate(
+            n=Count("id"),
             last=Max("occurred_at"),
             orders_total=Sum("amount", filter=Q(kind=InteractionKind.ORDER)),
             recent_orders=Count(
@@ -285,6 +291,15 @@ def customer_summary(*, customer: Customer) -> dict:
             ),
         )
     )
+    per_kind: dict[str, int] = {}
+    totals: dict = {"last": None, "orders_total": None, "recent_orders": 0}
+    for row in rows:
+        per_kind[row["kind"]] = row["n"]
+        if row["last"] is not None and (totals["last"] is None or row["last"] > totals["last"]):
+            totals["last"] = row["last"]
+        if row["orders_total"] is not None:
+            totals["orders_total"] = (totals["orders_total"] or 0) + row["orders_total"]
+        totals["recent_orders"] += row["recent_orders"]
     segments = []
     if totals["orders_total"] is not None and totals["orders_total"] >= HIGH_VALUE_TOTAL:
         segments.append(("high_value", _("High value")))
@@ -297,6 +312,7 @@ def customer_summary(*, customer: Customer) -> dict:
     kinds = [(value, label, per_kind.get(value, 0)) for value, label in InteractionKind.choices]
     return {
         "kinds": kinds,
+        "per_kind": per_kind,
         "interactions_total": sum(per_kind.values()),
         "orders_total": totals["orders_total"],
         "last_interaction": totals["last"],
@@ -308,16 +324,18 @@ def customer_summary(*, customer: Customer) -> dict:
 HIGH_VALUE_TOTAL = 10_000
 
 
-def customer_merges(*, customer: Customer) -> list:
+def customer_merges(*, customer: Customer, refs: list[str] | None = None) -> list:
     """Merges and unmerges that affected the customer: where it survived, and every merge named
-    by its history (merged away, given back by an unmerge), newest first."""
+    by its history (merged away, given back by an unmerge), newest first. ``refs``: the change
+    references of its history when the caller has them already."""
     from dedup.models import Merge
 
-    refs = (
-        customer.history.filter(change_channel__in=[ChangeChannel.MERGE, ChangeChannel.UNMERGE])
-        .exclude(change_ref="")
-        .values_list("change_ref", flat=True)
-    )
+    if refs is None:
+        refs = list(
+            customer.history.filter(change_channel__in=[ChangeChannel.MERGE, ChangeChannel.UNMERGE])
+            .exclude(change_ref="")
+            .values_list("change_ref", flat=True)
+        )
     ids = {int(ref.split(":", 1)[1]) for ref in refs if re.fullmatch(r"merge:\d+", ref)}
     return list(
         Merge.objects.filter(Q(survivor=customer) | Q(pk__in=ids))

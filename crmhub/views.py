@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Page, Paginator
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -67,18 +67,19 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if customer.pk != pk:
         return redirect(customer)  # an old id of a merged customer resolves to its survivor
     kinds = request.GET.getlist("kind")
-    timeline = selectors.customer_timeline(customer=customer, kinds=kinds, page=request.GET.get("page"))
+    page = request.GET.get("page")
     if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "timeline":
+        timeline = selectors.customer_timeline(customer=customer, kinds=kinds, page=page)
         return render(request, "crmhub/_timeline.html", {"customer": customer, "timeline": timeline, "kinds": kinds})
-    return _render_detail(request, customer, timeline=timeline, kinds=kinds)
+    return _render_detail(request, customer, kinds=kinds, page=page)
 
 
 def _render_detail(  # noqa: PLR0913
     request: HttpRequest,
     customer: Customer,
     *,
-    timeline: Page | None = None,
     kinds: list[str] | None = None,
+    page: str | None = None,
     form: CustomerEditForm | None = None,
     conflict: dict | None = None,
     status: int = 200,
@@ -95,10 +96,10 @@ def _render_detail(  # noqa: PLR0913
         for f in selectors.customer_quality_flags(customer=customer, records=records)
         if f["field"] not in policy.fields or policy(f["field"]) > Access.HIDDEN
     ]
-    if timeline is None:
-        timeline = selectors.customer_timeline(customer=customer, kinds=kinds)
+    summary = selectors.customer_summary(customer=customer)
+    timeline = selectors.customer_timeline(customer=customer, kinds=kinds, page=page, per_kind=summary["per_kind"])
     form = form or CustomerEditForm(user=request.user, customer=customer)
-    history = present_customer_history(request.user, customer, limit=HISTORY_ON_PAGE + 1)
+    history = present_customer_history(request.user, customer, limit=None)
     context = {
         "customer": customer,
         "title": values.get("full_name") or f"#{customer.pk}",
@@ -107,12 +108,12 @@ def _render_detail(  # noqa: PLR0913
         "flags": flags,
         "timeline": timeline,
         "kinds": kinds or [],
-        "summary": selectors.customer_summary(customer=customer),
+        "summary": summary,
         "tags": values.get("tags") or [],
         "history": history[:HISTORY_ON_PAGE],
         "history_more": len(history) > HISTORY_ON_PAGE,
         "may_restore": {n for n in form.editable},
-        "merges": selectors.customer_merges(customer=customer),
+        "merges": selectors.customer_merges(customer=customer, refs=[e["ref"] for e in history if e["ref"]]),
         "form": form,
         "conflict": conflict,
         "field_defs": policy.fields,
