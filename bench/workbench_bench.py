@@ -485,6 +485,12 @@ def page(workers: int, threads: int, users: int, seconds: float, think_ms: int) 
         print(f"gunicorn: {workers} workers x {threads} threads; {users} concurrent users, think time "
               f"{think_ms // 2}-{think_ms * 3 // 2} ms; {len(paths)} VIP pages "
               f"(interactions of the first: {counts}); {seconds:.0f} s")  # fmt: skip
+        # One user alone first: the page's own latency, without queueing behind other users.
+        alone = _python_load(port, cookie, paths, 1, 15)
+        print(
+            f"one user alone, back to back: {len(alone)} pages, p50 {statistics.median(alone):.0f} ms, "
+            f"p95 {_percentile(alone, 95):.0f} ms"
+        )
         print("load average before:", os.getloadavg())
         wrk = shutil.which("wrk")
         if wrk:
