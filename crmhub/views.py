@@ -54,8 +54,6 @@ def customer_list(request: HttpRequest) -> HttpResponse:
         values = present_customer(request.user, customer, names)
         customer.search_match = selectors.search_rank_label(getattr(customer, "search_rank", None))
         rows.append((customer, [values.get(n) for n in names]))
-    if q and page.paginator.count == 1 and request.GET.get("go") == "1":
-        return redirect(page[0])  # the nav box: a single hit opens the customer directly
     template = "crmhub/_customer_table.html" if request.headers.get("HX-Request") else "crmhub/customer_list.html"
     context = {"q": q, "page": page, "columns": columns, "rows": rows, "limit": selectors.SEARCH_LIMIT}
     return render(request, template, context)

@@ -43,7 +43,10 @@ def test_a_support_user_finds_a_customer_by_a_differently_formatted_mobile(page,
     box.fill("138 0013 8000")
     with page.expect_navigation():
         box.press("Enter")
-    # One hit: the search box opens the customer's 360° page directly.
+    # The result list: one customer, matched by the mobile; its link opens the 360° page.
+    expect(page.locator("#customer-table tbody tr")).to_have_count(1)
+    with page.expect_navigation():
+        page.click(f'tr[data-customer="{customer.pk}"] a')
     page.wait_for_url(f"{live_server.url}/customers/{customer.pk}/")
     assert page.locator('dd[data-field="mobile"] .value').inner_text() == "138****8000"
     assert page.locator("#customer-title").inner_text().startswith("张*")
@@ -61,7 +64,7 @@ def test_a_support_user_finds_a_customer_by_a_differently_formatted_mobile(page,
     expect(page.locator("#customer-table tbody tr")).to_have_count(1)  # htmx swapped the results in
     expect(page.locator(f'tr[data-customer="{customer.pk}"]')).to_have_count(1)
     with page.expect_navigation():
-        page.click(f'tr[data-customer="{customer.pk}"] a >> nth=0')
+        page.click(f'tr[data-customer="{customer.pk}"] a')
     page.wait_for_url(f"{live_server.url}/customers/{customer.pk}/")
 
 
