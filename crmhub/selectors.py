@@ -338,7 +338,7 @@ def customer_merges(*, customer: Customer, refs: list[str] | None = None) -> lis
         )
     ids = {int(ref.split(":", 1)[1]) for ref in refs if re.fullmatch(r"merge:\d+", ref)}
     return list(
-        Merge.objects.filter(Q(survivor=customer) | Q(pk__in=ids))
+        Merge.objects.filter(Q(survivor_id=customer.pk) | Q(pk__in=ids))
         .select_related("acting_user", "undone_by")
         .order_by("-created_at", "-id")[:50]
     )
