@@ -1,8 +1,9 @@
 """Indexes for the one search box at 1M customers (crmhub.selectors.customer_search).
 
 On PostgreSQL: pg_trgm and GIN trigram indexes on the name, its pinyin and the company, which
-serve ILIKE '%part%' and 'prefix%', equality, and the similarity operator % (fuzzy pinyin);
-and a btree on phone for the rows that have one. Other databases (SQLite) search with plain
+serve ILIKE '%part%' (three characters or more) and equality; and a btree on phone for the rows
+that have one. (Fuzzy pinyin is looked up as exact variants on the existing name_pinyin btree:
+the similarity operator was too slow at 1M, see BENCHMARKS.md issue 6.) Other databases (SQLite) search with plain
 lookups and get nothing here. The model state is unchanged: these are PostgreSQL-only indexes.
 """
 
