@@ -25,7 +25,8 @@ CHANNELS: dict[str, Channel] = {
             "page",
             "user",
             "accounts.policy.present_customer",
-            "/customers/ (list), /customers/<id>/ (detail), crmhub.views",
+            "/customers/ (list), /customers/<id>/ (the 360° page; its edit form holds values in full only "
+            "for fields the user may edit), crmhub.views",
         ),
         Channel(
             "api",
@@ -47,7 +48,7 @@ CHANNELS: dict[str, Channel] = {
             "history",
             "user",
             "accounts.history.present_customer_history",
-            "/customers/<id>/history/, /api/v1/customers/<id>/history/",
+            "/customers/<id>/history/, the Changes timeline of /customers/<id>/, /api/v1/customers/<id>/history/",
         ),
         Channel(
             "webhook",

@@ -101,3 +101,31 @@ def customer_update(
             data=feed_values(changed),
         )
     return customer
+
+
+def customer_value_restore(
+    *,
+    customer_id: int,
+    history_id: int,
+    field: str,
+    expected_version: int,
+    acting_user,  # noqa: ANN001
+) -> Customer:
+    """Set ``field`` back to the value it had in history row ``history_id`` of this customer:
+    a manual edit like any other (same checks), recorded with the reference ``restore:<history_id>``."""
+    row = Customer.history.filter(id=customer_id, history_id=history_id).first()
+    if row is None:
+        raise ValidationError(f"History entry {history_id} does not belong to customer {customer_id}.")
+    if field not in EDITABLE_FIELDS:
+        raise ValidationError({field: "This field cannot be edited."})
+    value = getattr(row, field)
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value)  # the tags cleaner takes text, as from a form
+    return customer_update(
+        customer_id=customer_id,
+        values={field: value},
+        expected_version=expected_version,
+        acting_user=acting_user,
+        channel=ChangeChannel.WEB,
+        ref=f"restore:{history_id}",
+    )
