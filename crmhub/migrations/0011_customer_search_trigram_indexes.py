@@ -38,6 +38,6 @@ def drop(apps, schema_editor) -> None:  # noqa: ANN001
 
 
 class Migration(migrations.Migration):
-    dependencies = [("crmhub", "0009_default_alert_rules")]
+    dependencies = [("crmhub", "0010_erased_keys")]
 
     operations = [migrations.RunPython(create, drop)]
