@@ -343,8 +343,12 @@ def _lookup_postgres(source_id: int, key: str) -> tuple[int, int, int, Found | N
             [SOURCE_LOCK_CLASS, source_id, OUTBOX_LOCK_KEY, source_id, key],
         )
         row = cursor.fetchone()
-    _l1, _l2, run_id, customer_id, sr_id, pk, *rest = row
-    found = Found(pk, *rest) if pk is not None else None
+    _l1, _l2, run_id, customer_id, sr_id, pk, record_hash, owner, raw, normalized, flags, first, updated = row
+    found = None
+    if pk is not None:
+        # Django has psycopg hand jsonb over as text (JSONField parses it itself).
+        raw, normalized, flags = (json.loads(v) if isinstance(v, str) else v for v in (raw, normalized, flags))
+        found = Found(pk, record_hash, owner, raw, normalized, flags, first, updated)
     return run_id, customer_id, sr_id, found
 
 
