@@ -374,7 +374,18 @@ def push_records(
         if replay is None:
             raise
         return replay
+    _match_batch(run, body)
     return PushResult(status, body)
+
+
+def _match_batch(run: ImportRun, body: dict[str, Any]) -> None:
+    """Real-time matching of a batch's new records, by a worker once the batch has committed
+    (``import_run_match``, as a file import does after its chunks): matching is record by
+    record, far slower than storing a batch, and must not hold the answer back."""
+    if body.get("created"):
+        from imports.tasks import import_run_match_task
+
+        transaction.on_commit(lambda: import_run_match_task.delay(run.pk))
 
 
 SINGLE_ATTEMPTS = 3
@@ -523,4 +534,5 @@ def webhook_receive(*, source: Source, body: bytes, signature: str, timestamp: s
             WebhookDelivery.objects.filter(pk=delivery.pk).update(run=run)
     except IntegrityError:
         raise PushRefused(_("This delivery was received already."), status=409) from None
+    _match_batch(run, body_out)
     return PushResult(status, body_out)
