@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -145,61 +145,84 @@ class PushContext:
 
 def push_context(*, code: str, user, token=None, idempotency_key: str = "") -> PushContext | None:  # noqa: ANN001
     """One round trip instead of the usual five (source, two guardian queries, the token's
-    sources, the idempotency row) plus the dictionary and template look-ups."""
+    sources, the idempotency row) plus the dictionary and template look-ups. Plain SQL: the
+    same query through the ORM cost ~5 ms of CPU a push to build."""
     from django.contrib.contenttypes.models import ContentType
-    from django.db.models import CharField, Exists, JSONField, OuterRef, Subquery
-    from django.db.models.expressions import RawSQL
-    from django.db.models.functions import Cast
-    from guardian.models import GroupObjectPermission, UserObjectPermission
 
     from accounts.models import ApiToken
 
     ct = ContentType.objects.get_for_model(Source)  # cached per process by Django
-    annotations: dict[str, Any] = {
-        "stamp": RawSQL(f"({definitions_stamp_sql()})", []),  # noqa: S611 - our SQL, no input
-        "template_mapping": Subquery(
-            MappingTemplate.objects.filter(source=OuterRef("pk")).order_by("-updated_at", "-id").values("mapping")[:1],
-            output_field=JSONField(),
-        ),
-    }
-    # guardian's ObjectPermissionBackend, as user.has_perm("crmhub.push_to_source", source)
-    # decides it: an active superuser may; otherwise a user or group object permission.
-    superuser = bool(user.is_active and user.is_superuser)
-    if not superuser:
-        perm = {
-            "permission__codename": "push_to_source",
-            "permission__content_type": ct,
-            "content_type": ct,
-            "object_pk": Cast(OuterRef("pk"), CharField()),
-        }
-        annotations["user_perm"] = Exists(UserObjectPermission.objects.filter(user_id=user.pk, **perm))
-        annotations["group_perm"] = Exists(GroupObjectPermission.objects.filter(group__user=user.pk, **perm))
-    if isinstance(token, ApiToken):
-        # accounts.authentication.token_allows_source: a token without sources may use all.
-        through = ApiToken.sources.through.objects.filter(apitoken_id=token.pk)
-        annotations["token_limited"] = Exists(through)
-        annotations["token_this"] = Exists(through.filter(source_id=OuterRef("pk")))
-    if idempotency_key:
-        earlier = PushRequest.objects.filter(client_id=user.pk, source=OuterRef("pk"), key=idempotency_key)
-        annotations["replay_hash"] = Subquery(earlier.values("request_hash")[:1])
-        annotations["replay_status"] = Subquery(earlier.values("response_status")[:1])
-        annotations["replay_response"] = Subquery(earlier.values("response")[:1], output_field=JSONField())
-    source = Source.objects.filter(code=code).annotate(**annotations).first()
-    if source is None:
+    token_id = token.pk if isinstance(token, ApiToken) else None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _context_sql(),
+            [ct.pk, ct.pk, user.pk, ct.pk, ct.pk, user.pk, token_id, token_id, user.pk, idempotency_key or None, code],
+        )
+        row = cursor.fetchone()
+    if row is None:
         return None
-    permitted = bool(user.is_active) and (superuser or source.user_perm or source.group_perm)
-    if isinstance(token, ApiToken) and source.token_limited and not source.token_this:
+    n = len(_SOURCE_COLUMNS)
+    source = Source.from_db(connection.alias, [f.attname for f in _SOURCE_COLUMNS], row[:n])
+    stamp, template, user_perm, group_perm, token_limited, token_this, replay_hash, replay_status, response = row[n:]
+    # guardian's ObjectPermissionBackend, as user.has_perm("crmhub.push_to_source", source)
+    # decides it: an active superuser may; otherwise a user or a group object permission.
+    permitted = bool(user.is_active) and bool(user.is_superuser or user_perm or group_perm)
+    # accounts.authentication.token_allows_source: a token limited to sources keeps to them.
+    if token_limited and not token_this:
         permitted = False
     replay = None
-    if idempotency_key and source.replay_hash is not None:
-        replay = (source.replay_hash, source.replay_status, source.replay_response)
+    if idempotency_key and replay_hash is not None:
+        replay = (replay_hash, replay_status, _json(response))
     return PushContext(
         source=source,
         permitted=permitted,
-        defs=definitions_for(source.stamp),
-        template_mapping=dict(source.template_mapping or {}),
+        defs=definitions_for(stamp),
+        template_mapping=dict(_json(template) or {}),
         replay=replay,
     )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+_SOURCE_COLUMNS = Source._meta.concrete_fields
+_context_sql_cache: dict[str, str] = {}
+
+
+def _context_sql() -> str:
+    vendor = connection.vendor
+    if vendor not in _context_sql_cache:
+        from django.contrib.auth import get_user_model
+        from guardian.models import GroupObjectPermission, UserObjectPermission
+
+        from accounts.models import ApiToken
+
+        tokens = ApiToken._meta.get_field("sources")
+        groups = get_user_model()._meta.get_field("groups")
+        user_groups = groups.remote_field.through._meta.db_table
+        token_sources = tokens.remote_field.through._meta.db_table
+        perm = (
+            "JOIN auth_permission p ON p.id = o.permission_id WHERE o.content_type_id = %s "
+            "AND p.content_type_id = %s AND p.codename = 'push_to_source' AND o.object_pk = CAST(s.id AS varchar(255))"
+        )
+        columns = ", ".join(f"s.{f.column}" for f in _SOURCE_COLUMNS)
+        _context_sql_cache[vendor] = (
+            f"SELECT {columns}, ({definitions_stamp_sql()}), "
+            f"(SELECT t.mapping FROM {MappingTemplate._meta.db_table} t WHERE t.source_id = s.id "
+            "ORDER BY t.updated_at DESC, t.id DESC LIMIT 1), "
+            f"EXISTS (SELECT 1 FROM {UserObjectPermission._meta.db_table} o {perm} AND o.user_id = %s), "
+            f"EXISTS (SELECT 1 FROM {GroupObjectPermission._meta.db_table} o {perm} AND o.group_id IN "
+            f"(SELECT ug.{groups.m2m_reverse_name()} FROM {user_groups} ug WHERE ug.{groups.m2m_column_name()} = %s)), "
+            f"EXISTS (SELECT 1 FROM {token_sources} ts WHERE ts.{tokens.m2m_column_name()} = %s), "
+            f"EXISTS (SELECT 1 FROM {token_sources} ts WHERE ts.{tokens.m2m_column_name()} = %s "
+            f"AND ts.{tokens.m2m_reverse_name()} = s.id), "
+            "r.request_hash, r.response_status, r.response "
+            f"FROM {Source._meta.db_table} s LEFT JOIN {PushRequest._meta.db_table} r "
+            "ON r.source_id = s.id AND r.client_id = %s AND r.key = %s "
+            "WHERE s.code = %s"
+        )
+    return _context_sql_cache[vendor]
 
 
 def _mapping(context: PushContext, columns: list[str]) -> dict[str, str]:
