@@ -170,6 +170,32 @@ def test_a_single_push_matches_in_real_time(bot, shop):
     assert ImportRun.objects.get(pk=answer.json()["run"]).log[0]["merged"] == 1
 
 
+def test_a_pushed_batch_is_matched_by_a_worker_after_it_commits(bot, shop, django_capture_on_commit_callbacks):
+    from imports.tasks import import_run_match_task
+
+    crm = SourceFactory(code="crm")
+    push.push_records(
+        user=bot,
+        payload={"source_key": "C1", "full_name": "张伟", "mobile": "13800000001", "birth_date": "1985-03-04"},
+        context=push.push_context(code=crm.code, user=bot),
+    )
+    existing = SourceRecord.objects.get(source=crm).customer_id
+    batch = [
+        {"source_key": "S1", "full_name": "张伟", "mobile": "13800000001", "birth_date": "1985-03-04"},
+        {"source_key": "S2", "full_name": "李娜", "mobile": "13900000002"},
+    ]
+    with django_capture_on_commit_callbacks() as callbacks:
+        answer = post(api_for(bot), "shop", batch)
+    assert answer.status_code == 200 and len(callbacks) == 1
+    assert SourceRecord.objects.get(source=shop, source_key="S1").customer_id != existing  # not yet
+    import_run_match_task(answer.json()["run"])  # what the worker runs
+    assert SourceRecord.objects.get(source=shop, source_key="S1").customer_id == existing
+    log = ImportRun.objects.get(pk=answer.json()["run"]).log
+    assert log[0]["matching"] == "real time" and log[0]["merged"] == 1
+    import_run_match_task(answer.json()["run"])  # a redelivered message does nothing more
+    assert ImportRun.objects.get(pk=answer.json()["run"]).log == log
+
+
 def test_the_dictionary_cache_follows_an_admins_changes(bot, shop):
     client = api_for(bot)
     FieldDefinition.objects.filter(name="company").update(sensitivity=Sensitivity.INTERNAL)

@@ -42,6 +42,7 @@ def test_rolling_back_a_sync_has_the_next_sync_read_its_rows_again(pg_erp):
     pg_erp.insert(erp_rows(3, start=11, at=BASE + dt.timedelta(days=1)))
     second = sync(connector)
     assert (first.created, second.created) == (10, 3)
+    assert ImportRun.objects.get(pk=first.pk).log[0]["matching"] == "real time"  # matched after the sync
 
     import_run_rollback(run_id=second.pk)
     assert SourceRecord.objects.count() == 10
