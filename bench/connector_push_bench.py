@@ -114,10 +114,10 @@ def in_process(token: str, n: int) -> None:
     settings.ALLOWED_HOSTS = ["*"]
     client = Client()
     start = int(time.time()) * 1000 % 10**8 * 10
-    totals, db_times, counts = [], [], []
+    totals, cpu, db_times, counts = [], [], [], []
     for i in range(n + 10):
         with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             response = client.post(
                 "/api/v1/sources/bench-push/records/",
                 data=json.dumps(record(start + i), ensure_ascii=False),
@@ -125,14 +125,17 @@ def in_process(token: str, n: int) -> None:
                 HTTP_AUTHORIZATION=f"Token {token}",
                 HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex,
             )
-            elapsed = time.perf_counter() - started
+            elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu_started
         assert response.status_code == 200, response.content
         if i >= 10:  # the first pushes warm the caches
             totals.append(elapsed * 1000)
+            cpu.append(cpu_used * 1000)
             db_times.append(sum(float(q["time"]) for q in queries.captured_queries) * 1000)
             counts.append(len(queries.captured_queries))
     print(f"in-process single pushes: {n}")
     print(f"median {statistics.median(totals):.1f} ms, p95 {statistics.quantiles(totals, n=20)[18]:.1f} ms")
+    print(f"CPU of this process (Python: Django, DRF, the push) per push: median {statistics.median(cpu):.1f} ms")
+    print(f"load average {os.getloadavg()}")
     print(f"queries per push: {statistics.median(counts):.0f}; waiting for them: {statistics.median(db_times):.1f} ms")
     for q in queries.captured_queries:
         print(f"  {float(q['time']) * 1000:6.1f} ms  {q['sql'][:110]}")
