@@ -356,12 +356,29 @@ def test_single_pushes_share_the_source_lock_and_wait_for_a_batch(django_user_mo
         assert post(api_for(user), "shop", {"source_key": "S1"}).status_code == 200
         with other.cursor() as cursor:
             cursor.execute("COMMIT")
-            cursor.execute("BEGIN")
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SOURCE_LOCK_CLASS, shop.pk])
-        # A batch holds it exclusively (classifying keys): the single push waits for it.
+    finally:
+        other.close()
+    # A batch holds it exclusively while it classifies and writes a chunk (the batch writer's
+    # own lock_source, in another thread's connection): the single push waits for it.
+    from imports.writers import writer_for_connection
+
+    locked, release = threading.Event(), threading.Event()
+
+    def batch_chunk() -> None:
+        try:
+            with transaction.atomic():
+                writer_for_connection().lock_source(shop.pk)
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    batch = threading.Thread(target=batch_chunk)
+    batch.start()
+    try:
+        assert locked.wait(30)
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '300ms'")
-        answer = None
         try:
             answer = post(api_for(user), "shop", {"source_key": "S2"})
         except Exception as exc:  # noqa: BLE001
@@ -370,11 +387,10 @@ def test_single_pushes_share_the_source_lock_and_wait_for_a_batch(django_user_mo
             pytest.fail(f"the push did not wait for the batch's lock: {answer.status_code}")
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = 0")
-        with other.cursor() as cursor:
-            cursor.execute("COMMIT")
-        assert post(api_for(user), "shop", {"source_key": "S2"}).status_code == 200
     finally:
-        other.close()
+        release.set()
+        batch.join()
+    assert post(api_for(user), "shop", {"source_key": "S2"}).status_code == 200
     assert SourceRecord.objects.count() == 2
 
 
