@@ -331,6 +331,7 @@ def import_run_request_rollback(*, run: ImportRun, user=None) -> ImportRun:  # n
             % {"id": run.pk, "status": run.get_status_display()}
         )
     _check_no_later_changes(run)
+    _check_connector_idle(run)
     run.options = {
         **run.options,
         "rollback_requested": True,
@@ -341,6 +342,15 @@ def import_run_request_rollback(*, run: ImportRun, user=None) -> ImportRun:  # n
 
     transaction.on_commit(lambda: import_run_rollback_task.delay(run.pk))
     return run
+
+
+def _check_connector_idle(run: ImportRun) -> None:
+    from imports.connectors.services import ConnectorRefused, connector_rollback_check
+
+    try:
+        connector_rollback_check(run=run)
+    except ConnectorRefused as exc:
+        raise ImportRefused(str(exc)) from exc
 
 
 def _check_no_later_changes(run: ImportRun) -> None:
@@ -432,6 +442,9 @@ def import_run_rollback(*, run_id: int, user=None) -> ImportRun:  # noqa: ANN001
                 kept_customers += len(customer_ids) - len(doomed)
                 Customer.history.model.objects.bulk_create(history_objects(Customer, doomed, "-", ctx, now, reason))
                 _delete_ids(Customer, [c.pk for c in doomed])
+    from imports.connectors.services import connector_cursor_after_rollback
+
+    connector_cursor_after_rollback(run=run)  # a connector reads the rows again at its next sync
     run.status = RunStatus.ROLLED_BACK
     run.rolled_back_at = now
     run.rolled_back_by = user if getattr(user, "is_authenticated", False) else None
