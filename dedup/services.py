@@ -268,7 +268,13 @@ def _merge_plan(
 
 
 def _merge_overrides(
-    merge: Merge, survivor: Customer, proposals: dict, chosen: dict, records: list, overrides: dict, user  # noqa: ANN001
+    merge: Merge,
+    survivor: Customer,
+    proposals: dict,
+    chosen: dict,
+    records: list,
+    overrides: dict,
+    user,  # noqa: ANN001
 ) -> None:
     """After a merge the survivor remembers the steward's choices (values differing from the
     proposal) and carries the held overrides of merged customers whose values it took."""
@@ -758,7 +764,9 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
             {
                 r.customer_id
                 for r in records
-                if r.customer_id != survivor.pk and r.updated_at and r.updated_at > merge.created_at
+                if r.customer_id != survivor.pk
+                and r.updated_at
+                and r.updated_at > merge.created_at
                 and str(r.pk) in merge.before["source_records"]
             }
         )
@@ -847,9 +855,7 @@ def _undo_details(merge: Merge, survivor: Customer, conflicts: dict, gone_record
     after the merge and stay with it."""
     fields = {f.name: f for f in _snapshot_fields()}
     after = merge.after.get("survivor", {})
-    history = list(
-        survivor.history.filter(history_date__gt=merge.created_at).order_by("history_date", "history_id")
-    )
+    history = list(survivor.history.filter(history_date__gt=merge.created_at).order_by("history_date", "history_id"))
     field_rows = []
     for name in conflicts["fields"]:
         field = fields[name]
@@ -900,9 +906,7 @@ def _undo_details(merge: Merge, survivor: Customer, conflicts: dict, gone_record
         ),
         "interactions": rows(Interaction, conflicts["interactions"], merge.before["interactions"], interaction),
         "stayed_with_survivor": {
-            "source_records": [
-                {"id": r.pk, **record(r)} for r in late_records.select_related("source").order_by("pk")
-            ],
+            "source_records": [{"id": r.pk, **record(r)} for r in late_records.select_related("source").order_by("pk")],
             "interactions": [{"id": i.pk, **interaction(i)} for i in late_interactions.order_by("pk")],
         },
     }

@@ -177,18 +177,36 @@ class _Record:
 
     def candidate(self, name: str) -> Candidate:
         return Candidate(
-            self.values[name], self.customer_id, self.pk, self.source_id, self.updated, self.first_seen, len(self.values)
+            self.values[name],
+            self.customer_id,
+            self.pk,
+            self.source_id,
+            self.updated,
+            self.first_seen,
+            len(self.values),
         )
 
 
-RECORD_COLUMNS = ("pk", "customer_id", "source_id", "normalized", "flags", "source_updated_at", "updated_at",
-                  "first_seen_at")
+RECORD_COLUMNS = (
+    "pk",
+    "customer_id",
+    "source_id",
+    "normalized",
+    "flags",
+    "source_updated_at",
+    "updated_at",
+    "first_seen_at",
+)
 
 
 def _record_from_row(row: tuple) -> _Record:
     pk, customer_id, source_id, normalized, flags, source_updated, updated, first_seen = row
     return _Record(
-        pk, customer_id, source_id, record_values(normalized, flags), source_updated or updated or _EPOCH,
+        pk,
+        customer_id,
+        source_id,
+        record_values(normalized, flags),
+        source_updated or updated or _EPOCH,
         first_seen or _EPOCH,
     )
 

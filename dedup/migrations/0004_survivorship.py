@@ -54,50 +54,122 @@ def remove_defaults(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crmhub', '0009_default_alert_rules'),
-        ('dedup', '0003_default_match_rule'),
+        ("crmhub", "0009_default_alert_rules"),
+        ("dedup", "0003_default_match_rule"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SurvivorshipRule',
+            name="SurvivorshipRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('field', models.CharField(max_length=64, unique=True, verbose_name='field')),
-                ('strategy', models.CharField(choices=[('source_trust', 'Most trusted source'), ('most_recent', 'Most recently updated'), ('most_complete', 'Most complete record'), ('most_frequent', 'Most frequent value'), ('longest', 'Longest value')], default='most_recent', max_length=16, verbose_name='strategy')),
-                ('trust_order', models.JSONField(blank=True, default=list, help_text='Source codes, most trusted first; sources not listed follow by their trust rank.', verbose_name='source trust order')),
-                ('tie_break', models.CharField(choices=[('most_recent', 'Most recently updated'), ('source_trust', 'Most trusted source'), ('oldest', 'First seen')], default='most_recent', max_length=16, verbose_name='tie-break')),
-                ('override_policy', models.CharField(choices=[('until_newer', 'Hold until a newer source value arrives'), ('always', 'Always hold')], default='until_newer', max_length=16, verbose_name='steward overrides')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
-                ('updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='updated by')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("field", models.CharField(max_length=64, unique=True, verbose_name="field")),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("source_trust", "Most trusted source"),
+                            ("most_recent", "Most recently updated"),
+                            ("most_complete", "Most complete record"),
+                            ("most_frequent", "Most frequent value"),
+                            ("longest", "Longest value"),
+                        ],
+                        default="most_recent",
+                        max_length=16,
+                        verbose_name="strategy",
+                    ),
+                ),
+                (
+                    "trust_order",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Source codes, most trusted first; sources not listed follow by their trust rank.",
+                        verbose_name="source trust order",
+                    ),
+                ),
+                (
+                    "tie_break",
+                    models.CharField(
+                        choices=[
+                            ("most_recent", "Most recently updated"),
+                            ("source_trust", "Most trusted source"),
+                            ("oldest", "First seen"),
+                        ],
+                        default="most_recent",
+                        max_length=16,
+                        verbose_name="tie-break",
+                    ),
+                ),
+                (
+                    "override_policy",
+                    models.CharField(
+                        choices=[("until_newer", "Hold until a newer source value arrives"), ("always", "Always hold")],
+                        default="until_newer",
+                        max_length=16,
+                        verbose_name="steward overrides",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="updated by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'survivorship rule',
-                'verbose_name_plural': 'survivorship rules',
-                'ordering': ['field'],
+                "verbose_name": "survivorship rule",
+                "verbose_name_plural": "survivorship rules",
+                "ordering": ["field"],
             },
         ),
         migrations.CreateModel(
-            name='FieldOverride',
+            name="FieldOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('field', models.CharField(max_length=64, verbose_name='field')),
-                ('value', models.JSONField(blank=True, null=True, verbose_name='value')),
-                ('basis', models.JSONField(blank=True, default=dict, verbose_name='source values seen')),
-                ('set_at', models.DateTimeField(verbose_name='set')),
-                ('channel', models.CharField(blank=True, max_length=16, verbose_name='channel')),
-                ('ref', models.CharField(blank=True, max_length=200, verbose_name='reference')),
-                ('customer', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='overrides', to='crmhub.customer', verbose_name='customer')),
-                ('set_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='set by')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("field", models.CharField(max_length=64, verbose_name="field")),
+                ("value", models.JSONField(blank=True, null=True, verbose_name="value")),
+                ("basis", models.JSONField(blank=True, default=dict, verbose_name="source values seen")),
+                ("set_at", models.DateTimeField(verbose_name="set")),
+                ("channel", models.CharField(blank=True, max_length=16, verbose_name="channel")),
+                ("ref", models.CharField(blank=True, max_length=200, verbose_name="reference")),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="overrides",
+                        to="crmhub.customer",
+                        verbose_name="customer",
+                    ),
+                ),
+                (
+                    "set_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="set by",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'field override',
-                'verbose_name_plural': 'field overrides',
-                'ordering': ['customer', 'field'],
-                'constraints': [models.UniqueConstraint(fields=('customer', 'field'), name='dedup_fieldoverride_unique_field')],
+                "verbose_name": "field override",
+                "verbose_name_plural": "field overrides",
+                "ordering": ["customer", "field"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("customer", "field"), name="dedup_fieldoverride_unique_field")
+                ],
             },
         ),
         migrations.RunPython(create_defaults, remove_defaults),
