@@ -760,14 +760,15 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
         )
         # A record that changed at its source after the merge went back with its new values:
         # its customer's golden values follow it (the others are exactly as they were).
+        owners = merge.before["source_records"]
         refreshed = sorted(
             {
                 r.customer_id
                 for r in records
                 if r.customer_id != survivor.pk
+                and owners.get(str(r.pk)) == r.customer_id
                 and r.updated_at
                 and r.updated_at > merge.created_at
-                and str(r.pk) in merge.before["source_records"]
             }
         )
         recomputed = golden_record_recompute(refreshed) if refreshed else None
