@@ -598,3 +598,96 @@ def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: _Sources) 
         ]
         FieldOverride.objects.filter(pk__in=doomed).delete()
     return {"customers": len(customers), "changed": len(changed_customers), "overrides_superseded": len(superseded)}
+
+
+#
+# Rules configuration (admins)
+#
+
+RULE_ATTRS = ("strategy", "trust_order", "tie_break", "override_policy")
+
+
+def survivorship_rules_list() -> list[dict]:
+    """Every chosen field's rule as a dict (the admin page and the API)."""
+    from crmhub.models import FieldDefinition
+
+    labels = {f.name: f.label for f in FieldDefinition.objects.filter(name__in=CHOSEN_FIELDS)}
+    return [
+        {
+            "field": name,
+            "label": labels.get(name, name),
+            "strategy": rule.strategy,
+            "trust_order": list(rule.trust_order),
+            "tie_break": rule.tie_break,
+            "override_policy": rule.override_policy,
+        }
+        for name, rule in rules_load().items()
+    ]
+
+
+@transaction.atomic
+def survivorship_rules_set(*, actor, changes: dict[str, dict], request=None) -> int:  # noqa: ANN001
+    """Apply ``changes`` (field -> any of strategy, trust_order, tie_break, override_policy).
+
+    Only admins may. Each changed rule writes one POLICY_CHANGE audit event with before and
+    after; unchanged rules write nothing. Values already chosen stay until the customer is
+    recomputed (the next change of its source records, or ``manage.py golden_recompute``).
+    Returns the number of changed rules."""
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from accounts.models import AuditEventKind
+    from accounts.roles import Role, user_roles
+    from accounts.services import audit_event_record
+    from dedup.choices import OverridePolicy, SurvivorshipStrategy, SurvivorshipTieBreak
+    from dedup.models import SurvivorshipRule
+
+    if Role.ADMIN not in user_roles(actor):
+        raise PermissionDenied(_("Only administrators may change survivorship rules."))
+    codes = set(Source.objects.values_list("code", flat=True))
+    allowed = {
+        "strategy": SurvivorshipStrategy.values,
+        "tie_break": SurvivorshipTieBreak.values,
+        "override_policy": OverridePolicy.values,
+    }
+    current = {r["field"]: r for r in survivorship_rules_list()}
+    changed = 0
+    for name, spec in sorted(changes.items()):
+        if name not in current:
+            raise ValidationError(_("%(field)s is not a field survivorship chooses.") % {"field": name})
+        unknown = set(spec) - set(RULE_ATTRS)
+        if unknown:
+            raise ValidationError(_("Unknown setting %(s)s.") % {"s": ", ".join(sorted(unknown))})
+        for attr, choices in allowed.items():
+            if attr in spec and spec[attr] not in choices:
+                raise ValidationError(
+                    _("%(field)s: %(value)s is not a valid %(attr)s (use one of %(choices)s).")
+                    % {"field": name, "value": spec[attr], "attr": attr, "choices": ", ".join(choices)}
+                )
+        if "trust_order" in spec:
+            order = spec["trust_order"]
+            if isinstance(order, str):
+                order = [c.strip() for c in order.replace(";", ",").split(",") if c.strip()]
+            if not isinstance(order, list) or not all(isinstance(c, str) for c in order):
+                raise ValidationError(_("%(field)s: the trust order is a list of source codes.") % {"field": name})
+            missing = [c for c in order if c not in codes]
+            if missing:
+                raise ValidationError(
+                    _("%(field)s: there is no source %(codes)s.") % {"field": name, "codes": ", ".join(missing)}
+                )
+            spec = {**spec, "trust_order": list(dict.fromkeys(order))}
+        before = {k: current[name][k] for k in RULE_ATTRS}
+        after = {**before, **spec}
+        if after == before:
+            continue
+        SurvivorshipRule.objects.update_or_create(field=name, defaults={**after, "updated_by": actor})
+        audit_event_record(
+            kind=AuditEventKind.POLICY_CHANGE,
+            user=actor,
+            request=request,
+            object_type="survivorship_rule",
+            object_id=name,
+            field=name,
+            details={"before": before, "after": after},
+        )
+        changed += 1
+    return changed
