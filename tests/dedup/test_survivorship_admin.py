@@ -81,3 +81,26 @@ def test_the_api_lists_rules_to_stewards_and_lets_admins_change_them(steward, ad
     bad = api.patch("/api/v1/survivorship-rules/city/", {"strategy": "loudest"}, format="json")
     assert bad.status_code == 400 and "loudest is not a valid strategy" in str(bad.json())
     assert api.get("/api/v1/survivorship-rules/nope/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_recompute_command_applies_a_changed_rule():
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    from crmhub.models import Customer, SourceRecord
+
+    customer = Customer.objects.create(address="浦东新区世纪大道100号")
+    for key, address, source in (("1", "浦东新区世纪大道100号", "crm"), ("2", "浦东", "pos")):
+        SourceRecord.objects.create(
+            source=make_source(source), source_key=key, customer=customer, normalized={"address": address}
+        )
+    SurvivorshipRule.objects.filter(field="address").update(strategy="source_trust", trust_order=["pos"])
+    out = io.StringIO()
+    call_command("golden_recompute", "--source", "pos", stdout=out)
+    assert json.loads(out.getvalue().strip().splitlines()[-1])["changed"] == 1
+    customer.refresh_from_db()
+    assert customer.address == "浦东"
+    assert customer.history.first().change_channel == "command"
