@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -217,8 +217,19 @@ def _records_of(records: Iterable[SourceRecord]) -> list[_Record]:
     ]
 
 
+def _any(qs, column: str, ids: Iterable[int]):  # noqa: ANN001, ANN202
+    """``qs`` narrowed to ``column`` in ``ids``: on PostgreSQL one array parameter
+    (``= ANY(%s)``) instead of thousands of placeholders the driver would have to parse."""
+    ids = list(ids)
+    if connection.vendor != "postgresql":
+        return qs.filter(**{f"{column}__in": ids})
+    table = qs.model._meta.db_table
+    col = qs.model._meta.get_field(column).column
+    return qs.extra(where=[f'"{table}"."{col}" = ANY(%s)'], params=[ids])  # noqa: S610 - names from the model
+
+
 def _records_for(customer_ids: Iterable[int]) -> list[_Record]:
-    rows = SourceRecord.objects.filter(customer_id__in=list(customer_ids)).order_by("pk").values_list(*RECORD_COLUMNS)
+    rows = _any(SourceRecord.objects.all(), "customer", customer_ids).order_by("pk").values_list(*RECORD_COLUMNS)
     return [_record_from_row(row) for row in rows]
 
 
@@ -400,7 +411,7 @@ def overrides_for(customer_ids: Iterable[int]) -> dict[int, dict[str, Override]]
     from dedup.models import FieldOverride
 
     out: dict[int, dict[str, Override]] = {}
-    for o in FieldOverride.objects.filter(customer_id__in=list(customer_ids)):
+    for o in _any(FieldOverride.objects.all(), "customer", customer_ids):
         out.setdefault(o.customer_id, {})[o.field] = Override(
             o.customer_id, o.field, o.value, o.set_at, o.basis or {}, o.set_by_id
         )
@@ -523,25 +534,28 @@ def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: _Sources) 
     from crmhub.outbox import Change, changes_record_bulk, feed_values
     from dedup.models import FieldOverride
     from dedup.names import pinyin
-    from dedup.services import _update_with_history
 
-    customers = list(
-        Customer.objects.select_for_update().filter(pk__in=ids, status=CustomerStatus.ACTIVE).order_by("pk")
+    # Plain rows, not model instances: most customers of a run change nothing or one field.
+    rows = list(
+        _any(Customer.objects.select_for_update(), "id", ids)
+        .filter(status=CustomerStatus.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", *CHOSEN_FIELDS)
     )
     by_customer: dict[int, list[_Record]] = {}
-    for record in _records_for([c.pk for c in customers]):
+    for record in _records_for([r[0] for r in rows]):
         by_customer.setdefault(record.customer_id, []).append(record)
-    overrides = overrides_for([c.pk for c in customers])
+    overrides = overrides_for([r[0] for r in rows])
     superseded: list[tuple[int, str]] = []
-    changed_customers: list[Customer] = []
+    updates: dict[int, dict[str, Any]] = {}
     changes: list[Change] = []
-    fields: set[str] = set()
-    now = timezone.now()
-    for customer in customers:
-        recs = by_customer.get(customer.pk)
+    for row in rows:
+        pk = row[0]
+        recs = by_customer.get(pk)
         if not recs:
             continue
-        mine = overrides.get(customer.pk, {})
+        current = dict(zip(CHOSEN_FIELDS, row[1:], strict=True))
+        mine = overrides.get(pk, {})
         new: dict[str, Any] = {}
         single = recs[0].values if len(recs) == 1 else None
         for name in CHOSEN_FIELDS:
@@ -551,41 +565,39 @@ def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: _Sources) 
                 candidates = None
                 value = single[name]
             else:
-                candidates = _candidates(recs, name)
-                winner = choose(rules[name], candidates, sources)
-                if winner is None:
+                present = [r.values[name] for r in recs if name in r.values]
+                if not present:
                     continue
-                value = winner.value
+                candidates = None
+                value = present[0]
+                # Records that agree need no rule (the common case for true duplicates).
+                if any(v != value for v in present[1:]):
+                    candidates = _candidates(recs, name)
+                    value = choose(rules[name], candidates, sources).value
             override = mine.get(name)
             if override is not None:
                 if candidates is None:
                     candidates = _candidates(recs, name)
                 if override_holds(rules[name], override, candidates):
                     continue
-                superseded.append((customer.pk, name))
-            if getattr(customer, name) != value:
+                superseded.append((pk, name))
+            if current[name] != value:
                 new[name] = value
         if not new:
             continue
-        for name, value in new.items():
-            setattr(customer, name, value)
+        changes.append(Change(ChangeEventType.UPDATED, pk, sorted(new), feed_values(new)))
         if "full_name" in new:
-            customer.name_pinyin = pinyin(customer.full_name) or ""
-            fields.add("name_pinyin")
+            new["name_pinyin"] = pinyin(new["full_name"]) or ""
         if "id_number" in new:
-            customer.id_number_hash = blind_index(customer.id_number)
-            fields.add("id_number_hash")
-        customer.version += 1
-        customer.updated_at = now
-        fields.update(new)
-        changed_customers.append(customer)
-        changes.append(Change(ChangeEventType.UPDATED, customer.pk, sorted(new), feed_values(new)))
-    if changed_customers:
+            new["id_number_hash"] = blind_index(new["id_number"])
+        updates[pk] = new
+    if updates:
         ctx = current_change_context()
         attrs = {"change_channel": ctx.channel, "change_ref": (ctx.ref or "")[:200]}
-        _update_with_history(
-            Customer, changed_customers, sorted({*fields, "version", "updated_at"}), user=ctx.user, attrs=attrs
-        )
+        if connection.vendor == "postgresql":
+            _write_sql(updates, user_id=getattr(ctx.user, "pk", None), attrs=attrs)
+        else:
+            _write_orm(updates, user=ctx.user, attrs=attrs)
         changes_record_bulk(changes)
     if superseded:
         wanted = set(superseded)
@@ -597,7 +609,73 @@ def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: _Sources) 
             if (customer_id, name) in wanted
         ]
         FieldOverride.objects.filter(pk__in=doomed).delete()
-    return {"customers": len(customers), "changed": len(changed_customers), "overrides_superseded": len(superseded)}
+    return {"customers": len(rows), "changed": len(updates), "overrides_superseded": len(superseded)}
+
+
+def _write_orm(updates: dict[int, dict[str, Any]], *, user, attrs: dict) -> None:  # noqa: ANN001
+    from dedup.services import _update_with_history
+
+    now = timezone.now()
+    customers = list(Customer.objects.filter(pk__in=list(updates)).order_by("pk"))
+    fields: set[str] = {"version", "updated_at"}
+    for customer in customers:
+        for name, value in updates[customer.pk].items():
+            setattr(customer, name, value)
+            fields.add(name)
+        customer.version += 1
+        customer.updated_at = now
+    _update_with_history(Customer, customers, sorted(fields), user=user, attrs=attrs)
+
+
+def _write_sql(updates: dict[int, dict[str, Any]], *, user_id: int | None, attrs: dict) -> None:
+    """PostgreSQL: one ``UPDATE … FROM (VALUES …)`` per set of changed columns and batch, and
+    the history rows copied from the updated rows by the database (``INSERT … SELECT``): no
+    model instances, no per-row history objects."""
+    qn = connection.ops.quote_name
+    table = qn(Customer._meta.db_table)
+    now = timezone.now()
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for pk, new in updates.items():
+        groups.setdefault(tuple(sorted(new)), []).append(pk)
+    history = Customer.history.model
+    tracked = [f.column for f in history.tracked_fields]
+    history_cols = ", ".join(
+        qn(c)
+        for c in [
+            *tracked,
+            "history_date",
+            "history_type",
+            "history_user_id",
+            "history_change_reason",
+            "change_channel",
+            "change_ref",
+        ]
+    )
+    select_cols = ", ".join(qn(c) for c in tracked)
+    connection.ensure_connection()
+    with connection.connection.cursor() as cursor:
+        for names, pks in groups.items():
+            fields = [Customer._meta.get_field(n) for n in names]
+            casts = ["bigint"] + [f.db_type(connection) for f in fields]
+            row_sql = "(" + ", ".join(f"%s::{c}" for c in casts) + ")"
+            sets = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)
+            value_names = ", ".join(["id", *(qn(f.column) for f in fields)])
+            for start in range(0, len(pks), 1000):
+                batch = pks[start : start + 1000]
+                params: list = []
+                for pk in batch:
+                    params.append(pk)
+                    params.extend(f.get_db_prep_save(updates[pk][f.name], connection) for f in fields)
+                cursor.execute(
+                    f"UPDATE {table} AS t SET {sets}, version = t.version + 1, updated_at = %s "  # noqa: S608
+                    f"FROM (VALUES {', '.join([row_sql] * len(batch))}) AS v({value_names}) WHERE t.id = v.id",
+                    [now, *params],
+                )
+        cursor.execute(
+            f"INSERT INTO {qn(history._meta.db_table)} ({history_cols}) "  # noqa: S608
+            f"SELECT {select_cols}, %s, '~', %s, NULL, %s, %s FROM {table} WHERE id = ANY(%s)",
+            [now, user_id, attrs["change_channel"], attrs["change_ref"], list(updates)],
+        )
 
 
 #

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,9 +252,10 @@ def import_run_golden_recompute(*, run: ImportRun) -> dict:
     )
     if not customer_ids:
         return {}
+    started = time.monotonic()
     outcome = golden_record_recompute(customer_ids)
     log = ImportRun.objects.filter(pk=run.pk).values_list("log", flat=True).first() or []
-    run.log = [*log, {"golden_records": "recomputed", **outcome}]
+    run.log = [*log, {"golden_records": "recomputed", **outcome, "seconds": round(time.monotonic() - started, 2)}]
     ImportRun.objects.filter(pk=run.pk).update(log=run.log)
     return outcome
 
