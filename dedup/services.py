@@ -222,6 +222,7 @@ def _merge_plan(
     records: list[SourceRecord] | None = None,
     overrides: dict | None = None,
     rules: dict | None = None,
+    sources=None,  # noqa: ANN001
 ) -> tuple[dict, dict, dict]:
     """Survivorship (dedup.survivorship) proposes a value per field from the customers' linked
     source records and held overrides; explicit ``values`` (the steward's choices) win; tags
@@ -231,7 +232,7 @@ def _merge_plan(
 
     out: dict = {}
     proposals = golden_values_propose(
-        [survivor, *others], survivor_id=survivor.pk, records=records, overrides=overrides, rules=rules
+        [survivor, *others], survivor_id=survivor.pk, records=records, overrides=overrides, rules=rules, sources=sources
     )
     for name, proposal in proposals.items():
         if proposal.value != getattr(survivor, name) and not (
@@ -583,7 +584,7 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     interactions_by: dict[int, list[Interaction]] = {}
     for i in interactions:
         interactions_by.setdefault(owner_of[i.customer_id], []).append(i)
-    from dedup.survivorship import overrides_for, overrides_snapshot, rules_load
+    from dedup.survivorship import SourceIndex, overrides_for, overrides_snapshot, rules_load
 
     ctx = current_change_context()
     user = ctx.user
@@ -591,7 +592,7 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     merges, changed_customers, moved_records, moved_interactions = [], [], [], []
     overrides = overrides_for(ids)
     override_rows = overrides_snapshot(ids) if overrides else {}
-    rules = rules_load()
+    rules, sources = rules_load(), SourceIndex()
     plans: list[dict] = []
     now = timezone.now()
     update_fields: set[str] = {"version", "status", "merged_into", "updated_at"}
@@ -605,7 +606,13 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
             "overrides": _json_safe(override_rows.get(members[0], [])),
         }
         proposals, new_values, _chosen = _merge_plan(
-            target, others, {}, records=records_by.get(members[0], []), overrides=overrides, rules=rules
+            target,
+            others,
+            {},
+            records=records_by.get(members[0], []),
+            overrides=overrides,
+            rules=rules,
+            sources=sources,
         )
         plans.append(proposals)
         for name, value in new_values.items():

@@ -120,7 +120,7 @@ def rules_load() -> dict[str, Rule]:
     return out
 
 
-class _Sources:
+class SourceIndex:
     """Source codes and trust ranks, read once per call."""
 
     def __init__(self) -> None:
@@ -248,7 +248,7 @@ def value_fingerprint(value: Any) -> str:  # noqa: ANN401
 #
 
 
-def _order_key(rule: Rule, kind: str, c: Candidate, sources: _Sources, counts: Counter | None) -> tuple:
+def _order_key(rule: Rule, kind: str, c: Candidate, sources: SourceIndex, counts: Counter | None) -> tuple:
     if kind == "source_trust":
         return sources.trust_key(rule, c.source_id)
     if kind == "most_recent":
@@ -266,7 +266,7 @@ def _hashable(value: Any) -> Any:  # noqa: ANN401
     return tuple(value) if isinstance(value, list) else value
 
 
-def choose(rule: Rule, candidates: list[Candidate], sources: _Sources) -> Candidate | None:
+def choose(rule: Rule, candidates: list[Candidate], sources: SourceIndex) -> Candidate | None:
     """The winning candidate under ``rule`` (its strategy, then its tie-break, then the
     record id), or None when no record has a value."""
     if not candidates:
@@ -284,7 +284,7 @@ def choose(rule: Rule, candidates: list[Candidate], sources: _Sources) -> Candid
     )
 
 
-def _reason(rule: Rule, winner: Candidate, candidates: list[Candidate], sources: _Sources) -> str:
+def _reason(rule: Rule, winner: Candidate, candidates: list[Candidate], sources: SourceIndex) -> str:
     code = sources.code.get(winner.source_id, "?")
     if len({_hashable(c.value) for c in candidates}) == 1:
         if len(candidates) == 1:
@@ -343,6 +343,7 @@ def golden_values_propose(
     records: Iterable[SourceRecord] | None = None,
     overrides: dict[int, dict[str, Override]] | None = None,
     rules: dict[str, Rule] | None = None,
+    sources: SourceIndex | None = None,
 ) -> dict[str, FieldProposal]:
     """A value for each field of the golden record the ``customers`` merged into
     ``survivor_id`` would be, with whose value it is and why.
@@ -355,7 +356,7 @@ def golden_values_propose(
     survivor = by_id[survivor_id]
     others = sorted((c for c in customers if c.pk != survivor_id), key=lambda c: c.pk)
     rules = rules or rules_load()
-    sources = _Sources()
+    sources = sources or SourceIndex()
     recs = _records_of(records) if records is not None else _records_for(by_id)
     recs = [r for r in recs if r.customer_id in by_id]
     if overrides is None:
@@ -518,7 +519,7 @@ def golden_record_recompute(customer_ids: Iterable[int], *, chunk: int = RECOMPU
     if not ids:
         return totals
     rules = rules_load()
-    sources = _Sources()
+    sources = SourceIndex()
     for start in range(0, len(ids), chunk):
         part = _recompute_chunk(ids[start : start + chunk], rules, sources)
         for key, value in part.items():
@@ -527,7 +528,7 @@ def golden_record_recompute(customer_ids: Iterable[int], *, chunk: int = RECOMPU
 
 
 @transaction.atomic
-def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: _Sources) -> dict[str, int]:
+def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: SourceIndex) -> dict[str, int]:
     from accounts.crypto import blind_index
     from crmhub.choices import ChangeEventType, CustomerStatus
     from crmhub.context import current_change_context
@@ -536,12 +537,16 @@ def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: _Sources) 
     from dedup.names import pinyin
 
     # Plain rows, not model instances: most customers of a run change nothing or one field.
-    rows = list(
-        _any(Customer.objects.select_for_update(), "id", ids)
-        .filter(status=CustomerStatus.ACTIVE)
+    # The status is filtered here, not in SQL: right after a bulk import the table's statistics
+    # are stale and the planner would scan the status index and the whole table instead of
+    # using the primary key.
+    rows = [
+        row[:1] + row[2:]
+        for row in _any(Customer.objects.select_for_update(), "id", ids)
         .order_by("pk")
-        .values_list("pk", *CHOSEN_FIELDS)
-    )
+        .values_list("pk", "status", *CHOSEN_FIELDS)
+        if row[1] == CustomerStatus.ACTIVE
+    ]
     by_customer: dict[int, list[_Record]] = {}
     for record in _records_for([r[0] for r in rows]):
         by_customer.setdefault(record.customer_id, []).append(record)
