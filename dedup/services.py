@@ -895,7 +895,8 @@ def _undo_details(merge: Merge, survivor: Customer, conflicts: dict, gone_record
         return out
 
     def record(r) -> dict:  # noqa: ANN001
-        return {"source": r.source.code, "source_key": r.source_key}
+        # No source key: some sources key people by their mobile; pages look the record up by id.
+        return {"source": r.source.code}
 
     def interaction(i) -> dict:  # noqa: ANN001
         return {"kind": i.kind, "external_id": i.external_id, "occurred_at": i.occurred_at.isoformat()}

@@ -148,22 +148,34 @@ _CHAR_LIMITS = {
 }
 
 
-def record_values(normalized: dict, flags: dict | None) -> dict[str, Any]:
-    """A source record's values as golden-record values (flagged values left out, dates
-    parsed, secrets unsealed, text cut to the column as the import does)."""
-    from accounts.crypto import unseal_values
-    from crmhub.services import customer_values_from_normalized
+_CORE = frozenset(CHOSEN_FIELDS)
 
-    normalized = unseal_values(normalized or {})
-    if flags:
-        normalized = {k: v for k, v in normalized.items() if k not in flags}
-    values = customer_values_from_normalized(normalized)
-    values.pop("custom", None)
-    for name, value in values.items():
-        limit = _CHAR_LIMITS.get(name)
-        if limit is not None and isinstance(value, str) and len(value) > limit:
-            values[name] = value[:limit]
-    return values
+
+def record_values(normalized: dict, flags: dict | None) -> dict[str, Any]:
+    """A source record's values as golden-record values: the same as the import's
+    ``customer_values_from_normalized`` for core fields (flagged and blank values left out,
+    dates parsed), secrets unsealed, text cut to the column as the import does. One pass over
+    the record: recompute calls this for every linked record of every customer."""
+    from accounts.crypto import CIPHERTEXT_PREFIX, decrypt
+
+    out: dict[str, Any] = {}
+    for name, value in (normalized or {}).items():
+        if name not in _CORE or value is None or value == "" or value == [] or (flags and name in flags):
+            continue
+        if isinstance(value, str):
+            if value.startswith(CIPHERTEXT_PREFIX):
+                value = decrypt(value)
+            if name == "birth_date":
+                try:
+                    value = dt.date.fromisoformat(value)
+                except ValueError:
+                    continue  # an unparsed date stays in the source record, flagged there
+            else:
+                limit = _CHAR_LIMITS.get(name)
+                if limit is not None and len(value) > limit:
+                    value = value[:limit]
+        out[name] = value
+    return out
 
 
 @dataclass
