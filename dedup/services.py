@@ -223,6 +223,7 @@ def _merge_plan(
     overrides: dict | None = None,
     rules: dict | None = None,
     sources=None,  # noqa: ANN001
+    explain: bool = True,
 ) -> tuple[dict, dict, dict]:
     """Survivorship (dedup.survivorship) proposes a value per field from the customers' linked
     source records and held overrides; explicit ``values`` (the steward's choices) win; tags
@@ -232,7 +233,13 @@ def _merge_plan(
 
     out: dict = {}
     proposals = golden_values_propose(
-        [survivor, *others], survivor_id=survivor.pk, records=records, overrides=overrides, rules=rules, sources=sources
+        [survivor, *others],
+        survivor_id=survivor.pk,
+        records=records,
+        overrides=overrides,
+        rules=rules,
+        sources=sources,
+        explain=explain,
     )
     for name, proposal in proposals.items():
         if proposal.value != getattr(survivor, name) and not (
@@ -613,6 +620,7 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
             overrides=overrides,
             rules=rules,
             sources=sources,
+            explain=False,
         )
         plans.append(proposals)
         for name, value in new_values.items():

@@ -356,6 +356,7 @@ def golden_values_propose(
     overrides: dict[int, dict[str, Override]] | None = None,
     rules: dict[str, Rule] | None = None,
     sources: SourceIndex | None = None,
+    explain: bool = True,
 ) -> dict[str, FieldProposal]:
     """A value for each field of the golden record the ``customers`` merged into
     ``survivor_id`` would be, with whose value it is and why.
@@ -363,7 +364,8 @@ def golden_values_propose(
     A person's override that still holds wins (the survivor's first, else the latest);
     otherwise the field's rule chooses among the linked source records (``records``, read
     when not given); a field no record has a value for keeps the survivor's own value, else
-    the oldest other customer's."""
+    the oldest other customer's. ``explain=False`` leaves the reasons out (batch merges
+    store none, and wording them costs more than choosing)."""
     by_id = {c.pk: c for c in customers}
     survivor = by_id[survivor_id]
     others = sorted((c for c in customers if c.pk != survivor_id), key=lambda c: c.pk)
@@ -386,7 +388,9 @@ def golden_values_propose(
                 _override_value(chosen),
                 chosen.customer_id,
                 "override",
-                _("chosen by a person on %(when)s") % {"when": timezone.localtime(chosen.set_at).strftime("%Y-%m-%d")},
+                _("chosen by a person on %(when)s") % {"when": timezone.localtime(chosen.set_at).strftime("%Y-%m-%d")}
+                if explain
+                else "",
             )
             continue
         winner = choose(rule, candidates, sources)
@@ -396,7 +400,7 @@ def golden_values_propose(
                 winner.value,
                 winner.customer_id,
                 rule.strategy,
-                _reason(rule, winner, candidates, sources),
+                _reason(rule, winner, candidates, sources) if explain else "",
                 sources.code.get(winner.source_id, ""),
                 winner.record_id,
             )
@@ -541,24 +545,64 @@ def golden_record_recompute(customer_ids: Iterable[int], *, chunk: int = RECOMPU
 
 @transaction.atomic
 def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: SourceIndex) -> dict[str, int]:
+    """Choose without locks (most customers of a run change nothing), then lock only the
+    customers that change and check their versions; those changed meanwhile (an edit, a
+    merge) are chosen again under their locks."""
+    from crmhub.context import current_change_context
+    from crmhub.outbox import changes_record_bulk
+    from dedup.models import FieldOverride
+
+    count, updates, changes, superseded, versions = _recompute_plan(ids, rules, sources, lock=False)
+    touched = set(updates) | {c for c, _n in superseded}
+    if touched:
+        now = dict(_any(Customer.objects.select_for_update(), "id", sorted(touched)).values_list("pk", "version"))
+        stale = {pk for pk in touched if now.get(pk) != versions[pk]}
+        if stale:
+            _n, again, again_changes, again_superseded, _v = _recompute_plan(sorted(stale), rules, sources, lock=True)
+            updates = {pk: v for pk, v in updates.items() if pk not in stale} | again
+            changes = [c for c in changes if c.customer_id not in stale] + again_changes
+            superseded = [s for s in superseded if s[0] not in stale] + again_superseded
+    if updates:
+        ctx = current_change_context()
+        attrs = {"change_channel": ctx.channel, "change_ref": (ctx.ref or "")[:200]}
+        if connection.vendor == "postgresql":
+            _write_sql(updates, user_id=getattr(ctx.user, "pk", None), attrs=attrs)
+        else:
+            _write_orm(updates, user=ctx.user, attrs=attrs)
+        changes_record_bulk(changes)
+    if superseded:
+        wanted = set(superseded)
+        doomed = [
+            pk
+            for pk, customer_id, name in FieldOverride.objects.filter(
+                customer_id__in={c for c, _n in superseded}
+            ).values_list("pk", "customer_id", "field")
+            if (customer_id, name) in wanted
+        ]
+        FieldOverride.objects.filter(pk__in=doomed).delete()
+    return {"customers": count, "changed": len(updates), "overrides_superseded": len(superseded)}
+
+
+def _recompute_plan(ids: list[int], rules: dict[str, Rule], sources: SourceIndex, *, lock: bool) -> tuple:
+    """What recomputing ``ids`` would write: (active customers, updates by id, change-feed
+    events, superseded overrides, versions read)."""
     from accounts.crypto import blind_index
     from crmhub.choices import ChangeEventType, CustomerStatus
-    from crmhub.context import current_change_context
-    from crmhub.outbox import Change, changes_record_bulk, feed_values
-    from dedup.models import FieldOverride
+    from crmhub.outbox import Change, feed_values
     from dedup.names import pinyin
 
     # Plain rows, not model instances: most customers of a run change nothing or one field.
     # The status is filtered here, not in SQL: right after a bulk import the table's statistics
     # are stale and the planner would scan the status index and the whole table instead of
     # using the primary key.
-    rows = [
-        row[:1] + row[2:]
-        for row in _any(Customer.objects.select_for_update(), "id", ids)
-        .order_by("pk")
-        .values_list("pk", "status", *CHOSEN_FIELDS)
+    qs = Customer.objects.select_for_update() if lock else Customer.objects.all()
+    read = [
+        row
+        for row in _any(qs, "id", ids).order_by("pk").values_list("pk", "status", "version", *CHOSEN_FIELDS)
         if row[1] == CustomerStatus.ACTIVE
     ]
+    versions = {row[0]: row[2] for row in read}
+    rows = [(row[0], *row[3:]) for row in read]
     by_customer: dict[int, list[_Record]] = {}
     for record in _records_for([r[0] for r in rows]):
         by_customer.setdefault(record.customer_id, []).append(record)
@@ -608,25 +652,7 @@ def _recompute_chunk(ids: list[int], rules: dict[str, Rule], sources: SourceInde
         if "id_number" in new:
             new["id_number_hash"] = blind_index(new["id_number"])
         updates[pk] = new
-    if updates:
-        ctx = current_change_context()
-        attrs = {"change_channel": ctx.channel, "change_ref": (ctx.ref or "")[:200]}
-        if connection.vendor == "postgresql":
-            _write_sql(updates, user_id=getattr(ctx.user, "pk", None), attrs=attrs)
-        else:
-            _write_orm(updates, user=ctx.user, attrs=attrs)
-        changes_record_bulk(changes)
-    if superseded:
-        wanted = set(superseded)
-        doomed = [
-            pk
-            for pk, customer_id, name in FieldOverride.objects.filter(
-                customer_id__in={c for c, _n in superseded}
-            ).values_list("pk", "customer_id", "field")
-            if (customer_id, name) in wanted
-        ]
-        FieldOverride.objects.filter(pk__in=doomed).delete()
-    return {"customers": len(rows), "changed": len(updates), "overrides_superseded": len(superseded)}
+    return len(rows), updates, changes, superseded, versions
 
 
 def _write_orm(updates: dict[int, dict[str, Any]], *, user, attrs: dict) -> None:  # noqa: ANN001
