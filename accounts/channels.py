@@ -80,6 +80,14 @@ CHANNELS: dict[str, Channel] = {
             "/quality/records/ (crmhub.quality_views.records): source records behind a quality figure",
         ),
         Channel(
+            "review",
+            "user",
+            "dedup.selectors.compare_view",
+            "/dedup/candidates/<id>/compare/ (compare and merge), /dedup/review/ and its bulk confirmation "
+            "(dedup.selectors.item_summary), candidate explanations (page and /api/v1/candidates/): "
+            "stewards, admins and auditors",
+        ),
+        Channel(
             "privacy_report",
             "user",
             "accounts.policy.present_customer",

@@ -24,7 +24,7 @@ class StaleVersionError(ValidationError):
 EDITABLE_FIELDS = tuple(n for n in Customer.CORE_FIELDS)
 
 
-def _clean(name: str, value: Any) -> Any:  # noqa: ANN401
+def field_value_clean(name: str, value: Any) -> Any:  # noqa: ANN401
     """The stored form of ``value`` for field ``name``, through the same cleaning as imports;
     a value the cleaner flags is refused with its reason (a person can correct it)."""
     from imports.cleaning.frame import cleaner_for
@@ -76,7 +76,7 @@ def customer_update(
     cleaned: dict[str, Any] = {}
     for name, value in values.items():
         try:
-            cleaned[name] = _clean(name, value)
+            cleaned[name] = field_value_clean(name, value)
         except ValidationError as exc:
             errors.update(exc.message_dict if hasattr(exc, "error_dict") else {name: exc.messages})
     if errors:

@@ -106,6 +106,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "crmhub.context_processors.navigation",
+                "dedup.context_processors.review_count",
             ],
         },
     },
@@ -335,7 +336,10 @@ CELERY_BEAT_SCHEDULE = {
     # Data quality: today's snapshot (then the alert rules) every 6 hours; alert rules every 5 minutes.
     "quality-metrics": {"task": "crmhub.quality_metrics_run", "schedule": 6 * 3600.0},
     "alerts": {"task": "crmhub.alerts_evaluate", "schedule": 300.0},
+    "exports-expire": {"task": "accounts.exports_expire", "schedule": 3600.0},
 }
+# Generated export files (personal data) are removed this many hours after they were written.
+CRMHUB_EXPORT_RETENTION_HOURS = env_int("CRMHUB_EXPORT_RETENTION_HOURS", 72)
 # Alert e-mails (crmhub.alerts): any Django e-mail backend; the console one until configured.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")

@@ -934,23 +934,48 @@ def _undo_details(merge: Merge, survivor: Customer, conflicts: dict, gone_record
 #
 
 
+class CandidateDecidedError(MergeError):
+    """A candidate was decided (by someone else, or superseded by a merge) since it was read."""
+
+
+def _decided_message(candidate: MatchCandidate) -> str:
+    who = candidate.decided_by.get_username() if candidate.decided_by_id else ""
+    when = timezone.localtime(candidate.decided_at).strftime("%Y-%m-%d %H:%M") if candidate.decided_at else ""
+    status = candidate.get_status_display()
+    if who:
+        return f"Candidate {candidate.pk} is not waiting for review: {who} decided it at {when} ({status})."
+    return f"Candidate {candidate.pk} is not waiting for review (it is {status})."
+
+
 @transaction.atomic
-def candidate_approve(*, candidate: MatchCandidate, acting_user, values: dict | None = None, note: str = "") -> Merge:  # noqa: ANN001
-    """Approve a pending candidate: merge the younger record into the older one."""
-    candidate = MatchCandidate.objects.select_for_update().get(pk=candidate.pk)
+def candidate_approve(
+    *,
+    candidate: MatchCandidate,
+    acting_user,  # noqa: ANN001
+    values: dict | None = None,
+    note: str = "",
+    expected_versions: dict[int, int] | None = None,
+    survivor: int | None = None,
+) -> Merge:
+    """Approve a pending candidate: merge the two records, into the older one unless
+    ``survivor`` names the other. ``expected_versions`` are the versions the steward saw."""
+    candidate = MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").get(pk=candidate.pk)
     if candidate.status != CandidateStatus.PENDING:
-        raise MergeError(f"Candidate {candidate.pk} is not waiting for review (it is {candidate.status}).")
+        raise CandidateDecidedError(_decided_message(candidate))
     survivors = _surviving_ids({candidate.left_id, candidate.right_id})
     left, right = survivors[candidate.left_id], survivors[candidate.right_id]
     if left == right:
         raise MergeError(f"Candidate {candidate.pk}: both records already belong to customer {left}.")
+    if survivor is not None and survivor not in (left, right):
+        raise MergeError(f"Customer {survivor} is not one of the pair ({left}, {right}).")
     merge = customers_merge(
         customers=[left, right],
-        survivor=min(left, right),
+        survivor=survivor if survivor is not None else min(left, right),
         values=values,
         acting_user=acting_user,
         note=note,
         candidate=candidate,
+        expected_versions=expected_versions,
     )
     candidate.status = CandidateStatus.APPROVED
     candidate.decided_by = acting_user
@@ -964,15 +989,136 @@ def candidate_approve(*, candidate: MatchCandidate, acting_user, values: dict | 
 @transaction.atomic
 def candidate_reject(*, candidate: MatchCandidate, acting_user, note: str = "") -> MatchCandidate:  # noqa: ANN001
     """Say the pair are different people; remembered, so no run proposes the pair again."""
-    candidate = MatchCandidate.objects.select_for_update().get(pk=candidate.pk)
+    candidate = MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").get(pk=candidate.pk)
     if candidate.status != CandidateStatus.PENDING:
-        raise MergeError(f"Candidate {candidate.pk} is not waiting for review (it is {candidate.status}).")
+        raise CandidateDecidedError(_decided_message(candidate))
     candidate.status = CandidateStatus.REJECTED
     candidate.decided_by = acting_user
     candidate.decided_at = timezone.now()
     candidate.note = note
     candidate.save()
     return candidate
+
+
+#
+# Review queue: assignment, clusters, bulk decisions
+#
+
+
+def candidates_assign(*, candidate_ids: Iterable[int], assignee, acting_user) -> int:  # noqa: ANN001
+    """Give pending candidates to ``assignee`` (a steward or admin), or to nobody (None).
+    Decided candidates keep their assignee. Returns how many were assigned."""
+    from dedup.permissions import can_review
+
+    if assignee is not None and not can_review(assignee):
+        raise ValidationError(f"{assignee.get_username()} is not a data steward; only stewards can be assigned.")
+    return MatchCandidate.objects.filter(pk__in=list(candidate_ids), status=CandidateStatus.PENDING).update(
+        assignee=assignee
+    )
+
+
+@transaction.atomic
+def cluster_approve(
+    *,
+    candidate_ids: Iterable[int],
+    acting_user,  # noqa: ANN001
+    survivor: int | None = None,
+    values: dict | None = None,
+    note: str = "",
+    expected_versions: dict[int, int] | None = None,
+) -> Merge:
+    """Approve a group of pending candidates (a cluster) as one merge of all their customers.
+    Every candidate must still be pending, and no two of the customers may have been said to
+    be different people."""
+    ids = sorted(set(candidate_ids))
+    candidates = list(
+        MatchCandidate.objects.select_for_update(of=("self",))
+        .select_related("decided_by")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    if len(candidates) != len(ids):
+        raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
+    for candidate in candidates:
+        if candidate.status != CandidateStatus.PENDING:
+            raise CandidateDecidedError(_decided_message(candidate))
+    if len(candidates) == 1:
+        return candidate_approve(
+            candidate=candidates[0],
+            acting_user=acting_user,
+            values=values,
+            note=note,
+            expected_versions=expected_versions,
+            survivor=survivor,
+        )
+    originals = {i for c in candidates for i in (c.left_id, c.right_id)}
+    survivors = _surviving_ids(originals)
+    customers = sorted(set(survivors.values()))
+    if len(customers) < 2:
+        raise MergeError("These records already belong to one customer.")
+    apart = {p for p in rejected_pairs(set(customers)) if p[0] in customers and p[1] in customers}
+    if apart:
+        a, b = sorted(apart)[0]
+        raise MergeError(f"Customers {a} and {b} were marked as different people; decide the pairs one by one instead.")
+    merge = customers_merge(
+        customers=customers,
+        survivor=survivor if survivor is not None else customers[0],
+        values=values,
+        acting_user=acting_user,
+        note=note,
+        candidate=candidates[0],
+        expected_versions=expected_versions,
+    )
+    MatchCandidate.objects.filter(pk__in=ids).update(
+        status=CandidateStatus.APPROVED, decided_by=acting_user, decided_at=timezone.now(), merge=merge, note=note
+    )
+    return merge
+
+
+@transaction.atomic
+def cluster_reject(*, candidate_ids: Iterable[int], acting_user, note: str = "") -> list[MatchCandidate]:  # noqa: ANN001
+    """Reject every candidate of a group (all remembered). Refuses if any was decided meanwhile."""
+    ids = sorted(set(candidate_ids))
+    candidates = list(
+        MatchCandidate.objects.select_for_update(of=("self",))
+        .select_related("decided_by")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    if len(candidates) != len(ids):
+        raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
+    for candidate in candidates:
+        if candidate.status != CandidateStatus.PENDING:
+            raise CandidateDecidedError(_decided_message(candidate))
+    return [candidate_reject(candidate=c, acting_user=acting_user, note=note) for c in candidates]
+
+
+def review_items_decide(*, items: list[dict], decision: str, acting_user, note: str = "") -> list[dict]:  # noqa: ANN001
+    """Bulk decisions from the queue: each item (``{"candidates": [ids], "versions": {customer:
+    version}}``) is approved (merged into its oldest customer, survivorship choosing the values)
+    or rejected in its own transaction, so one stale item does not undo the others. Returns, per
+    item, ``{"candidates", "ok", "merge", "error"}``."""
+    if decision not in ("approve", "reject"):
+        raise ValueError(f"unknown decision {decision!r}")
+    results = []
+    for item in items:
+        result = {"candidates": list(item["candidates"]), "ok": False, "merge": None, "error": ""}
+        try:
+            if decision == "approve":
+                merge = cluster_approve(
+                    candidate_ids=item["candidates"],
+                    acting_user=acting_user,
+                    note=note,
+                    expected_versions=item.get("versions") or None,
+                )
+                result["merge"] = merge.pk
+            else:
+                cluster_reject(candidate_ids=item["candidates"], acting_user=acting_user, note=note)
+            result["ok"] = True
+        except ValidationError as exc:
+            result["error"] = "; ".join(exc.messages)
+        results.append(result)
+    return results
 
 
 #

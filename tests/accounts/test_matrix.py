@@ -285,7 +285,28 @@ def channel_privacy_report(user, customer, fields):  # noqa: ANN001, ANN201
     return {k: value_as_text(v) for k, v in entry["values"].items()}, None
 
 
+def channel_review(user, customer, fields):  # noqa: ANN001, ANN201
+    from django.test import Client
+
+    from dedup.models import MatchCandidate
+
+    other = Customer.objects.create(full_name="另一个人", team="east")
+    candidate = MatchCandidate.objects.create(left=customer, right=other, score=0.9, rule="matrix")
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(user)
+    response = client.get(f"/dedup/candidates/{candidate.pk}/compare/")
+    if response.status_code in (403, 404):
+        return None, None
+    body = response.content.decode()
+    shown = {}
+    for name, inner in re.findall(rf'data-field="([\w-]+)" data-customer="{customer.pk}">(.*?)</td>', body, re.S):
+        value = re.search(r'<span class="value">(.*?)</span>', inner, re.S)
+        shown[name] = html.unescape(value.group(1)) if value else ""
+    return shown, None
+
+
 ADAPTERS = {
+    "review": channel_review,
     "quality_records": channel_quality_records,
     "privacy_report": channel_privacy_report,
     "page": channel_page,
@@ -300,6 +321,7 @@ ADAPTERS = {
 PER_FIELD_CHANNELS = {"search", "reveal"}
 # Channels that refuse some roles outright: the roles they serve.
 REFUSING = {
+    "review": {Role.ADMIN, Role.STEWARD, Role.AUDITOR},
     "quality_records": {Role.ADMIN, Role.STEWARD, Role.AUDITOR},
     "privacy_report": {Role.ADMIN},
     "export": {Role.ADMIN, Role.STEWARD},
