@@ -30,8 +30,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from crmhub.models import Customer, Source, SourceRecord
+from dedup.choices import SurvivorshipStrategy
 
 # The fields survivorship chooses a value for (tags and custom values are united by merges,
 # not chosen).
@@ -296,12 +298,31 @@ def choose(rule: Rule, candidates: list[Candidate], sources: SourceIndex) -> Can
     )
 
 
+_TIE_BREAK_REASONS = {
+    "most_recent": gettext_lazy("the most recently updated"),
+    "source_trust": gettext_lazy("from the most trusted source"),
+    "oldest": gettext_lazy("the first seen"),
+}
+
+
 def _reason(rule: Rule, winner: Candidate, candidates: list[Candidate], sources: SourceIndex) -> str:
     code = sources.code.get(winner.source_id, "?")
     if len({_hashable(c.value) for c in candidates}) == 1:
         if len(candidates) == 1:
             return _("the only value, from %(source)s") % {"source": code}
         return _("all %(n)s records agree") % {"n": len(candidates)}
+    counts = Counter(_hashable(c.value) for c in candidates) if rule.strategy == "most_frequent" else None
+    mine = _order_key(rule, rule.strategy, winner, sources, counts)
+    if any(
+        _hashable(c.value) != _hashable(winner.value) and _order_key(rule, rule.strategy, c, sources, counts) == mine
+        for c in candidates
+    ):
+        # The strategy could not tell the values apart: say what decided.
+        return _("%(strategy)s: a tie; %(tie_break)s (%(source)s)") % {
+            "strategy": SurvivorshipStrategy(rule.strategy).label,
+            "tie_break": _TIE_BREAK_REASONS.get(rule.tie_break, rule.tie_break),
+            "source": code,
+        }
     if rule.strategy == "source_trust":
         return _("from the most trusted source (%(source)s)") % {"source": code}
     if rule.strategy == "most_recent":
@@ -759,7 +780,7 @@ def survivorship_rules_set(*, actor, changes: dict[str, dict], request=None) -> 
     from accounts.models import AuditEventKind
     from accounts.roles import Role, user_roles
     from accounts.services import audit_event_record
-    from dedup.choices import OverridePolicy, SurvivorshipStrategy, SurvivorshipTieBreak
+    from dedup.choices import OverridePolicy, SurvivorshipTieBreak
     from dedup.models import SurvivorshipRule
 
     if Role.ADMIN not in user_roles(actor):
