@@ -304,3 +304,20 @@ def test_a_batch_merge_honours_the_rules_and_carries_overrides(steward):
     assert c.email == "chosen@x.cn"
     carried = FieldOverride.objects.get(customer=c)
     assert (carried.field, carried.set_by, carried.ref) == ("email", steward, f"merge:{merged[c.pk]}")
+
+
+@pytest.mark.django_db
+def test_erasing_a_person_removes_the_values_stewards_chose(person, steward, admin_user):
+    from crmhub.privacy import privacy_erase, privacy_subject_find
+
+    _record(person, "crm", "1", days=1, mobile="+8613800000009")
+    golden_record_recompute([person.pk])
+    person.refresh_from_db()
+    customer_update(
+        customer_id=person.pk, values={"email": "chosen@x.cn"}, expected_version=person.version, acting_user=steward
+    )
+    assert FieldOverride.objects.filter(customer=person).exists()
+    subject = privacy_subject_find(user=admin_user, mobile="+8613800000009")
+    row = privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request")
+    assert not FieldOverride.objects.filter(customer=person).exists()
+    assert row.counts["copies"]["overrides"] == 1
