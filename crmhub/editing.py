@@ -100,6 +100,10 @@ def customer_update(
             changed_fields=sorted(changed),
             data=feed_values(changed),
         )
+    # A person's choice: survivorship keeps it until a newer source value arrives (per its rule).
+    from dedup.survivorship import field_overrides_record
+
+    field_overrides_record(customer_id=customer.pk, values=changed, user=acting_user, channel=channel, ref=ref)
     return customer
 
 

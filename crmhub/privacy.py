@@ -566,11 +566,13 @@ def privacy_erase(
 
 def _scrub_copies(subject: Subject, keys_held: list[tuple[int, str]], personal: set[str]) -> dict[str, int]:
     """Values copied elsewhere: merge snapshots, match explanations, import reports."""
-    from dedup.models import MatchCandidate, Merge
+    from dedup.models import FieldOverride, MatchCandidate, Merge
     from imports.models import ImportRunChange, ImportRunIssue
 
     ids = subject.customer_ids
     counts = {
+        # Values a steward chose (survivorship overrides) are copies too: they go entirely.
+        "overrides": FieldOverride.objects.filter(customer_id__in=ids).delete()[0],
         "merges": _scrub_rows(Merge.objects.filter(survivor_id__in=ids), ["values", "before", "after"], personal),
         "match_candidates": _scrub_rows(
             MatchCandidate.objects.filter(Q(left_id__in=ids) | Q(right_id__in=ids)), ["explanation"], personal

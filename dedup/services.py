@@ -185,6 +185,10 @@ class _SnapshotEncoder(DjangoJSONEncoder):
         return super().default(o)
 
 
+def _json_safe(value):  # noqa: ANN001, ANN202
+    return json.loads(json.dumps(value, cls=_SnapshotEncoder))
+
+
 def _customer_values(customer: Customer) -> dict:
     out = {}
     for f in _snapshot_fields():
@@ -205,15 +209,42 @@ def _restore_value(field, value):  # noqa: ANN001, ANN202
     return value
 
 
-def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -> dict:
-    """Survivorship (dedup.survivorship) proposes a value per field; explicit ``values`` win;
-    tags and custom values are united. Returns only what changes on the survivor."""
+def _survivor_values(survivor: Customer, others: list[Customer], values: dict, **kwargs) -> dict:  # noqa: ANN003
+    """The values that change on the survivor of a merge (see ``_merge_plan``)."""
+    return _merge_plan(survivor, others, values, **kwargs)[1]
+
+
+def _merge_plan(
+    survivor: Customer,
+    others: list[Customer],
+    values: dict,
+    *,
+    records: list[SourceRecord] | None = None,
+    overrides: dict | None = None,
+    rules: dict | None = None,
+    sources=None,  # noqa: ANN001
+    explain: bool = True,
+) -> tuple[dict, dict, dict]:
+    """Survivorship (dedup.survivorship) proposes a value per field from the customers' linked
+    source records and held overrides; explicit ``values`` (the steward's choices) win; tags
+    and custom values are united. Returns (proposals, what changes on the survivor, the
+    steward's choices that differ from the proposal — to be remembered as overrides)."""
     from dedup.survivorship import golden_values_propose
 
     out: dict = {}
-    proposals = golden_values_propose([survivor, *others], survivor_id=survivor.pk)
+    proposals = golden_values_propose(
+        [survivor, *others],
+        survivor_id=survivor.pk,
+        records=records,
+        overrides=overrides,
+        rules=rules,
+        sources=sources,
+        explain=explain,
+    )
     for name, proposal in proposals.items():
-        if proposal.customer_id not in (None, survivor.pk):
+        if proposal.value != getattr(survivor, name) and not (
+            proposal.value in (None, "") and getattr(survivor, name) in (None, "")
+        ):
             out[name] = proposal.value
     tags = list(survivor.tags or [])
     for other in others:
@@ -226,15 +257,67 @@ def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -
             custom.setdefault(key, value)
     if custom != (survivor.custom or {}):
         out["custom"] = custom
+    chosen: dict = {}
     for name, value in (values or {}).items():
         if name not in Customer.CORE_FIELDS:
             raise MergeValueError(f"{name!r} is not a field that can be chosen in a merge.")
         field = Customer._meta.get_field(name)
         try:
-            out[name] = field.to_python(value) if value not in (None, "") else ("" if not field.null else None)
+            value = field.to_python(value) if value not in (None, "") else ("" if not field.null else None)
         except ValidationError as exc:
             raise MergeValueError(f"The value chosen for {name!r} is not valid: {'; '.join(exc.messages)}") from exc
-    return out
+        if value != getattr(survivor, name):
+            out[name] = value
+        else:
+            out.pop(name, None)
+        if name in proposals and value != proposals[name].value:
+            chosen[name] = value
+    return proposals, out, chosen
+
+
+def _merge_overrides(
+    merge: Merge,
+    survivor: Customer,
+    proposals: dict,
+    chosen: dict,
+    records: list,
+    overrides: dict,
+    user,  # noqa: ANN001
+) -> None:
+    """After a merge the survivor remembers the steward's choices (values differing from the
+    proposal) and carries the held overrides of merged customers whose values it took."""
+    from dedup.models import FieldOverride
+    from dedup.survivorship import field_overrides_record
+
+    carried = []
+    for name, proposal in proposals.items():
+        if name in chosen or proposal.rule != "override" or proposal.customer_id == survivor.pk:
+            continue
+        o = overrides[proposal.customer_id][name]
+        carried.append(
+            FieldOverride(
+                customer_id=survivor.pk,
+                field=name,
+                value=o.value,
+                basis=o.basis,
+                set_by_id=o.set_by_id,
+                set_at=o.set_at,
+                channel=ChangeChannel.MERGE,
+                ref=f"merge:{merge.pk}",
+            )
+        )
+    if carried:
+        FieldOverride.objects.filter(customer_id=survivor.pk, field__in=[o.field for o in carried]).delete()
+        FieldOverride.objects.bulk_create(carried)
+    if chosen:
+        field_overrides_record(
+            customer_id=survivor.pk,
+            values=chosen,
+            user=user,
+            channel=ChangeChannel.MERGE,
+            ref=f"merge:{merge.pk}",
+            records=records,
+        )
 
 
 @transaction.atomic
@@ -280,12 +363,16 @@ def customers_merge(
 
     records = list(SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
     interactions = list(Interaction.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    from dedup.survivorship import overrides_for, overrides_snapshot
+
     before = {
         "customers": {str(c.pk): _customer_values(c) for c in locked.values()},
         "source_records": {str(r.pk): r.customer_id for r in records},
         "interactions": {str(i.pk): i.customer_id for i in interactions},
+        "overrides": _json_safe(overrides_snapshot([survivor_id]).get(survivor_id, [])),
     }
-    new_values = _survivor_values(target, others, values or {})
+    overrides = overrides_for(ids)
+    proposals, new_values, chosen = _merge_plan(target, others, values or {}, records=records, overrides=overrides)
     merge = Merge.objects.create(
         survivor=target,
         merged_ids=other_ids,
@@ -334,6 +421,7 @@ def customers_merge(
         "versions": {str(c.pk): c.version for c in [target, *others]},
     }
     merge.save(update_fields=["after"])
+    _merge_overrides(merge, target, proposals, chosen, records, overrides, acting_user or ctx.user)
     _announce_merges([(target.pk, other_ids, feed_values(new_values))])
     # Open candidates about the merged records are moot now; the next run re-proposes what is left.
     open_qs = MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
@@ -503,10 +591,16 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     interactions_by: dict[int, list[Interaction]] = {}
     for i in interactions:
         interactions_by.setdefault(owner_of[i.customer_id], []).append(i)
+    from dedup.survivorship import SourceIndex, overrides_for, overrides_snapshot, rules_load
+
     ctx = current_change_context()
     user = ctx.user
     ref = ctx.ref if ctx.channel == ChangeChannel.MERGE and ctx.ref else (f"dedup_run:{run.pk}" if run else "merge")
     merges, changed_customers, moved_records, moved_interactions = [], [], [], []
+    overrides = overrides_for(ids)
+    override_rows = overrides_snapshot(ids) if overrides else {}
+    rules, sources = rules_load(), SourceIndex()
+    plans: list[dict] = []
     now = timezone.now()
     update_fields: set[str] = {"version", "status", "merged_into", "updated_at"}
     for members in clusters:
@@ -516,8 +610,19 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
             "customers": {str(i): _customer_values(locked[i]) for i in members},
             "source_records": {str(r.pk): r.customer_id for r in records_by.get(members[0], [])},
             "interactions": {str(i.pk): i.customer_id for i in interactions_by.get(members[0], [])},
+            "overrides": _json_safe(override_rows.get(members[0], [])),
         }
-        new_values = _survivor_values(target, others, {})
+        proposals, new_values, _chosen = _merge_plan(
+            target,
+            others,
+            {},
+            records=records_by.get(members[0], []),
+            overrides=overrides,
+            rules=rules,
+            sources=sources,
+            explain=False,
+        )
+        plans.append(proposals)
         for name, value in new_values.items():
             setattr(target, name, value)
             update_fields.add(name)
@@ -575,6 +680,11 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     _update_with_history(Customer, changed_customers, sorted(update_fields), user=user, attrs=attrs)
     _update_with_history(SourceRecord, moved_records, ["customer"], user=user, attrs=attrs)
     _update_with_history(Interaction, moved_interactions, ["customer"], user=user, attrs=attrs)
+    if overrides:
+        for merge, proposals in zip(merges, plans, strict=True):
+            if merge.pk is None:
+                merge.pk = Merge.objects.filter(run=run, survivor_id=merge.survivor_id).order_by("-pk").first().pk
+            _merge_overrides(merge, locked[merge.survivor_id], proposals, {}, [], overrides, user)
     _announce_merges([(m.survivor_id, list(m.merged_ids), {}) for m in merges])
     merged_away = [i for members in clusters for i in members[1:]]
     MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
@@ -611,11 +721,21 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
         c = locked[int(cid)]
         if c.status != CustomerStatus.MERGED or c.merged_into_id != survivor.pk:
             raise MergeError(f"Customer {cid} is no longer merged into {survivor.pk}; this merge cannot be undone.")
+    from dedup.models import FieldOverride
+    from dedup.survivorship import golden_record_recompute, overrides_restore
+
     conflicts: dict = {"fields": [], "source_records": [], "interactions": []}
     fields = {f.attname: f for f in _snapshot_fields()}
     after = merge.after.get("survivor", {})
     current_survivor = _customer_values(survivor)
-    with change_context(channel=ChangeChannel.UNMERGE, ref=f"merge:{merge.pk}", user=acting_user):
+    own_ref = f"merge:{merge.pk}"
+    # A person's choice made after the merge is a later change even if the value is the same.
+    later_choices = set(
+        FieldOverride.objects.filter(customer_id=survivor.pk, set_at__gt=merge.created_at)
+        .exclude(ref=own_ref)
+        .values_list("field", flat=True)
+    )
+    with change_context(channel=ChangeChannel.UNMERGE, ref=own_ref, user=acting_user):
         for cid_str, values in merge.before["customers"].items():
             customer = locked[int(cid_str)]
             is_survivor = customer.pk == survivor.pk
@@ -625,13 +745,18 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
                 field = fields[attname]
                 if is_survivor and attname in after:
                     unchanged_since = _same(field, current_survivor.get(attname), after.get(attname))
-                    if not unchanged_since:
+                    if not unchanged_since or field.name in later_choices:
                         conflicts["fields"].append(field.name)
                         continue
                 setattr(customer, attname, _restore_value(field, old))
             customer.version = max(customer.version, int(values.get("version", 0))) + 1
             customer.save()
-        attrs = {"change_channel": ChangeChannel.UNMERGE, "change_ref": f"merge:{merge.pk}"}
+        # The survivor's overrides go back to what they were, except on fields changed since.
+        touched = set(FieldOverride.objects.filter(customer_id=survivor.pk).values_list("field", flat=True))
+        snapshot = merge.before.get("overrides", [])
+        touched |= {r["field"] for r in snapshot}
+        overrides_restore(survivor.pk, snapshot, touched - set(conflicts["fields"]))
+        attrs = {"change_channel": ChangeChannel.UNMERGE, "change_ref": own_ref}
         records = _give_back(
             SourceRecord,
             merge.before["source_records"],
@@ -640,7 +765,7 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
             user=acting_user,
             attrs=attrs,
         )
-        _give_back(
+        interactions = _give_back(
             Interaction,
             merge.before["interactions"],
             survivor.pk,
@@ -648,9 +773,31 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
             user=acting_user,
             attrs=attrs,
         )
+        # A record that changed at its source after the merge went back with its new values:
+        # its customer's golden values follow it (the others are exactly as they were).
+        owners = merge.before["source_records"]
+        refreshed = sorted(
+            {
+                r.customer_id
+                for r in records
+                if r.customer_id != survivor.pk
+                and owners.get(str(r.pk)) == r.customer_id
+                and r.updated_at
+                and r.updated_at > merge.created_at
+            }
+        )
+        recomputed = golden_record_recompute(refreshed) if refreshed else None
     gone_records = set(map(int, merge.before["source_records"])) - {r.pk for r in records}
     conflicts["source_records"] += sorted(gone_records)
-    report = {"restored": sorted(ids), "conflicts": conflicts, "has_conflicts": any(conflicts.values())}
+    gone_interactions = set(map(int, merge.before["interactions"])) - {i.pk for i in interactions}
+    conflicts["interactions"] += sorted(gone_interactions)
+    report = {
+        "restored": sorted(ids),
+        "conflicts": conflicts,
+        "has_conflicts": any(conflicts.values()),
+        "details": _undo_details(merge, survivor, conflicts, gone_records, gone_interactions),
+        "recomputed": refreshed if recomputed and recomputed["changed"] else [],
+    }
     merge.status = MergeStatus.UNDONE
     merge.undone_by = acting_user
     merge.undone_at = timezone.now()
@@ -715,6 +862,71 @@ def _same(field, a, b) -> bool:  # noqa: ANN001
     if field.name == "id_number":
         return _restore_value(field, a) == _restore_value(field, b)
     return a == b
+
+
+def _undo_details(merge: Merge, survivor: Customer, conflicts: dict, gone_records: set, gone_interactions: set) -> dict:
+    """What an undo left in place and why, for a person: per conflicting field who changed it
+    after the merge, when and through what (no values: pages present those through the
+    field policy); per row that stayed, where it is now; rows that arrived on the survivor
+    after the merge and stay with it."""
+    fields = {f.name: f for f in _snapshot_fields()}
+    after = merge.after.get("survivor", {})
+    history = list(survivor.history.filter(history_date__gt=merge.created_at).order_by("history_date", "history_id"))
+    field_rows = []
+    for name in conflicts["fields"]:
+        field = fields[name]
+        row = {"field": name, "changed_at": None, "channel": "", "ref": "", "user": None}
+        for h in history:
+            if h.change_channel == ChangeChannel.MERGE and h.change_ref == f"merge:{merge.pk}":
+                continue
+            now = json.loads(json.dumps({"v": field.value_from_object(h)}, cls=_SnapshotEncoder))["v"]
+            if name == "id_number" and now:
+                now = encrypt(now)
+            if not _same(field, now, after.get(field.attname)):
+                row.update(
+                    changed_at=h.history_date.isoformat(),
+                    channel=h.change_channel,
+                    ref=h.change_ref,
+                    user=getattr(h.history_user, "username", None),
+                )
+                break
+        field_rows.append(row)
+
+    def rows(model, pks, owners: dict, describe) -> list:  # noqa: ANN001
+        found = {o.pk: o for o in model.objects.filter(pk__in=pks)}
+        out = []
+        for pk in sorted(pks):
+            obj = found.get(pk)
+            entry = {"id": pk, "owner_before": owners.get(str(pk)), "customer_now": getattr(obj, "customer_id", None)}
+            entry.update(describe(obj) if obj is not None else {"deleted": True})
+            out.append(entry)
+        return out
+
+    def record(r) -> dict:  # noqa: ANN001
+        # No source key: some sources key people by their mobile; pages look the record up by id.
+        return {"source": r.source.code}
+
+    def interaction(i) -> dict:  # noqa: ANN001
+        return {"kind": i.kind, "external_id": i.external_id, "occurred_at": i.occurred_at.isoformat()}
+
+    snap_records = set(map(int, merge.before["source_records"]))
+    snap_interactions = set(map(int, merge.before["interactions"]))
+    late_records = SourceRecord.objects.filter(customer_id=survivor.pk).exclude(pk__in=snap_records)
+    late_interactions = Interaction.objects.filter(customer_id=survivor.pk).exclude(pk__in=snap_interactions)
+    return {
+        "fields": field_rows,
+        "source_records": rows(
+            SourceRecord,
+            conflicts["source_records"],
+            merge.before["source_records"],
+            record,
+        ),
+        "interactions": rows(Interaction, conflicts["interactions"], merge.before["interactions"], interaction),
+        "stayed_with_survivor": {
+            "source_records": [{"id": r.pk, **record(r)} for r in late_records.select_related("source").order_by("pk")],
+            "interactions": [{"id": i.pk, **interaction(i)} for i in late_interactions.order_by("pk")],
+        },
+    }
 
 
 #

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from dedup import views
+from dedup import survivorship_views, views
 
 app_name = "dedup"
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -15,4 +15,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("candidates/<int:pk>/compare/", views.compare, name="compare"),
     path("candidates/<int:pk>/approve/", views.candidate_decide, {"decision": "approve"}, name="candidate-approve"),
     path("candidates/<int:pk>/reject/", views.candidate_decide, {"decision": "reject"}, name="candidate-reject"),
+    path("survivorship/", survivorship_views.survivorship_rules, name="survivorship-rules"),
 ]

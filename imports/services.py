@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,6 +217,8 @@ def import_run_execute(*, run_id: int) -> ImportRun | None:
     try:
         with change_context(channel=ChangeChannel.IMPORT, ref=f"import_run:{run.pk}", user=run.created_by):
             finished = ImportPipeline(run).execute()
+            if not run.dry_run:
+                import_run_golden_recompute(run=run)
         if not finished:
             status, message = RunStatus.CANCELLED, _("Cancelled; the chunks already written stay until rolled back.")
         else:
@@ -232,6 +235,29 @@ def import_run_execute(*, run_id: int) -> ImportRun | None:
     ImportRun.objects.filter(pk=run_id).update(status=status, message=message, finished_at=timezone.now())
     run.refresh_from_db()
     return run
+
+
+def import_run_golden_recompute(*, run: ImportRun) -> dict:
+    """Re-choose the golden values of the customers whose linked source records this run
+    updated (survivorship rules, steward overrides), attributed to the current change context
+    (the run's channel and reference). Records the run created got their golden record when
+    they were written; matching handles those. What happened is kept in the run's log."""
+    from dedup.survivorship import golden_record_recompute
+
+    updated = ImportRunChange.objects.filter(run=run, action=ChangeAction.UPDATED).values("source_record_id")
+    customer_ids = list(
+        SourceRecord.objects.filter(pk__in=updated, customer__isnull=False)
+        .values_list("customer_id", flat=True)
+        .distinct()
+    )
+    if not customer_ids:
+        return {}
+    started = time.monotonic()
+    outcome = golden_record_recompute(customer_ids)
+    log = ImportRun.objects.filter(pk=run.pk).values_list("log", flat=True).first() or []
+    run.log = [*log, {"golden_records": "recomputed", **outcome, "seconds": round(time.monotonic() - started, 2)}]
+    ImportRun.objects.filter(pk=run.pk).update(log=run.log)
+    return outcome
 
 
 def import_run_match(*, run: ImportRun) -> dict:

@@ -322,6 +322,9 @@ def _process(
         with change_context(channel=ChangeChannel.API, ref=f"import_run:{run.pk}", user=run.created_by):
             rows, issues = pipeline.prepare(frame, 1)
             pipeline.process(rows, issues)
+            from imports.services import import_run_golden_recompute
+
+            import_run_golden_recompute(run=run)
         tally = pipeline.tally
         by_row: dict[int, dict[str, Any]] = {}
         for issue in pipeline.all_issues:

@@ -292,6 +292,9 @@ def connector_run_execute(*, run_id: int) -> ImportRun | None:
                 chunk_source=ConnectorChunkSource(connector.pk, kind),
             )
             finished = pipeline.execute()
+            from imports.services import import_run_golden_recompute
+
+            import_run_golden_recompute(run=run)
         failed = False
         if finished:
             status = RunStatus.COMPLETED

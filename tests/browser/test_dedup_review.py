@@ -27,6 +27,9 @@ def _pair(a, b, score):  # noqa: ANN001, ANN202
 @pytest.fixture
 def queue(db):  # noqa: ANN001, ANN201
     crm, shop = make_source("crm"), make_source("shop")
+    # The CRM is trusted more than the shop: survivorship proposes its names (dedup.survivorship).
+    crm.trust_rank = 80
+    crm.save()
     p = {
         "zw": add_person(crm, "K1", full_name="张伟", mobile="+8613800000001", email="zw@qq.com", city="上海"),
         "zw2": add_person(shop, "S1", full_name="章伟", mobile="+8613800000001", email="", city="上海市"),

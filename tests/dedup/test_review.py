@@ -330,13 +330,14 @@ def test_the_compare_screen_shows_values_differences_reasons_explanation_and_sou
     assert "Bill Smith" in page and "William Smith" in page
     assert re.search(r'<tr class="field-row differs" data-row="full_name">', page)
     assert not re.search(r'<tr class="field-row differs" data-row="mobile">', page)  # same value: not highlighted
-    assert "kept from the surviving record" in page  # survivorship's reason beside its proposal
+    # Survivorship's reason beside its proposal: both names come from crm, so the tie-break decided.
+    assert "Most trusted source: a tie; the most recently updated (crm)" in page
     assert "sound_alike" in page and "9.00" in page  # the matcher's explanation per field
     assert '<span class="badge">crm</span> C1' in page and '<span class="badge">crm</span> C2' in page
     assert "11010519491231002X" not in page  # masked for stewards (secret)
     assert 'name="choice-id_number"' not in page  # and not chosen by hand: survivorship decides it
     form = _form(page)
-    assert form["survivor"] == str(p["c1"].pk) and form["choice-full_name"] == str(p["c1"].pk)
+    assert form["survivor"] == str(p["c1"].pk) and form["choice-full_name"] == str(p["c2"].pk)
 
 
 def test_a_steward_merges_a_pair_field_by_field(world, steward):
