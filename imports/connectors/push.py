@@ -471,6 +471,8 @@ def _push_single(*, context: PushContext, user, record: Any, key: str, digest: s
                 )
                 if outcome.status == "created":
                     _match_created(run_row, outcome, user=run.user)
+                elif outcome.status == "updated" and outcome.customer_id:
+                    _recompute_updated(run_row, outcome, user=run.user)
             return PushResult(200, body_of(run_row.pk, outcome))
         except SingleRetry:
             continue  # another request wrote this key meanwhile: classify again against it
@@ -491,6 +493,15 @@ def _match_created(run: ImportRun, outcome: Outcome, *, user) -> None:  # noqa: 
     if result["merged"] or result["for_review"]:
         summary = {"matching": "real time", **{k: result[k] for k in ("records", "merged", "for_review", "unmatched")}}
         ImportRun.objects.filter(pk=run.pk).update(log=[summary])
+
+
+def _recompute_updated(run: ImportRun, outcome: Outcome, *, user) -> None:  # noqa: ANN001
+    """The changed record may change its golden record (survivorship), in the push's
+    transaction, as ``import_run_golden_recompute`` does after a batch."""
+    from dedup.survivorship import golden_record_recompute
+
+    with change_context(channel=ChangeChannel.API, ref=f"import_run:{run.pk}", user=user):
+        golden_record_recompute([outcome.customer_id])
 
 
 def _answer_replay(replay: tuple[str, int, dict], digest: str) -> PushResult:
