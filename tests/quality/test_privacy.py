@@ -339,3 +339,25 @@ def test_erasure_remembers_the_keys_so_an_old_file_cannot_bring_the_person_back(
 
     stored = set(ErasedKey.objects.values_list("key_hash", flat=True))
     assert stored and not any(key in stored for _, key in held)
+
+
+def test_a_push_of_an_erased_key_is_refused_with_the_reason(admin_user):
+    from imports.connectors.push import push_records
+    from tests.dedup.conftest import make_source
+
+    source = make_source("app")
+    for key in ("K1", "K2"):
+        push_records(source=source, user=admin_user, payload={"source_key": key, "mobile": "13912345678"})
+    subject = privacy_subject_find(user=admin_user, mobile="139 1234 5678")
+    privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request")
+    # The same person arrives again from an old copy, alone (single path) and in a batch.
+    again = push_records(source=source, user=admin_user, payload={"source_key": "K1", "mobile": "13912345678"})
+    assert again.body["records"][0]["status"] == "rejected"
+    assert "erased" in again.body["records"][0]["errors"][""]
+    batch = push_records(
+        source=source,
+        user=admin_user,
+        payload=[{"source_key": "K2", "mobile": "13912345678"}, {"source_key": "K3", "mobile": "13800000003"}],
+    )
+    assert [r["status"] for r in batch.body["records"]] == ["rejected", "created"]
+    assert not Customer.objects.filter(mobile="+8613912345678", status=CustomerStatus.ACTIVE).exists()
