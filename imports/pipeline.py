@@ -28,7 +28,6 @@ from crmhub.models import FieldDefinition, SourceRecord
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_columns
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
-from imports.linking import link_new_records_to_customers
 from imports.models import ImportRun
 from imports.readers import FileLayout, iter_chunks
 from imports.writers import Existing, PreparedRow, writer_for_connection
@@ -112,6 +111,8 @@ class ImportPipeline:
         self.header_of = {f: h for h, f in self.mapping.items()}
         self.seen: dict[str, int] = {}
         self.tally = Tally()
+        # Golden customers whose linked source records this run updated (for survivorship).
+        self.updated_customer_ids: set[int] = set()
         self.writer = writer_for_connection()
 
     #
@@ -251,15 +252,34 @@ class ImportPipeline:
             seen[key] = row_number
             normalized = {n: v for n, v in zip(names, per_row_values[i], strict=False) if v is not None and v != "" and v != []}
             row_flags = {n: f for n, f in zip(names, per_row_flags[i], strict=False) if f}
-            digest = digest_of(dumps([raw, normalized]))
-            rows.append(PreparedRow(row_number, key, raw, normalized, row_flags, digest))
+            # The hash is of the JSON of [raw, normalized]: built from the two texts, which the
+            # writer stores as they are when the row has no secret value.
+            raw_json, normalized_json = dumps(raw), dumps(normalized)
+            digest = digest_of(f"[{raw_json},{normalized_json}]")
+            rows.append(
+                PreparedRow(
+                    row_number,
+                    key,
+                    raw,
+                    normalized,
+                    row_flags,
+                    digest,
+                    sealed_raw_json=raw_json,
+                    sealed_normalized_json=normalized_json,
+                )
+            )
         return rows, issues
 
     def _seal(self, row: PreparedRow, ciphers: dict[str, str]) -> None:
         """Secret values encrypted; the raw and normalized copies of one value share its ciphertext
-        (``ciphers``, per chunk), so each secret value is encrypted once."""
+        (``ciphers``, per chunk), so each secret value is encrypted once. The JSON texts from
+        ``prepare`` stay only where nothing was sealed."""
         row.sealed_raw = _sealed(row.raw, self.secret_headers, ciphers)
+        if row.sealed_raw is not row.raw:
+            row.sealed_raw_json = None
         row.sealed_normalized = _sealed(row.normalized, self.secret_fields, ciphers)
+        if row.sealed_normalized is not row.normalized:
+            row.sealed_normalized_json = None
 
     def _reasons(self, flags: dict[str, str]) -> dict[str, str]:
         return {self.header_of.get(name, name): reason for name, reason in flags.items()}
@@ -313,17 +333,15 @@ class ImportPipeline:
             ciphers: dict[str, str] = {}
             for row in new:
                 self._seal(row, ciphers)
-            for row, _existing in changed:
+            for row, existing in changed:
                 self._seal(row, ciphers)
-            links = (
-                link_new_records_to_customers(records=[(r.normalized, r.flags) for r in new], creator=self.writer)
-                if new
-                else []
-            )
+                if existing.customer_id is not None:
+                    self.updated_customer_ids.add(existing.customer_id)
+            # New records are linked to golden customers by the writer (imports.linking).
             self.writer.write(
                 run_id=run.pk,
                 source_id=run.source_id,
-                new=list(zip(new, links, strict=True)),
+                new=new,
                 changed=changed,
                 unchanged=unchanged,
                 ctx=current_change_context(),

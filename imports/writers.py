@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db import connection, models
 
-from accounts.crypto import blind_index, encrypt
+from accounts.crypto import blind_index, blind_indexer, encrypt, secret_field_names
+from crmhub.choices import ChangeEventType
 from crmhub.context import ChangeContext
 from crmhub.models import Customer, SourceRecord
+from crmhub.outbox import changes_insert_select_sql, changes_writer_begin
 from imports.choices import ChangeAction
+from imports.cleaning import name_pinyin
 from imports.history import history_insert_sql, history_objects, history_params
-from imports.linking import Link
+from imports.linking import (
+    CustomerCreator,
+    Link,
+    customers_sql_possible,
+    link_new_records_to_customers,
+    new_customers_sql,
+)
 from imports.models import ImportRunChange, ImportRunIssue
 
 BATCH = 500
@@ -39,6 +48,9 @@ class PreparedRow:
     record_hash: str
     sealed_raw: dict[str, Any] = field(default_factory=dict)
     sealed_normalized: dict[str, Any] = field(default_factory=dict)
+    # JSON texts of the sealed dicts when the pipeline has them already (else written from the dicts)
+    sealed_raw_json: str | None = None
+    sealed_normalized_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,12 +102,13 @@ class PortableWriter:
         *,
         run_id: int,
         source_id: int,
-        new: list[tuple[PreparedRow, Link]],
+        new: list[PreparedRow],
         changed: list[tuple[PreparedRow, Existing]],
         unchanged: list[int],
         ctx: ChangeContext,
         now: datetime,
     ) -> None:
+        new = _linked(new, self)
         customers = getattr(self, "_pending_customer_history", [])
         if customers:
             Customer.history.model.objects.bulk_create(
@@ -166,6 +179,13 @@ class PortableWriter:
             SourceRecord.objects.filter(pk__in=unchanged[i : i + BATCH]).update(last_seen_at=now)
 
 
+def _linked(rows: list[PreparedRow], creator: CustomerCreator) -> list[tuple[PreparedRow, Link]]:
+    if not rows:
+        return []
+    links = link_new_records_to_customers(records=[(r.normalized, r.flags) for r in rows], creator=creator)
+    return list(zip(rows, links, strict=True))
+
+
 class _CustomerCopy:
     """Rows for COPY into crmhub_customer: a template of column defaults (JSON defaults
     pre-serialised) into which each customer row's few values are placed."""
@@ -221,16 +241,25 @@ STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS imports_stage (
     sr_id bigint NOT NULL, is_new boolean NOT NULL, customer_id bigint, customer_created boolean NOT NULL,
     source_key varchar(255) NOT NULL, raw jsonb NOT NULL, normalized jsonb NOT NULL, flags jsonb NOT NULL,
-    record_hash varchar(64) NOT NULL
+    record_hash varchar(64) NOT NULL, pinyin varchar(200), id_hash varchar(64), birth_date date
 ) ON COMMIT DELETE ROWS
 """
-STAGE_COLUMNS = "sr_id, is_new, customer_id, customer_created, source_key, raw, normalized, flags, record_hash"
+STAGE_COLUMNS = (
+    "sr_id, is_new, customer_id, customer_created, source_key, raw, normalized, flags, record_hash, pinyin, id_hash, "
+    "birth_date"
+)
 
 
 class PostgresWriter:
     def __init__(self) -> None:
         self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
+        # Golden customers and their events are built in SQL from the staged records when
+        # that gives what ``customer_row`` gives (see ``customers_sql_possible``).
+        self.customers_in_sql = customers_sql_possible(secret_field_names())
+        self._pinyin: dict[str, str] = {}
+        self._dates: dict[str, date | None] = {}
+        self._id_hash = blind_indexer()
 
     def store_issues(self, run_id: int, issues: list[IssueRow]) -> None:
         if not issues:
@@ -263,8 +292,10 @@ class PostgresWriter:
         if not n:
             return []
         with connection.cursor() as cursor:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
-            return [r[0] for r in cursor.fetchall()]
+            cursor.execute(
+                "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)", [table, n]
+            )
+            return cursor.fetchone()[0]
 
     def create_customers(self, rows: list[dict[str, Any]]) -> list[int]:
         from django.utils import timezone
@@ -282,17 +313,49 @@ class PostgresWriter:
         self._new_customer_ids = ids
         return ids
 
+    def _customer_extras(self, row: PreparedRow) -> tuple[str, str, date | None]:
+        """What SQL cannot derive from a staged record for its customer: the pinyin key, the
+        ID number's blind index (both from plaintext) and the birth date, as ``customer_row``."""
+        values, flags = row.normalized, row.flags
+        name = values.get("full_name") if "full_name" not in flags else None
+        pinyin = ""
+        if isinstance(name, str) and name:
+            pinyin = self._pinyin.get(name)
+            if pinyin is None:
+                pinyin = self._pinyin[name] = name_pinyin(name[:200])[:200]
+        id_number = values.get("id_number") if "id_number" not in flags else None
+        id_hash = self._id_hash(id_number) if isinstance(id_number, str) else ""
+        birth = values.get("birth_date") if "birth_date" not in flags else None
+        if isinstance(birth, str):
+            if birth in self._dates:
+                birth = self._dates[birth]
+            else:
+                try:
+                    parsed = date.fromisoformat(birth)
+                except ValueError:
+                    parsed = None  # kept in the source record only, as customer_values_from_normalized does
+                birth = self._dates[birth] = parsed
+        elif not isinstance(birth, date):
+            birth = None
+        return pinyin, id_hash, birth
+
     def write(
         self,
         *,
         run_id: int,
         source_id: int,
-        new: list[tuple[PreparedRow, Link]],
+        new: list[PreparedRow],
         changed: list[tuple[PreparedRow, Existing]],
         unchanged: list[int],
         ctx: ChangeContext,
         now: datetime,
     ) -> None:
+        in_sql = self.customers_in_sql
+        if in_sql:
+            customer_ids = self._allocate(Customer._meta.db_table, len(new))
+            linked = [(row, Link(customer_id, True)) for row, customer_id in zip(new, customer_ids, strict=True)]
+        else:
+            linked = _linked(new, self)
         with connection.cursor() as cursor:
             if self._new_customer_ids:
                 cursor.execute(
@@ -305,44 +368,54 @@ class PostgresWriter:
             if new or changed:
                 new_ids = self._allocate(SourceRecord._meta.db_table, len(new))
                 cursor.execute(STAGE_DDL)
+                extras = self._customer_extras if in_sql else lambda _row: (None, None, None)
                 with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
-                    for pk, (row, link) in zip(new_ids, new, strict=True):
-                        copy.write_row(
+                    write_row = copy.write_row
+                    for pk, (row, link) in zip(new_ids, linked, strict=True):
+                        write_row(
                             [
                                 pk,
                                 True,
                                 link.customer_id,
                                 link.created,
                                 row.key,
-                                _dumps(row.sealed_raw),
-                                _dumps(row.sealed_normalized),
+                                row.sealed_raw_json or _dumps(row.sealed_raw),
+                                row.sealed_normalized_json or _dumps(row.sealed_normalized),
                                 _dumps(row.flags) if row.flags else "{}",
                                 row.record_hash,
+                                *extras(row),
                             ]
                         )
                     for row, existing in changed:
-                        copy.write_row(
+                        write_row(
                             [
                                 existing.pk,
                                 False,
                                 existing.customer_id,
                                 False,
                                 row.key,
-                                _dumps(row.sealed_raw),
-                                _dumps(row.sealed_normalized),
+                                row.sealed_raw_json or _dumps(row.sealed_raw),
+                                row.sealed_normalized_json or _dumps(row.sealed_normalized),
                                 _dumps(row.flags) if row.flags else "{}",
                                 row.record_hash,
+                                None,
+                                None,
+                                None,
                             ]
                         )
                 params = {"run": run_id, "source": source_id, "now": now}
+                if in_sql and new:
+                    self._insert_customers(cursor, ctx, now)
                 # The values before, for rollback; then one upsert for new and changed records.
-                cursor.execute(
-                    "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
-                    "SELECT %(run)s, 'updated', sr.id, NULL, jsonb_build_object('raw', sr.raw, 'normalized', "
-                    "sr.normalized, 'flags', sr.flags, 'record_hash', sr.record_hash) "
-                    "FROM imports_stage s JOIN crmhub_sourcerecord sr ON sr.id = s.sr_id WHERE NOT s.is_new ORDER BY sr.id",
-                    params,
-                )
+                if changed:
+                    cursor.execute(
+                        "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
+                        "SELECT %(run)s, 'updated', sr.id, NULL, jsonb_build_object('raw', sr.raw, 'normalized', "
+                        "sr.normalized, 'flags', sr.flags, 'record_hash', sr.record_hash) "
+                        "FROM imports_stage s JOIN crmhub_sourcerecord sr ON sr.id = s.sr_id WHERE NOT s.is_new "
+                        "ORDER BY sr.id",
+                        params,
+                    )
                 cursor.execute(
                     "INSERT INTO crmhub_sourcerecord (id, source_id, source_key, customer_id, raw, normalized, flags, "
                     "record_hash, first_seen_at, last_seen_at, source_updated_at, updated_at) "
@@ -361,15 +434,34 @@ class PostgresWriter:
                     ),
                     history_params(ctx, now),
                 )
-                cursor.execute(
-                    "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
-                    "SELECT %(run)s, 'created', s.sr_id, CASE WHEN s.customer_created THEN s.customer_id END, NULL "
-                    "FROM imports_stage s WHERE s.is_new ORDER BY s.sr_id",
-                    params,
-                )
+                if new:
+                    cursor.execute(
+                        "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
+                        "SELECT %(run)s, 'created', s.sr_id, CASE WHEN s.customer_created THEN s.customer_id END, "
+                        "NULL FROM imports_stage s WHERE s.is_new ORDER BY s.sr_id",
+                        params,
+                    )
                 cursor.execute("TRUNCATE imports_stage")
             if unchanged:
                 cursor.execute("UPDATE crmhub_sourcerecord SET last_seen_at = %s WHERE id = ANY(%s)", [now, unchanged])
+
+    @staticmethod
+    def _insert_customers(cursor: Any, ctx: ChangeContext, now: datetime) -> None:
+        """The golden customers of the staged new records, their history rows and their
+        "created" events, in one statement."""
+        changes_writer_begin()
+        with_sql, params = new_customers_sql(stage_sql="FROM imports_stage s WHERE s.customer_created")
+        history_sql = history_insert_sql(Customer, from_sql="FROM ins t")
+        events_sql, event_params = changes_insert_select_sql(
+            event_type=ChangeEventType.CREATED,
+            customer_id_sql="src.id",
+            data_sql="src.cv",
+            from_sql="FROM src ORDER BY src.id",
+        )
+        cursor.execute(
+            f"{with_sql}, hist AS ({history_sql}) {events_sql}",
+            {**params, **event_params, **history_params(ctx, now, history_type="+"), "now": now},
+        )
 
 
 def writer_for_connection() -> PortableWriter | PostgresWriter:
