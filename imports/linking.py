@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
 
 from django.db import models
@@ -158,3 +159,40 @@ def new_customers_sql(*, stage_sql: str) -> tuple[str, dict[str, Any]]:
         f"SELECT {', '.join(selects)} FROM src RETURNING *) "
     )
     return sql, params
+
+
+class CustomerExtras:
+    """What the SQL of ``new_customers_sql`` cannot derive from a staged record: the pinyin
+    key and the ID number's blind index (both need plaintext) and the parsed birth date, as
+    ``customer_row`` computes them. Memoised per value: names and dates repeat."""
+
+    def __init__(self) -> None:
+        from accounts.crypto import blind_indexer
+
+        self._pinyin: dict[str, str] = {}
+        self._dates: dict[str, date | None] = {}
+        self._id_hash = blind_indexer()
+
+    def __call__(self, values: dict[str, Any], flags: dict[str, str]) -> tuple[str, str, date | None]:
+        name = values.get("full_name") if "full_name" not in flags else None
+        pinyin = ""
+        if isinstance(name, str) and name:
+            pinyin = self._pinyin.get(name)
+            if pinyin is None:
+                limit = _CHAR_LIMITS["full_name"]
+                pinyin = self._pinyin[name] = name_pinyin(name[:limit])[: _CHAR_LIMITS["name_pinyin"]]
+        id_number = values.get("id_number") if "id_number" not in flags else None
+        id_hash = self._id_hash(id_number) if isinstance(id_number, str) else ""
+        birth = values.get("birth_date") if "birth_date" not in flags else None
+        if isinstance(birth, str):
+            if birth in self._dates:
+                birth = self._dates[birth]
+            else:
+                try:
+                    parsed = date.fromisoformat(birth)
+                except ValueError:
+                    parsed = None  # kept in the source record only, as customer_values_from_normalized does
+                birth = self._dates[birth] = parsed
+        elif not isinstance(birth, date):
+            birth = None
+        return pinyin, id_hash, birth

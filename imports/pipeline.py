@@ -126,6 +126,7 @@ class ImportPipeline:
         with closing(self._prepared_chunks()) as chunks:
             for rows, issues in chunks:
                 with transaction.atomic():
+                    self.writer.begin_bulk_chunk()
                     self.process(rows, issues)
                     self._save_progress(final=False)
                 if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
@@ -142,6 +143,7 @@ class ImportPipeline:
             rows, issues = self.prepare(frame, row_number)
             row_number += len(frame)
             with transaction.atomic():
+                self.writer.begin_bulk_chunk()
                 self.process(rows, issues)
                 self._save_progress(final=False)
                 source.chunk_committed()
@@ -223,6 +225,13 @@ class ImportPipeline:
         issues: list[Issue] = []
         key_label = ", ".join(self.key_columns)
         seen = self.seen
+        # Work for the writer done here, ahead (prepare runs in a helper thread while the
+        # previous chunk is written): sealing, and what a new golden customer needs from Python.
+        ahead = not self.run.dry_run
+        ciphers: dict[str, str] = {}
+        extras = (
+            getattr(self.writer, "customer_extras", None) if getattr(self.writer, "customers_in_sql", False) else None
+        )
         for i, cells in enumerate(matrix):
             row_number = first_row + i
             raw = {h: v for h, v in zip(headers, cells, strict=False) if v != ""}
@@ -250,7 +259,9 @@ class ImportPipeline:
                 )
                 continue
             seen[key] = row_number
-            normalized = {n: v for n, v in zip(names, per_row_values[i], strict=False) if v is not None and v != "" and v != []}
+            normalized = {
+                n: v for n, v in zip(names, per_row_values[i], strict=False) if v is not None and v != "" and v != []
+            }
             row_flags = {n: f for n, f in zip(names, per_row_flags[i], strict=False) if f}
             # The hash is of the JSON of [raw, normalized]: built from the two texts, which the
             # writer stores as they are when the row has no secret value.
@@ -268,6 +279,10 @@ class ImportPipeline:
                     sealed_normalized_json=normalized_json,
                 )
             )
+            if ahead:
+                self._seal(rows[-1], ciphers)
+                if extras is not None:
+                    rows[-1].customer_extras = extras(normalized, row_flags)
         return rows, issues
 
     def _seal(self, row: PreparedRow, ciphers: dict[str, str]) -> None:
@@ -280,6 +295,7 @@ class ImportPipeline:
         row.sealed_normalized = _sealed(row.normalized, self.secret_fields, ciphers)
         if row.sealed_normalized is not row.normalized:
             row.sealed_normalized_json = None
+        row.sealed = True
 
     def _reasons(self, flags: dict[str, str]) -> dict[str, str]:
         return {self.header_of.get(name, name): reason for name, reason in flags.items()}
@@ -332,9 +348,11 @@ class ImportPipeline:
         if not dry:
             ciphers: dict[str, str] = {}
             for row in new:
-                self._seal(row, ciphers)
+                if not row.sealed:
+                    self._seal(row, ciphers)
             for row, existing in changed:
-                self._seal(row, ciphers)
+                if not row.sealed:
+                    self._seal(row, ciphers)
                 if existing.customer_id is not None:
                     self.updated_customer_ids.add(existing.customer_id)
             # New records are linked to golden customers by the writer (imports.linking).

@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, models
 
-from accounts.crypto import blind_index, blind_indexer, encrypt, secret_field_names
+from accounts.crypto import blind_index, encrypt, secret_field_names
 from crmhub.choices import ChangeEventType
 from crmhub.context import ChangeContext
 from crmhub.models import Customer, SourceRecord
 from crmhub.outbox import changes_insert_select_sql, changes_writer_begin
 from imports.choices import ChangeAction
-from imports.cleaning import name_pinyin
 from imports.history import history_insert_sql, history_objects, history_params
 from imports.linking import (
     CustomerCreator,
+    CustomerExtras,
     Link,
     customers_sql_possible,
     link_new_records_to_customers,
@@ -51,6 +51,8 @@ class PreparedRow:
     # JSON texts of the sealed dicts when the pipeline has them already (else written from the dicts)
     sealed_raw_json: str | None = None
     sealed_normalized_json: str | None = None
+    sealed: bool = False
+    customer_extras: tuple | None = None  # linking.CustomerExtras of the row, when computed ahead
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class PortableWriter:
 
     def lock_source(self, source_id: int) -> None:
         """SQLite serialises writers already (IMMEDIATE transactions)."""
+
+    def begin_bulk_chunk(self) -> None:
+        """Nothing to relax on SQLite."""
 
     def existing(self, source_id: int, keys: list[str]) -> dict[str, Existing]:
         found: dict[str, Existing] = {}
@@ -257,9 +262,7 @@ class PostgresWriter:
         # Golden customers and their events are built in SQL from the staged records when
         # that gives what ``customer_row`` gives (see ``customers_sql_possible``).
         self.customers_in_sql = customers_sql_possible(secret_field_names())
-        self._pinyin: dict[str, str] = {}
-        self._dates: dict[str, date | None] = {}
-        self._id_hash = blind_indexer()
+        self.customer_extras = CustomerExtras()
 
     def store_issues(self, run_id: int, issues: list[IssueRow]) -> None:
         if not issues:
@@ -272,6 +275,16 @@ class PostgresWriter:
         ):
             for n, kind, key, raw, reasons in issues:
                 copy.write_row((run_id, n, kind, key, _dumps(raw), _dumps(reasons)))
+
+    def begin_bulk_chunk(self) -> None:
+        """A chunk of a file or connector run commits without waiting for its WAL flush: the
+        commit's fsync was a large part of each chunk on a busy disk. A server crash can lose at
+        most the last chunks of a run that had not finished (a connector's cursor is saved in the
+        same transaction, so its next sync reads them again); the run's final status is written
+        by an ordinary commit, which flushes everything before it. Not used for pushes, whose
+        reply promises the records are stored."""
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
     def lock_source(self, source_id: int) -> None:
         """One writer per source at a time: classification and upsert see the same rows."""
@@ -313,32 +326,6 @@ class PostgresWriter:
         self._new_customer_ids = ids
         return ids
 
-    def _customer_extras(self, row: PreparedRow) -> tuple[str, str, date | None]:
-        """What SQL cannot derive from a staged record for its customer: the pinyin key, the
-        ID number's blind index (both from plaintext) and the birth date, as ``customer_row``."""
-        values, flags = row.normalized, row.flags
-        name = values.get("full_name") if "full_name" not in flags else None
-        pinyin = ""
-        if isinstance(name, str) and name:
-            pinyin = self._pinyin.get(name)
-            if pinyin is None:
-                pinyin = self._pinyin[name] = name_pinyin(name[:200])[:200]
-        id_number = values.get("id_number") if "id_number" not in flags else None
-        id_hash = self._id_hash(id_number) if isinstance(id_number, str) else ""
-        birth = values.get("birth_date") if "birth_date" not in flags else None
-        if isinstance(birth, str):
-            if birth in self._dates:
-                birth = self._dates[birth]
-            else:
-                try:
-                    parsed = date.fromisoformat(birth)
-                except ValueError:
-                    parsed = None  # kept in the source record only, as customer_values_from_normalized does
-                birth = self._dates[birth] = parsed
-        elif not isinstance(birth, date):
-            birth = None
-        return pinyin, id_hash, birth
-
     def write(
         self,
         *,
@@ -368,7 +355,7 @@ class PostgresWriter:
             if new or changed:
                 new_ids = self._allocate(SourceRecord._meta.db_table, len(new))
                 cursor.execute(STAGE_DDL)
-                extras = self._customer_extras if in_sql else lambda _row: (None, None, None)
+                extras = self.customer_extras
                 with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
                     write_row = copy.write_row
                     for pk, (row, link) in zip(new_ids, linked, strict=True):
@@ -383,7 +370,11 @@ class PostgresWriter:
                                 row.sealed_normalized_json or _dumps(row.sealed_normalized),
                                 _dumps(row.flags) if row.flags else "{}",
                                 row.record_hash,
-                                *extras(row),
+                                *(
+                                    (row.customer_extras or extras(row.normalized, row.flags))
+                                    if in_sql
+                                    else (None, None, None)
+                                ),
                             ]
                         )
                     for row, existing in changed:
@@ -416,23 +407,26 @@ class PostgresWriter:
                         "ORDER BY sr.id",
                         params,
                     )
-                cursor.execute(
+                # The upsert hands its rows to the history insert (no second lookup); a row it
+                # inserted has xmax 0, one it updated has the updating transaction's id.
+                upsert = (
                     "INSERT INTO crmhub_sourcerecord (id, source_id, source_key, customer_id, raw, normalized, flags, "
                     "record_hash, first_seen_at, last_seen_at, source_updated_at, updated_at) "
                     "SELECT s.sr_id, %(source)s, s.source_key, s.customer_id, s.raw, s.normalized, s.flags, "
                     "s.record_hash, %(now)s, %(now)s, NULL, %(now)s FROM imports_stage s "
                     "ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw, "
                     "normalized = EXCLUDED.normalized, flags = EXCLUDED.flags, record_hash = EXCLUDED.record_hash, "
-                    "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at",
-                    params,
+                    "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at "
+                    "RETURNING *, (xmax = 0) AS inserted"
                 )
                 cursor.execute(
-                    history_insert_sql(
+                    f"WITH up AS ({upsert}) "
+                    + history_insert_sql(
                         SourceRecord,
-                        from_sql="FROM imports_stage s JOIN crmhub_sourcerecord t ON t.id = s.sr_id",
-                        history_type_sql="CASE WHEN s.is_new THEN '+' ELSE '~' END",
+                        from_sql="FROM up t",
+                        history_type_sql="CASE WHEN t.inserted THEN '+' ELSE '~' END",
                     ),
-                    history_params(ctx, now),
+                    {**params, **history_params(ctx, now)},
                 )
                 if new:
                     cursor.execute(
