@@ -11,9 +11,9 @@ Between chunks the run's cancel flag is checked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,7 +82,9 @@ class Tally:
 class ChunkSource(Protocol):
     """Where a run's rows come from when it is not a file (a connector): frames of text
     cells, and a hook called inside each chunk's transaction once its rows are written, so
-    that the source can save its position atomically with them."""
+    that the source can save its position atomically with them. A source that keeps that
+    position in an attribute ``pending`` (set as it yields each chunk, saved by
+    ``chunk_committed``) is read ahead: see ``ImportPipeline._execute_chunk_source``."""
 
     def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]: ...
 
@@ -136,45 +138,73 @@ class ImportPipeline:
         return True
 
     def _execute_chunk_source(self, source: ChunkSource) -> bool:
-        """As ``execute``, over a connector's chunks (rows numbered from 1). No read-ahead here:
-        the source saves its cursor for the chunk it yielded last, which must be the one written."""
-        row_number = 1
-        for frame in source.chunks(self.chunk_rows):
-            rows, issues = self.prepare(frame, row_number)
-            row_number += len(frame)
-            with transaction.atomic():
-                self.writer.begin_bulk_chunk()
-                self.process(rows, issues)
-                self._save_progress(final=False)
-                source.chunk_committed()
-            if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
-                self._save_progress(final=True)
-                return False
+        """As ``execute``, over a connector's chunks (rows numbered from 1). The next chunk is
+        read and prepared ahead as for files when the source tells its position (``pending``,
+        the position after the chunk it yielded last): the position read with each chunk is put
+        back before that chunk's ``chunk_committed``, so the position saved is always the one of
+        the chunk written, however far the reading has gone."""
+        frames = iter(source.chunks(self.chunk_rows))
+        positioned = hasattr(source, "pending")
+        next_row = 1
+
+        def prepare_next() -> tuple[list[PreparedRow], list[Issue], Any] | None:
+            nonlocal next_row
+            frame = next(frames, None)
+            if frame is None:
+                return None
+            position = getattr(source, "pending", None)
+            first, next_row = next_row, next_row + len(frame)
+            rows, issues = self.prepare(frame, first)
+            return rows, issues, position
+
+        prepared = self._read_ahead(prepare_next) if positioned else iter(prepare_next, None)
+        with closing(prepared) if positioned else nullcontext():
+            for rows, issues, position in prepared:
+                with transaction.atomic():
+                    self.writer.begin_bulk_chunk()
+                    self.process(rows, issues)
+                    self._save_progress(final=False)
+                    if positioned:
+                        source.pending = position
+                    source.chunk_committed()
+                if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                    self._save_progress(final=True)
+                    return False
         self._save_progress(final=True)
         return True
 
     def _prepared_chunks(self) -> Iterator[tuple[list[PreparedRow], list[Issue]]]:
-        """Prepared chunks, in order. The next chunk is read and cleaned in a helper thread
-        while the caller writes the current one, so Python and the database work at the same
-        time (the thread touches no database; messages use the caller's language)."""
+        """Prepared chunks of the file, in order, read ahead (``_read_ahead``)."""
         chunks = iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows)
-        language = translation.get_language()
         next_row = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
 
         def prepare_next() -> tuple[list[PreparedRow], list[Issue]] | None:
             nonlocal next_row
+            frame = next(chunks, None)
+            if frame is None:
+                return None
+            first, next_row = next_row, next_row + len(frame)
+            return self.prepare(frame, first)
+
+        return self._read_ahead(prepare_next)
+
+    @staticmethod
+    def _read_ahead(prepare_next: Callable[[], Any]) -> Iterator[Any]:
+        """What ``prepare_next`` returns, until None. The next chunk is read and prepared in a
+        helper thread while the caller writes the current one, so Python and the database work
+        at the same time (the thread touches no Django database connection; messages use the
+        caller's language)."""
+        language = translation.get_language()
+
+        def in_language() -> Any:
             with translation.override(language):
-                frame = next(chunks, None)
-                if frame is None:
-                    return None
-                first, next_row = next_row, next_row + len(frame)
-                return self.prepare(frame, first)
+                return prepare_next()
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-prepare") as pool:
-            pending = pool.submit(prepare_next)
+            pending = pool.submit(in_language)
             try:
                 while (prepared := pending.result()) is not None:
-                    pending = pool.submit(prepare_next)
+                    pending = pool.submit(in_language)
                     yield prepared
             finally:
                 pending.cancel()
