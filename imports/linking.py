@@ -75,6 +75,7 @@ def link_new_records_to_customers(
 #
 
 _JSON_CORE = ("tags", "consent_marketing", "consent_sms", "consent_email")
+_CORE = frozenset(Customer.CORE_FIELDS)
 
 
 def customers_sql_possible(secret_fields: set[str]) -> bool:
@@ -107,8 +108,9 @@ def new_customers_sql(*, stage_sql: str) -> tuple[str, dict[str, Any]]:
     inserted rows ``ins`` and their values ``src`` (for history and events).
 
     ``stage_sql`` selects the stage rows ``s`` with ``customer_id``, ``normalized`` (sealed),
-    ``flags``, ``pinyin``, ``id_hash`` and ``birth_date``. Columns not set from the values
-    take the model's defaults (parameters, as Django would send them)."""
+    ``flags`` and the ``CustomerExtras`` (``pinyin``, ``id_hash``, ``birth_date``, ``fields``).
+    Columns not set from the values take the model's defaults (parameters, as Django would send
+    them)."""
     from django.db import connection
 
     params: dict[str, Any] = {}
@@ -149,12 +151,12 @@ def new_customers_sql(*, stage_sql: str) -> tuple[str, dict[str, Any]]:
                 selects.append(f"%(d_{name})s")
     # OFFSET 0 keeps the valid values a computed column (else the planner repeats them per use).
     valid = (
-        "SELECT s.customer_id, s.pinyin, s.id_hash, s.birth_date, "
+        "SELECT s.customer_id, s.pinyin, s.id_hash, s.birth_date, s.fields, "
         f"s.normalized - ARRAY(SELECT jsonb_object_keys(s.flags)) AS v {stage_sql} OFFSET 0"
     )
     sql = (
         f"WITH src AS MATERIALIZED (SELECT x.customer_id AS id, {customer_values_sql('x.v', 'x.birth_date')} AS cv, "
-        f"x.pinyin, x.id_hash, x.birth_date FROM ({valid}) AS x), "
+        f"x.pinyin, x.id_hash, x.birth_date, x.fields FROM ({valid}) AS x), "
         f"ins AS (INSERT INTO {Customer._meta.db_table} ({', '.join(columns)}) "
         f"SELECT {', '.join(selects)} FROM src RETURNING *) "
     )
@@ -171,9 +173,10 @@ class CustomerExtras:
 
         self._pinyin: dict[str, str] = {}
         self._dates: dict[str, date | None] = {}
+        self._fields: dict[tuple, str] = {}
         self._id_hash = blind_indexer()
 
-    def __call__(self, values: dict[str, Any], flags: dict[str, str]) -> tuple[str, str, date | None]:
+    def __call__(self, values: dict[str, Any], flags: dict[str, str]) -> tuple[str, str, date | None, str]:
         name = values.get("full_name") if "full_name" not in flags else None
         pinyin = ""
         if isinstance(name, str) and name:
@@ -195,4 +198,12 @@ class CustomerExtras:
                 birth = self._dates[birth] = parsed
         elif not isinstance(birth, date):
             birth = None
-        return pinyin, id_hash, birth
+        # The keys of ``customer_values_sql`` (the event's changed fields), sorted, as JSON.
+        present = tuple(k for k in values if k not in flags)
+        fields = self._fields.get((present, birth is not None))
+        if fields is None:
+            names = {k if k in _CORE else "custom" for k in present if k != "birth_date"}
+            if birth is not None:
+                names.add("birth_date")
+            fields = self._fields[(present, birth is not None)] = json.dumps(sorted(names))
+        return pinyin, id_hash, birth, fields

@@ -246,12 +246,12 @@ STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS imports_stage (
     sr_id bigint NOT NULL, is_new boolean NOT NULL, customer_id bigint, customer_created boolean NOT NULL,
     source_key varchar(255) NOT NULL, raw jsonb NOT NULL, normalized jsonb NOT NULL, flags jsonb NOT NULL,
-    record_hash varchar(64) NOT NULL, pinyin varchar(200), id_hash varchar(64), birth_date date
+    record_hash varchar(64) NOT NULL, pinyin varchar(200), id_hash varchar(64), birth_date date, fields jsonb
 ) ON COMMIT DELETE ROWS
 """
 STAGE_COLUMNS = (
     "sr_id, is_new, customer_id, customer_created, source_key, raw, normalized, flags, record_hash, pinyin, id_hash, "
-    "birth_date"
+    "birth_date, fields"
 )
 
 
@@ -285,6 +285,8 @@ class PostgresWriter:
         reply promises the records are stored."""
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
+            # The new customers' values are materialised per chunk: kept in memory, not spilled.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
 
     def lock_source(self, source_id: int) -> None:
         """One writer per source at a time: classification and upsert see the same rows."""
@@ -373,7 +375,7 @@ class PostgresWriter:
                                 *(
                                     (row.customer_extras or extras(row.normalized, row.flags))
                                     if in_sql
-                                    else (None, None, None)
+                                    else (None, None, None, None)
                                 ),
                             ]
                         )
@@ -389,6 +391,7 @@ class PostgresWriter:
                                 row.sealed_normalized_json or _dumps(row.sealed_normalized),
                                 _dumps(row.flags) if row.flags else "{}",
                                 row.record_hash,
+                                None,
                                 None,
                                 None,
                                 None,
@@ -450,6 +453,7 @@ class PostgresWriter:
             event_type=ChangeEventType.CREATED,
             customer_id_sql="src.id",
             data_sql="src.cv",
+            changed_fields_sql="src.fields",
             from_sql="FROM src ORDER BY src.id",
         )
         cursor.execute(
