@@ -11,6 +11,7 @@ Between chunks the run's cancel flag is checked.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, nullcontext
@@ -145,14 +146,17 @@ class ImportPipeline:
         the chunk written, however far the reading has gone."""
         frames = iter(source.chunks(self.chunk_rows))
         positioned = hasattr(source, "pending")
+        # Reading a chunk (which moves ``pending``) and saving one (which reads it) never overlap.
+        position_lock = threading.Lock()
         next_row = 1
 
         def prepare_next() -> tuple[list[PreparedRow], list[Issue], Any] | None:
             nonlocal next_row
-            frame = next(frames, None)
+            with position_lock:
+                frame = next(frames, None)
+                position = getattr(source, "pending", None)
             if frame is None:
                 return None
-            position = getattr(source, "pending", None)
             first, next_row = next_row, next_row + len(frame)
             rows, issues = self.prepare(frame, first)
             return rows, issues, position
@@ -164,9 +168,10 @@ class ImportPipeline:
                     self.writer.begin_bulk_chunk()
                     self.process(rows, issues)
                     self._save_progress(final=False)
-                    if positioned:
-                        source.pending = position
-                    source.chunk_committed()
+                    with position_lock:
+                        if positioned:
+                            source.pending = position
+                        source.chunk_committed()
                 if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
                     self._save_progress(final=True)
                     return False
