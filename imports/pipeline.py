@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt, seal_values, secret_field_names
 from crmhub.context import current_change_context
 from crmhub.models import FieldDefinition, SourceRecord
+from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_columns
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
@@ -113,6 +114,8 @@ class ImportPipeline:
         self.secret_headers = {h for h, f in self.mapping.items() if f in self.secret_fields}
         self.header_of = {f: h for h, f in self.mapping.items()}
         self.seen: dict[str, int] = {}
+        # Keys of people erased at their request are refused (read here: prepare runs in a thread).
+        self.erased_hashes = erased_key_hashes(run.source_id)
         self.tally = Tally()
         # Golden customers whose linked source records this run updated (for survivorship).
         self.updated_customer_ids: set[int] = set()
@@ -260,6 +263,7 @@ class ImportPipeline:
         issues: list[Issue] = []
         key_label = ", ".join(self.key_columns)
         seen = self.seen
+        erased = erased_among(self.erased_hashes, keys)
         # Work for the writer done here, ahead (prepare runs in a helper thread while the
         # previous chunk is written): sealing, and what a new golden customer needs from Python.
         ahead = not self.run.dry_run
@@ -281,6 +285,10 @@ class ImportPipeline:
                 continue
             if len(key) > 255:
                 issues.append(Issue(row_number, key[:255], raw, {"": _("the key is longer than 255 characters")}))
+                continue
+            if key in erased:
+                reason = _("this key belongs to a person whose data was erased at their request; not stored")
+                issues.append(Issue(row_number, "", {}, {"": reason}))  # nothing of the row is kept, key included
                 continue
             first = seen.get(key)
             if first is not None:
