@@ -29,7 +29,7 @@ DEFAULT_CONFIG: dict = {
     },
     "auto_threshold": 0.9999,
     "review_threshold": 0.80,
-    "max_block": 100,
+    "max_block": 10,
     "max_cluster": 20,
     "learn": True,
     "random_pairs": 200_000,
@@ -48,7 +48,7 @@ class RuleConfig:
     comparison_params: dict[str, dict]
     auto_threshold: float
     review_threshold: float
-    max_block: int = 100
+    max_block: int = 10
     max_cluster: int = 20
     learn: bool = True
     random_pairs: int = 200_000

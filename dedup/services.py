@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from simple_history.utils import bulk_update_with_history
 
 from accounts.crypto import EncryptedTextField, decrypt, encrypt
@@ -581,7 +581,10 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     for members in clusters:
         target = locked[members[0]]
         others = [locked[i] for i in members[1:]]
-        new_values = _survivor_values(target, others, {})
+        # Only the proposed values are used here, not their reasons: translating each reason
+        # (a gettext per field) cost more than the rest of the merge did.
+        with translation.override(None):
+            new_values = _survivor_values(target, others, {})
         if "full_name" in new_values:
             new_values["name_pinyin"] = pinyin(new_values["full_name"]) or target.name_pinyin
         if "id_number" in new_values:
@@ -1103,31 +1106,63 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
             status=CandidateStatus.PENDING,
             explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
         )
-    existing = (
-        {
-            (c.left_id, c.right_id): c
-            for c in MatchCandidate.objects.filter(
-                left_id__in={k[0] for k in rows}, right_id__in={k[1] for k in rows}
-            ).only("id", "left_id", "right_id", "status")
-        }
-        if rows
-        else {}
-    )
-    create, update = [], []
-    for key, row in rows.items():
-        old = existing.get(key)
-        if old is None:
-            create.append(row)
-        elif old.status in (CandidateStatus.PENDING, CandidateStatus.SUPERSEDED):
-            row.pk = old.pk
-            update.append(row)
-    _copy_objects(MatchCandidate, create)
-    if update:
-        MatchCandidate.objects.bulk_update(
-            update, ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"], batch_size=2000
-        )
+    _candidates_upsert(list(rows.values()))
     pending = sum(1 for r in rows.values() if r.status == CandidateStatus.PENDING)
     return {"total": len(rows), "pending": pending}
+
+
+_CANDIDATE_UPDATED = ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"]
+
+
+def _candidates_upsert(rows: list[MatchCandidate]) -> None:
+    """Insert new candidate pairs; a pair already known is refreshed only while it is still
+    open (pending or superseded) — a steward's decision is never overwritten. PostgreSQL: COPY
+    into a temporary table and one ``INSERT ... ON CONFLICT``; elsewhere through the ORM."""
+    if not rows:
+        return
+    open_statuses = [CandidateStatus.PENDING, CandidateStatus.SUPERSEDED]
+    if connection.vendor != "postgresql":
+        existing = {
+            (c.left_id, c.right_id): c
+            for c in MatchCandidate.objects.filter(
+                left_id__in={r.left_id for r in rows}, right_id__in={r.right_id for r in rows}
+            ).only("id", "left_id", "right_id", "status")
+        }
+        create, update = [], []
+        for row in rows:
+            old = existing.get((row.left_id, row.right_id))
+            if old is None:
+                create.append(row)
+            elif old.status in open_statuses:
+                row.pk = old.pk
+                update.append(row)
+        _copy_objects(MatchCandidate, create)
+        if update:
+            MatchCandidate.objects.bulk_update(update, _CANDIDATE_UPDATED, batch_size=2000)
+        return
+    qn = connection.ops.quote_name
+    table = qn(MatchCandidate._meta.db_table)
+    fields = [f for f in MatchCandidate._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(qn(f.column) for f in fields)
+    updated = [MatchCandidate._meta.get_field(n).column for n in _CANDIDATE_UPDATED]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE tmp_candidates (LIKE {table} INCLUDING DEFAULTS)")
+            cursor.execute("ALTER TABLE tmp_candidates DROP COLUMN id")
+        with connection.connection.cursor() as cursor:
+            with cursor.copy(f"COPY tmp_candidates ({columns}) FROM STDIN") as copy:
+                converters = [_copy_converter(f) for f in fields]
+                for obj in rows:
+                    copy.write_row([convert(obj) for convert in converters])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} AS c ({columns}) SELECT {columns} FROM tmp_candidates "  # noqa: S608
+                f"ON CONFLICT (left_id, right_id) DO UPDATE SET "
+                + ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updated)
+                + " WHERE c.status = ANY(%s)",
+                [open_statuses],
+            )
+            cursor.execute("DROP TABLE tmp_candidates")
 
 
 def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
