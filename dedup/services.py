@@ -1064,20 +1064,24 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
     """Upsert candidate rows: auto-merged links (for the record) and pending reviews."""
     now = timezone.now()
     rule = run.rule.name
-    rows: dict[tuple[int, int], MatchCandidate] = {}
+    explain = engine.Explainer(config, as_json=connection.vendor == "postgresql")
+    rows: dict[tuple[int, int], dict] = {}
+
+    def row(a: int, b: int, i: int, **values) -> dict:  # noqa: ANN003
+        return {
+            "left_id": a,
+            "right_id": b,
+            "score": float(res.score[i]),
+            "rule": rule,
+            "run_id": run.pk,
+            "explanation": explain(res.levels[i], res.contributions[i]),
+            **values,
+        }
+
     for a, b, merge_id in linked_pairs:
         i = pair_index[(a, b)]
-        rows[(a, b)] = MatchCandidate(
-            left_id=a,
-            right_id=b,
-            score=float(res.score[i]),
-            rule=rule,
-            run=run,
-            reason=str(res.reason[i]),
-            status=CandidateStatus.AUTO_MERGED,
-            merge_id=merge_id,
-            decided_at=now,
-            explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
+        rows[(a, b)] = row(
+            a, b, i, reason=str(res.reason[i]), status=CandidateStatus.AUTO_MERGED, merge_id=merge_id, decided_at=now
         )
     # A review pair whose records were just merged elsewhere is proposed between the survivors
     # (once, with its best score); a pair now inside one customer is moot.
@@ -1096,53 +1100,60 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
             best[key] = i
     for (a, b), i in best.items():
         reason = str(res.reason[i]) if res.action[i] == 1 else "cluster_guard"
-        rows[(a, b)] = MatchCandidate(
-            left_id=a,
-            right_id=b,
-            score=float(res.score[i]),
-            rule=rule,
-            run=run,
-            reason=reason,
-            status=CandidateStatus.PENDING,
-            explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
-        )
+        rows[(a, b)] = row(a, b, i, reason=reason, status=CandidateStatus.PENDING)
     _candidates_upsert(list(rows.values()))
-    pending = sum(1 for r in rows.values() if r.status == CandidateStatus.PENDING)
+    pending = sum(1 for r in rows.values() if r["status"] == CandidateStatus.PENDING)
     return {"total": len(rows), "pending": pending}
 
 
 _CANDIDATE_UPDATED = ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"]
 
 
-def _candidates_upsert(rows: list[MatchCandidate]) -> None:
-    """Insert new candidate pairs; a pair already known is refreshed only while it is still
-    open (pending or superseded) — a steward's decision is never overwritten. PostgreSQL: COPY
-    into a temporary table and one ``INSERT ... ON CONFLICT``; elsewhere through the ORM."""
+def _candidates_upsert(rows: list[dict]) -> None:
+    """Insert new candidate pairs (given as attname → value); a pair already known is
+    refreshed only while it is still open (pending or superseded) — a steward's decision is
+    never overwritten. PostgreSQL: COPY into a temporary table and one ``INSERT ... ON
+    CONFLICT``, the explanations already JSON text; elsewhere through the ORM."""
     if not rows:
         return
     open_statuses = [CandidateStatus.PENDING, CandidateStatus.SUPERSEDED]
     if connection.vendor != "postgresql":
+        objs = [MatchCandidate(**r) for r in rows]
         existing = {
             (c.left_id, c.right_id): c
             for c in MatchCandidate.objects.filter(
-                left_id__in={r.left_id for r in rows}, right_id__in={r.right_id for r in rows}
+                left_id__in={r.left_id for r in objs}, right_id__in={r.right_id for r in objs}
             ).only("id", "left_id", "right_id", "status")
         }
         create, update = [], []
-        for row in rows:
-            old = existing.get((row.left_id, row.right_id))
+        for obj in objs:
+            old = existing.get((obj.left_id, obj.right_id))
             if old is None:
-                create.append(row)
+                create.append(obj)
             elif old.status in open_statuses:
-                row.pk = old.pk
-                update.append(row)
+                obj.pk = old.pk
+                update.append(obj)
         _copy_objects(MatchCandidate, create)
         if update:
             MatchCandidate.objects.bulk_update(update, _CANDIDATE_UPDATED, batch_size=2000)
         return
+    from django.db.models import JSONField
+
     qn = connection.ops.quote_name
     table = qn(MatchCandidate._meta.db_table)
     fields = [f for f in MatchCandidate._meta.concrete_fields if not f.primary_key]
+    # Columns the rows leave out get the model's defaults (computed once, JSON as text).
+    now = timezone.now()
+    defaults = {}
+    for f in fields:
+        if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
+            defaults[f.attname] = now
+        elif f.has_default():
+            value = f.get_default()
+            defaults[f.attname] = json.dumps(value) if isinstance(f, JSONField) else value
+        else:
+            defaults[f.attname] = None if f.null else ""
+    attnames = [f.attname for f in fields]
     columns = ", ".join(qn(f.column) for f in fields)
     updated = [MatchCandidate._meta.get_field(n).column for n in _CANDIDATE_UPDATED]
     with transaction.atomic():
@@ -1151,9 +1162,8 @@ def _candidates_upsert(rows: list[MatchCandidate]) -> None:
             cursor.execute("ALTER TABLE tmp_candidates DROP COLUMN id")
         with connection.connection.cursor() as cursor:
             with cursor.copy(f"COPY tmp_candidates ({columns}) FROM STDIN") as copy:
-                converters = [_copy_converter(f) for f in fields]
-                for obj in rows:
-                    copy.write_row([convert(obj) for convert in converters])
+                for r in rows:
+                    copy.write_row([r.get(a, defaults[a]) for a in attnames])
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} AS c ({columns}) SELECT {columns} FROM tmp_candidates "  # noqa: S608
