@@ -77,6 +77,9 @@ def main() -> None:
                         "merge_seconds",
                         "candidates_seconds",
                         "finish_seconds",
+                        "prepare_cpu_seconds",
+                        "merge_cpu_seconds",
+                        "finish_cpu_seconds",
                     )
                 },
                 "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
