@@ -25,7 +25,8 @@ CHANNELS: dict[str, Channel] = {
             "page",
             "user",
             "accounts.policy.present_customer",
-            "/customers/ (list), /customers/<id>/ (detail), crmhub.views",
+            "/customers/ (list), /customers/<id>/ (the 360° page; its edit form holds values in full only "
+            "for fields the user may edit), crmhub.views",
         ),
         Channel(
             "api",
@@ -47,7 +48,7 @@ CHANNELS: dict[str, Channel] = {
             "history",
             "user",
             "accounts.history.present_customer_history",
-            "/customers/<id>/history/, /api/v1/customers/<id>/history/",
+            "/customers/<id>/history/, the Changes timeline of /customers/<id>/, /api/v1/customers/<id>/history/",
         ),
         Channel(
             "webhook",
@@ -78,6 +79,14 @@ CHANNELS: dict[str, Channel] = {
             "user",
             "accounts.policy.present_values",
             "/quality/records/ (crmhub.quality_views.records): source records behind a quality figure",
+        ),
+        Channel(
+            "review",
+            "user",
+            "dedup.selectors.compare_view",
+            "/dedup/candidates/<id>/compare/ (compare and merge), /dedup/review/ and its bulk confirmation "
+            "(dedup.selectors.item_summary), candidate explanations (page and /api/v1/candidates/): "
+            "stewards, admins and auditors",
         ),
         Channel(
             "privacy_report",

@@ -30,7 +30,7 @@ def customer_export_queryset(*, user, filters: dict) -> QuerySet:  # noqa: ANN00
     """The customers of the current search/filter, restricted to what ``user`` may reach."""
     from crmhub import selectors
 
-    return selectors.customer_search(user=user, q=str(filters.get("q", ""))).order_by("id")
+    return selectors.customer_search(user=user, q=str(filters.get("q", "")), ranked=False).order_by("id")
 
 
 def export_columns(user) -> list[tuple[str, str]]:  # noqa: ANN001

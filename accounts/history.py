@@ -24,13 +24,17 @@ def _values(row) -> dict[str, Any]:  # noqa: ANN001
     return values
 
 
-def present_customer_history(user, customer, *, limit: int = 200) -> list[dict[str, Any]]:  # noqa: ANN001
-    """Newest first: ``{"id", "at", "user", "channel", "ref", "type", "changes": [{field, old, new}]}``."""
+def present_customer_history(user, customer, *, limit: int | None = 200) -> list[dict[str, Any]]:  # noqa: ANN001
+    """Newest first: ``{"id", "previous_id", "at", "user", "channel", "ref", "type", "changes": [{field, old, new}]}``.
+
+    ``previous_id`` is the history row holding the values before this entry (each change's
+    ``old``), which a one-click restore names."""
     policy = policy_for(user)
     rows = list(customer.history.select_related("history_user").order_by("history_date", "history_id"))
     entries: list[dict[str, Any]] = []
     previous: dict[str, Any] = {}
     previous_meta: dict[str, Any] = {}
+    previous_id = None
     for row in rows:
         current = _values(row)
         meta = {name: getattr(row, name) for name in STEWARDSHIP_FIELDS}
@@ -68,6 +72,7 @@ def present_customer_history(user, customer, *, limit: int = 200) -> list[dict[s
             entries.append(
                 {
                     "id": row.history_id,
+                    "previous_id": previous_id,
                     "at": row.history_date,
                     "user": row.history_user.get_username() if row.history_user else "",
                     "channel": row.change_channel,
@@ -76,6 +81,6 @@ def present_customer_history(user, customer, *, limit: int = 200) -> list[dict[s
                     "changes": changes,
                 }
             )
-        previous, previous_meta = current, meta
+        previous, previous_meta, previous_id = current, meta, row.history_id
     entries.reverse()
-    return entries[:limit]
+    return entries if limit is None else entries[:limit]

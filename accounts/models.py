@@ -56,6 +56,23 @@ class AuditEventKind(models.TextChoices):
     TOKEN_REVOKED = "token_revoked", _("API token revoked")
     EXPORT_REQUESTED = "export_requested", _("Export requested")
     EXPORT_DECIDED = "export_decided", _("Export approved or rejected")
+    REVEAL_DENIED = "reveal_denied", _("Reveal refused")
+    EXPORT_EXPIRED = "export_expired", _("Export file removed")
+    # Data-subject requests (crmhub.privacy): what was asked, and each step of an erasure.
+    PRIVACY_SEARCH = "privacy_search", _("Data-subject search")
+    PRIVACY_EXPORT = "privacy_export", _("Data-subject report")
+    PRIVACY_ERASE_STARTED = "privacy_erase_started", _("Erasure started")
+    PRIVACY_ERASE_CUSTOMERS = "privacy_erase_customers", _("Erasure: customers")
+    PRIVACY_ERASE_RECORDS = "privacy_erase_records", _("Erasure: source records")
+    PRIVACY_ERASE_HISTORY = "privacy_erase_history", _("Erasure: history")
+    PRIVACY_ERASE_COPIES = "privacy_erase_copies", _("Erasure: copies")
+    PRIVACY_ERASE_DONE = "privacy_erase_done", _("Erasure finished")
+    PRIVACY_ANONYMIZE_STARTED = "privacy_anonymize_started", _("Anonymization started")
+    PRIVACY_ANONYMIZE_CUSTOMERS = "privacy_anonymize_customers", _("Anonymization: customers")
+    PRIVACY_ANONYMIZE_RECORDS = "privacy_anonymize_records", _("Anonymization: source records")
+    PRIVACY_ANONYMIZE_HISTORY = "privacy_anonymize_history", _("Anonymization: history")
+    PRIVACY_ANONYMIZE_COPIES = "privacy_anonymize_copies", _("Anonymization: copies")
+    PRIVACY_ANONYMIZE_DONE = "privacy_anonymize_done", _("Anonymization finished")
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -197,6 +214,7 @@ class ExportStatus(models.TextChoices):
     READY = "ready", _("Ready to download")
     DOWNLOADED = "downloaded", _("Downloaded")
     FAILED = "failed", _("Failed")
+    EXPIRED = "expired", _("Expired, file removed")
 
 
 class ExportFormat(models.TextChoices):

@@ -187,13 +187,33 @@ class RevealLimitExceeded(PermissionDenied):
     pass
 
 
-@transaction.atomic
 def customer_value_reveal(*, user, customer, field_name: str, reason: str, request: HttpRequest | None = None) -> Any:  # noqa: ANN001
     """The plain value of one masked field, for a user allowed to reveal, with a reason.
 
     Logged as REVEAL (user, customer, field, reason; never the value) and limited to
-    CRMHUB_REVEAL_LIMIT_PER_HOUR reveals per user per hour.
+    CRMHUB_REVEAL_LIMIT_PER_HOUR reveals per user per hour. A refused attempt is logged
+    too (REVEAL_DENIED, with why), after the refused transaction has rolled back.
     """
+    try:
+        return _customer_value_reveal(
+            user=user, customer=customer, field_name=field_name, reason=reason, request=request
+        )
+    except PermissionDenied as exc:
+        audit_event_record(
+            kind=AuditEventKind.REVEAL_DENIED,
+            user=user,
+            request=request,
+            object_type="customer",
+            object_id=customer.pk,
+            field=field_name[:64],
+            reason=(reason or "").strip()[:500],
+            details={"why": "limit" if isinstance(exc, RevealLimitExceeded) else "permission"},
+        )
+        raise
+
+
+@transaction.atomic
+def _customer_value_reveal(*, user, customer, field_name: str, reason: str, request: HttpRequest | None) -> Any:  # noqa: ANN001
     reason = (reason or "").strip()
     if len(reason) < 3:
         raise ValidationError(_("State a reason for revealing this value (at least 3 characters)."))
@@ -521,6 +541,30 @@ def export_request_download(*, export: ExportRequest, user, request: HttpRequest
     return data
 
 
+def exports_expire(*, generated_before=None, note: str = "") -> int:  # noqa: ANN001
+    """Remove the files of exports generated before ``generated_before`` (default: the
+    retention period, CRMHUB_EXPORT_RETENTION_HOURS, ago): a file of personal data is not
+    kept longer than its requester needs it. The request rows stay, marked expired."""
+    cutoff = generated_before or timezone.now() - timedelta(hours=settings.CRMHUB_EXPORT_RETENTION_HOURS)
+    expired = 0
+    rows = ExportRequest.objects.filter(
+        status__in=[ExportStatus.READY, ExportStatus.DOWNLOADED], generated_at__lt=cutoff
+    ).exclude(file="")
+    for export in rows.iterator():
+        export.file.delete(save=False)  # a file already gone is fine: the storage ignores it
+        export.status = ExportStatus.EXPIRED
+        export.message = note or _("The file was removed after the retention period.")
+        export.save(update_fields=["file", "status", "message"])
+        audit_event_record(
+            kind=AuditEventKind.EXPORT_EXPIRED,
+            object_type="export_request",
+            object_id=export.pk,
+            details={"reason": "privacy request" if note else "retention"},
+        )
+        expired += 1
+    return expired
+
+
 def export_log(*, user, fmt: str, filters: dict, row_count: int, request: HttpRequest | None = None) -> None:  # noqa: ANN001
     audit_event_record(
         kind=AuditEventKind.EXPORT,
@@ -538,6 +582,7 @@ __all__ = [
     "api_token_revoke",
     "api_token_touch",
     "audit_event_record",
+    "exports_expire",
     "customer_value_reveal",
     "export_request_create",
     "export_request_decide",

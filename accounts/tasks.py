@@ -11,3 +11,11 @@ def export_request_generate_task(export_id: int) -> None:
     from accounts.services import export_request_generate
 
     export_request_generate(export_id=export_id)
+
+
+@shared_task(name="accounts.exports_expire", ignore_result=True)
+def exports_expire_task() -> int:
+    """Remove export files older than the retention period (beat, hourly)."""
+    from accounts.services import exports_expire
+
+    return exports_expire()

@@ -4,15 +4,12 @@ from django.http import HttpRequest
 
 
 def navigation(request: HttpRequest) -> dict:
-    """The pending-review count shown in the navigation of every page."""
+    """What the navigation shows beside the links (the review count: dedup.context_processors)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
     from crmhub.quality import quality_may_view
-    from dedup.choices import CandidateStatus
-    from dedup.models import MatchCandidate
 
     return {
-        "nav_pending_reviews": MatchCandidate.objects.filter(status=CandidateStatus.PENDING).count(),
         "nav_quality": quality_may_view(user),
     }

@@ -24,7 +24,7 @@ class StaleVersionError(ValidationError):
 EDITABLE_FIELDS = tuple(n for n in Customer.CORE_FIELDS)
 
 
-def _clean(name: str, value: Any) -> Any:  # noqa: ANN401
+def field_value_clean(name: str, value: Any) -> Any:  # noqa: ANN401
     """The stored form of ``value`` for field ``name``, through the same cleaning as imports;
     a value the cleaner flags is refused with its reason (a person can correct it)."""
     from imports.cleaning.frame import cleaner_for
@@ -76,7 +76,7 @@ def customer_update(
     cleaned: dict[str, Any] = {}
     for name, value in values.items():
         try:
-            cleaned[name] = _clean(name, value)
+            cleaned[name] = field_value_clean(name, value)
         except ValidationError as exc:
             errors.update(exc.message_dict if hasattr(exc, "error_dict") else {name: exc.messages})
     if errors:
@@ -100,4 +100,36 @@ def customer_update(
             changed_fields=sorted(changed),
             data=feed_values(changed),
         )
+    # A person's choice: survivorship keeps it until a newer source value arrives (per its rule).
+    from dedup.survivorship import field_overrides_record
+
+    field_overrides_record(customer_id=customer.pk, values=changed, user=acting_user, channel=channel, ref=ref)
     return customer
+
+
+def customer_value_restore(
+    *,
+    customer_id: int,
+    history_id: int,
+    field: str,
+    expected_version: int,
+    acting_user,  # noqa: ANN001
+) -> Customer:
+    """Set ``field`` back to the value it had in history row ``history_id`` of this customer:
+    a manual edit like any other (same checks), recorded with the reference ``restore:<history_id>``."""
+    row = Customer.history.filter(id=customer_id, history_id=history_id).first()
+    if row is None:
+        raise ValidationError(f"History entry {history_id} does not belong to customer {customer_id}.")
+    if field not in EDITABLE_FIELDS:
+        raise ValidationError({field: "This field cannot be edited."})
+    value = getattr(row, field)
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value)  # the tags cleaner takes text, as from a form
+    return customer_update(
+        customer_id=customer_id,
+        values={field: value},
+        expected_version=expected_version,
+        acting_user=acting_user,
+        channel=ChangeChannel.WEB,
+        ref=f"restore:{history_id}",
+    )

@@ -217,8 +217,17 @@ class Customer(models.Model):
     # copies of the search indexes there would only slow every bulk write down.
     history = _history(
         excluded_fields=["updated_at", "name_pinyin", "id_number_hash"],
-        no_db_index=["mobile", "email", "member_no", "wechat_unionid", "status", "team", "region", "merged_into",
-                     "owner"],
+        no_db_index=[
+            "mobile",
+            "email",
+            "member_no",
+            "wechat_unionid",
+            "status",
+            "team",
+            "region",
+            "merged_into",
+            "owner",
+        ],
     )
     objects = CustomerQuerySet.as_manager()
 
@@ -643,3 +652,24 @@ class PrivacyRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"
+
+
+class ErasedKey(models.Model):
+    """A source key whose person was erased or anonymized: imports, syncs and pushes refuse a
+    row with this key, so an old spreadsheet cannot bring the person back. Only a keyed hash
+    of the key is kept (checked under every configured index key, see accounts.crypto)."""
+
+    source = models.ForeignKey(Source, verbose_name=_("source"), on_delete=models.CASCADE, related_name="+")
+    key_hash = models.CharField(_("key hash"), max_length=64)
+    privacy_request = models.ForeignKey(
+        PrivacyRequest, verbose_name=_("request"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("erased key")
+        verbose_name_plural = _("erased keys")
+        constraints = [models.UniqueConstraint(fields=["source", "key_hash"], name="crmhub_erasedkey_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.key_hash[:8]}"

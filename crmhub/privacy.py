@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +33,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.crypto import CIPHERTEXT_PREFIX, blind_index_candidates, decrypt, unseal_values
+from accounts.crypto import CIPHERTEXT_PREFIX, blind_index, blind_index_candidates, decrypt, unseal_values
 from accounts.roles import Role, user_roles
 from crmhub.choices import ChangeChannel, ChangeEventType, CustomerStatus, PrivacyRequestKind
 from crmhub.context import change_context
-from crmhub.models import ChangeEvent, Customer, Interaction, PrivacyRequest, SourceRecord
+from crmhub.models import ChangeEvent, Customer, ErasedKey, Interaction, PrivacyRequest, SourceRecord
 
 PERMISSION = "crmhub.handle_privacy_requests"
 
@@ -477,6 +478,10 @@ def privacy_erase(
         customers = list(Customer.objects.select_for_update().filter(pk__in=subject.customer_ids).order_by("pk"))
         records = list(SourceRecord.objects.filter(pk__in=subject.source_record_ids))
         original_keys = [(r.source_id, r.source_key) for r in records]
+        ErasedKey.objects.bulk_create(
+            [ErasedKey(source_id=sid, key_hash=blind_index(key), privacy_request=row) for sid, key in original_keys],
+            ignore_conflicts=True,
+        )
         personal = _personal_strings(customers, records)
 
         # Earlier feed events carry values: keep the events (consumers' cursors), drop their data.
@@ -561,11 +566,13 @@ def privacy_erase(
 
 def _scrub_copies(subject: Subject, keys_held: list[tuple[int, str]], personal: set[str]) -> dict[str, int]:
     """Values copied elsewhere: merge snapshots, match explanations, import reports."""
-    from dedup.models import MatchCandidate, Merge
+    from dedup.models import FieldOverride, MatchCandidate, Merge
     from imports.models import ImportRunChange, ImportRunIssue
 
     ids = subject.customer_ids
     counts = {
+        # Values a steward chose (survivorship overrides) are copies too: they go entirely.
+        "overrides": FieldOverride.objects.filter(customer_id__in=ids).delete()[0],
         "merges": _scrub_rows(Merge.objects.filter(survivor_id__in=ids), ["values", "before", "after"], personal),
         "match_candidates": _scrub_rows(
             MatchCandidate.objects.filter(Q(left_id__in=ids) | Q(right_id__in=ids)), ["explanation"], personal
@@ -582,4 +589,27 @@ def _scrub_copies(subject: Subject, keys_held: list[tuple[int, str]], personal: 
     counts["import_issues"] = (
         _scrub_rows(ImportRunIssue.objects.filter(keys), ["raw", "source_key"], personal) if keys_held else 0
     )
+    # Export files and the working data of finished dedup runs may hold the person too; neither
+    # is needed any more (a finished run's parts are only kept for its statistics).
+    from accounts.services import exports_expire
+    from dedup.choices import RunStatus
+    from dedup.models import DedupRunPart
+
+    counts["export_files"] = exports_expire(
+        generated_before=timezone.now(), note=_("The file was removed by a data-subject erasure request.")
+    )
+    counts["dedup_run_parts"] = (
+        DedupRunPart.objects.filter(run__status__in=RunStatus.terminal())
+        .exclude(payload=b"", result=b"")
+        .update(payload=b"", result=b"")
+    )
     return counts
+
+
+def erased_keys(source_id: int, keys: Iterable[str]) -> set[str]:
+    """The ``keys`` of source ``source_id`` whose person was erased (see ErasedKey). Costs one
+    small query per call, and hashing only when the source has erased keys at all."""
+    hashes = set(ErasedKey.objects.filter(source_id=source_id).values_list("key_hash", flat=True))
+    if not hashes:
+        return set()
+    return {k for k in keys if k and any(h in hashes for h in blind_index_candidates(k))}

@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "crmhub.middleware.SessionIdleRefreshMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,6 +107,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "crmhub.context_processors.navigation",
+                "dedup.context_processors.review_count",
             ],
         },
     },
@@ -161,7 +163,9 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
-SESSION_SAVE_EVERY_REQUEST = True  # idle expiry: the age counts from the last request
+# Idle expiry: the age counts from the last request, refreshed at most once a minute
+# (crmhub.middleware.SessionIdleRefreshMiddleware) rather than written on every request.
+CRMHUB_SESSION_REFRESH_SECONDS = env_int("CRMHUB_SESSION_REFRESH_SECONDS", 60)
 
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
@@ -335,7 +339,10 @@ CELERY_BEAT_SCHEDULE = {
     # Data quality: today's snapshot (then the alert rules) every 6 hours; alert rules every 5 minutes.
     "quality-metrics": {"task": "crmhub.quality_metrics_run", "schedule": 6 * 3600.0},
     "alerts": {"task": "crmhub.alerts_evaluate", "schedule": 300.0},
+    "exports-expire": {"task": "accounts.exports_expire", "schedule": 3600.0},
 }
+# Generated export files (personal data) are removed this many hours after they were written.
+CRMHUB_EXPORT_RETENTION_HOURS = env_int("CRMHUB_EXPORT_RETENTION_HOURS", 72)
 # Alert e-mails (crmhub.alerts): any Django e-mail backend; the console one until configured.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")

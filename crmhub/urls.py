@@ -15,6 +15,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("customers/", views.customer_list, name="customer-list"),
     path("customers/<int:pk>/", views.customer_detail, name="customer-detail"),
+    path("customers/<int:pk>/edit/", views.customer_edit, name="customer-edit"),
+    path("customers/<int:pk>/restore/", views.customer_restore, name="customer-restore"),
     path("customers/<int:pk>/history/", accounts_views.customer_history, name="customer-history"),
     path("imports/", include("imports.urls")),
     path("dedup/", include("dedup.urls")),

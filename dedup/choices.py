@@ -33,3 +33,22 @@ class MergeOrigin(models.TextChoices):
     STEWARD = "steward", _("Steward decision")
     AUTO = "auto", _("Automatic link")
     REALTIME = "realtime", _("Real-time match")
+
+
+class SurvivorshipStrategy(models.TextChoices):
+    SOURCE_TRUST = "source_trust", _("Most trusted source")
+    MOST_RECENT = "most_recent", _("Most recently updated")
+    MOST_COMPLETE = "most_complete", _("Most complete record")
+    MOST_FREQUENT = "most_frequent", _("Most frequent value")
+    LONGEST = "longest", _("Longest value")
+
+
+class SurvivorshipTieBreak(models.TextChoices):
+    MOST_RECENT = "most_recent", _("Most recently updated")
+    SOURCE_TRUST = "source_trust", _("Most trusted source")
+    OLDEST = "oldest", _("First seen")
+
+
+class OverridePolicy(models.TextChoices):
+    UNTIL_NEWER = "until_newer", _("Hold until a newer source value arrives")
+    ALWAYS = "always", _("Always hold")

@@ -115,7 +115,9 @@ def _name_levels(left: Frame, right: Frame, params: dict) -> np.ndarray:
     keys_b = np.where(kb != "", kb, b)
     # Chinese names: the family name must sound the same and the given names are compared
     # on their own; a whole-name similarity would call 张伟 and 张芳 close (zhangwei/zhangfang).
-    chinese = (ka != "") & (kb != "") & np.array([" " not in x and " " not in y for x, y in zip(ka, kb, strict=True)])
+    # dtype=bool: with no pairs at all (every pair already decided) an empty list would be float.
+    no_space = np.array([" " not in x and " " not in y for x, y in zip(ka, kb, strict=True)], dtype=bool)
+    chinese = (ka != "") & (kb != "") & no_space
     same_family = _arr(left, "family") == _arr(right, "family")
     ga, gb = _arr(left, "given"), _arr(right, "given")
     keys_a = np.where(chinese, ga, keys_a)

@@ -7,9 +7,17 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
+from dedup.choices import (
+    CandidateStatus,
+    MergeOrigin,
+    MergeStatus,
+    OverridePolicy,
+    RunStatus,
+    SurvivorshipStrategy,
+    SurvivorshipTieBreak,
+)
 
-__all__ = ["DedupRun", "DedupRunPart", "MatchCandidate", "MatchRule", "Merge"]
+__all__ = ["DedupRun", "DedupRunPart", "FieldOverride", "MatchCandidate", "MatchRule", "Merge", "SurvivorshipRule"]
 
 
 def _default_blocking_keys() -> list[str]:
@@ -261,3 +269,83 @@ class Merge(models.Model):
 
     def __str__(self) -> str:
         return f"merge:{self.pk} → {self.survivor_id}"
+
+
+class SurvivorshipRule(models.Model):
+    """How the golden record chooses one field's value among the values of its linked source
+    records (``dedup.survivorship``), and how long a steward's override of it holds."""
+
+    field = models.CharField(_("field"), max_length=64, unique=True)
+    strategy = models.CharField(
+        _("strategy"), max_length=16, choices=SurvivorshipStrategy.choices, default=SurvivorshipStrategy.MOST_RECENT
+    )
+    trust_order = models.JSONField(
+        _("source trust order"),
+        default=list,
+        blank=True,
+        help_text=_("Source codes, most trusted first; sources not listed follow by their trust rank."),
+    )
+    tie_break = models.CharField(
+        _("tie-break"), max_length=16, choices=SurvivorshipTieBreak.choices, default=SurvivorshipTieBreak.MOST_RECENT
+    )
+    override_policy = models.CharField(
+        _("steward overrides"), max_length=16, choices=OverridePolicy.choices, default=OverridePolicy.UNTIL_NEWER
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("updated by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["field"]
+        verbose_name = _("survivorship rule")
+        verbose_name_plural = _("survivorship rules")
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.strategy}"
+
+
+class FieldOverride(models.Model):
+    """A value a person chose for one field of a golden record (a manual edit, or a merge
+    choice that differs from the proposal). Recomputing leaves the field alone while the
+    override holds; ``basis`` fingerprints the source values it was chosen against, so that
+    only a source value that changed (or arrived) afterwards supersedes it."""
+
+    customer = models.ForeignKey(
+        "crmhub.Customer",
+        verbose_name=_("customer"),
+        on_delete=models.CASCADE,
+        related_name="overrides",
+        # Bulk deletes of customers (import rollback, erasure) use plain SQL; they must not trip on this.
+        db_constraint=False,
+    )
+    field = models.CharField(_("field"), max_length=64)
+    value = models.JSONField(_("value"), null=True, blank=True)  # secret fields sealed (accounts.crypto)
+    basis = models.JSONField(_("source values seen"), default=dict, blank=True)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("set by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    set_at = models.DateTimeField(_("set"))
+    channel = models.CharField(_("channel"), max_length=16, blank=True)
+    ref = models.CharField(_("reference"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["customer", "field"]
+        verbose_name = _("field override")
+        verbose_name_plural = _("field overrides")
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "field"], name="dedup_fieldoverride_unique_field"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}.{self.field}"

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
-from django.utils import timezone, translation
+from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
 from accounts.crypto import EncryptedTextField, decrypt, encrypt
@@ -185,6 +185,10 @@ class _SnapshotEncoder(DjangoJSONEncoder):
         return super().default(o)
 
 
+def _json_safe(value):  # noqa: ANN001, ANN202
+    return json.loads(json.dumps(value, cls=_SnapshotEncoder))
+
+
 def _customer_values(customer: Customer) -> dict:
     out = {}
     for f in _snapshot_fields():
@@ -205,15 +209,42 @@ def _restore_value(field, value):  # noqa: ANN001, ANN202
     return value
 
 
-def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -> dict:
-    """Survivorship (dedup.survivorship) proposes a value per field; explicit ``values`` win;
-    tags and custom values are united. Returns only what changes on the survivor."""
+def _survivor_values(survivor: Customer, others: list[Customer], values: dict, **kwargs) -> dict:  # noqa: ANN003
+    """The values that change on the survivor of a merge (see ``_merge_plan``)."""
+    return _merge_plan(survivor, others, values, **kwargs)[1]
+
+
+def _merge_plan(
+    survivor: Customer,
+    others: list[Customer],
+    values: dict,
+    *,
+    records: list[SourceRecord] | None = None,
+    overrides: dict | None = None,
+    rules: dict | None = None,
+    sources=None,  # noqa: ANN001
+    explain: bool = True,
+) -> tuple[dict, dict, dict]:
+    """Survivorship (dedup.survivorship) proposes a value per field from the customers' linked
+    source records and held overrides; explicit ``values`` (the steward's choices) win; tags
+    and custom values are united. Returns (proposals, what changes on the survivor, the
+    steward's choices that differ from the proposal — to be remembered as overrides)."""
     from dedup.survivorship import golden_values_propose
 
     out: dict = {}
-    proposals = golden_values_propose([survivor, *others], survivor_id=survivor.pk)
+    proposals = golden_values_propose(
+        [survivor, *others],
+        survivor_id=survivor.pk,
+        records=records,
+        overrides=overrides,
+        rules=rules,
+        sources=sources,
+        explain=explain,
+    )
     for name, proposal in proposals.items():
-        if proposal.customer_id not in (None, survivor.pk):
+        if proposal.value != getattr(survivor, name) and not (
+            proposal.value in (None, "") and getattr(survivor, name) in (None, "")
+        ):
             out[name] = proposal.value
     tags = list(survivor.tags or [])
     for other in others:
@@ -226,15 +257,67 @@ def _survivor_values(survivor: Customer, others: list[Customer], values: dict) -
             custom.setdefault(key, value)
     if custom != (survivor.custom or {}):
         out["custom"] = custom
+    chosen: dict = {}
     for name, value in (values or {}).items():
         if name not in Customer.CORE_FIELDS:
             raise MergeValueError(f"{name!r} is not a field that can be chosen in a merge.")
         field = Customer._meta.get_field(name)
         try:
-            out[name] = field.to_python(value) if value not in (None, "") else ("" if not field.null else None)
+            value = field.to_python(value) if value not in (None, "") else ("" if not field.null else None)
         except ValidationError as exc:
             raise MergeValueError(f"The value chosen for {name!r} is not valid: {'; '.join(exc.messages)}") from exc
-    return out
+        if value != getattr(survivor, name):
+            out[name] = value
+        else:
+            out.pop(name, None)
+        if name in proposals and value != proposals[name].value:
+            chosen[name] = value
+    return proposals, out, chosen
+
+
+def _merge_overrides(
+    merge: Merge,
+    survivor: Customer,
+    proposals: dict,
+    chosen: dict,
+    records: list,
+    overrides: dict,
+    user,  # noqa: ANN001
+) -> None:
+    """After a merge the survivor remembers the steward's choices (values differing from the
+    proposal) and carries the held overrides of merged customers whose values it took."""
+    from dedup.models import FieldOverride
+    from dedup.survivorship import field_overrides_record
+
+    carried = []
+    for name, proposal in proposals.items():
+        if name in chosen or proposal.rule != "override" or proposal.customer_id == survivor.pk:
+            continue
+        o = overrides[proposal.customer_id][name]
+        carried.append(
+            FieldOverride(
+                customer_id=survivor.pk,
+                field=name,
+                value=o.value,
+                basis=o.basis,
+                set_by_id=o.set_by_id,
+                set_at=o.set_at,
+                channel=ChangeChannel.MERGE,
+                ref=f"merge:{merge.pk}",
+            )
+        )
+    if carried:
+        FieldOverride.objects.filter(customer_id=survivor.pk, field__in=[o.field for o in carried]).delete()
+        FieldOverride.objects.bulk_create(carried)
+    if chosen:
+        field_overrides_record(
+            customer_id=survivor.pk,
+            values=chosen,
+            user=user,
+            channel=ChangeChannel.MERGE,
+            ref=f"merge:{merge.pk}",
+            records=records,
+        )
 
 
 @transaction.atomic
@@ -280,12 +363,16 @@ def customers_merge(
 
     records = list(SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
     interactions = list(Interaction.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    from dedup.survivorship import overrides_for, overrides_snapshot
+
     before = {
         "customers": {str(c.pk): _customer_values(c) for c in locked.values()},
         "source_records": {str(r.pk): r.customer_id for r in records},
         "interactions": {str(i.pk): i.customer_id for i in interactions},
+        "overrides": _json_safe(overrides_snapshot([survivor_id]).get(survivor_id, [])),
     }
-    new_values = _survivor_values(target, others, values or {})
+    overrides = overrides_for(ids)
+    proposals, new_values, chosen = _merge_plan(target, others, values or {}, records=records, overrides=overrides)
     merge = Merge.objects.create(
         survivor=target,
         merged_ids=other_ids,
@@ -334,6 +421,7 @@ def customers_merge(
         "versions": {str(c.pk): c.version for c in [target, *others]},
     }
     merge.save(update_fields=["after"])
+    _merge_overrides(merge, target, proposals, chosen, records, overrides, acting_user or ctx.user)
     _announce_merges([(target.pk, other_ids, feed_values(new_values))])
     # Open candidates about the merged records are moot now; the next run re-proposes what is left.
     open_qs = MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
@@ -570,10 +658,22 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     ]
     if not clusters:
         return {}
+    ids = sorted({i for members in clusters for i in members})
+    owner_of = {i: members[0] for members in clusters for i in members}
+    # Survivorship reads the cluster's source records (locked here; moved below in SQL).
+    records_by: dict[int, list[SourceRecord]] = {}
+    for r in SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"):
+        records_by.setdefault(owner_of[r.customer_id], []).append(r)
+    from dedup.survivorship import SourceIndex, overrides_for, overrides_snapshot, rules_load
+
     ctx = current_change_context()
     user = ctx.user
     ref = ctx.ref if ctx.channel == ChangeChannel.MERGE and ctx.ref else (f"dedup_run:{run.pk}" if run else "merge")
     fields = {f.attname: f for f in _snapshot_fields()}
+    overrides = overrides_for(ids)
+    override_rows = overrides_snapshot(ids) if overrides else {}
+    rules, sources = rules_load(), SourceIndex()
+    plans: list[dict] = []
     now = timezone.now()
     merges, tombstones, announced = [], [], []
     survivors_by_fields: dict[tuple[str, ...], list[Customer]] = {}
@@ -581,10 +681,17 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     for members in clusters:
         target = locked[members[0]]
         others = [locked[i] for i in members[1:]]
-        # Only the proposed values are used here, not their reasons: translating each reason
-        # (a gettext per field) cost more than the rest of the merge did.
-        with translation.override(None):
-            new_values = _survivor_values(target, others, {})
+        proposals, new_values, _chosen = _merge_plan(
+            target,
+            others,
+            {},
+            records=records_by.get(members[0], []),
+            overrides=overrides,
+            rules=rules,
+            sources=sources,
+            explain=False,
+        )
+        plans.append(proposals)
         if "full_name" in new_values:
             new_values["name_pinyin"] = pinyin(new_values["full_name"]) or target.name_pinyin
         if "id_number" in new_values:
@@ -602,7 +709,10 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
         target.version += 1
         target.updated_at = now
         survivors_by_fields.setdefault(tuple(sorted(after_target)), []).append(target)
-        before = {"customers": {str(target.pk): {**before_target, "version": old_version}}}
+        before = {
+            "customers": {str(target.pk): {**before_target, "version": old_version}},
+            "overrides": _json_safe(override_rows.get(members[0], [])),
+        }
         for other in others:
             before["customers"][str(other.pk)] = {
                 "status": other.status,
@@ -656,6 +766,11 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
         _copy_objects(Merge, merges, with_pk=True)
     else:
         Merge.objects.bulk_create(merges, batch_size=500)
+    if overrides:
+        for merge, proposals in zip(merges, plans, strict=True):
+            if merge.pk is None:
+                merge.pk = Merge.objects.filter(run=run, survivor_id=merge.survivor_id).order_by("-pk").first().pk
+            _merge_overrides(merge, locked[merge.survivor_id], proposals, {}, [], overrides, user)
     _announce_merges(announced)
     merged_away = list(target_of)
     MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
@@ -692,11 +807,21 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
         c = locked[int(cid)]
         if c.status != CustomerStatus.MERGED or c.merged_into_id != survivor.pk:
             raise MergeError(f"Customer {cid} is no longer merged into {survivor.pk}; this merge cannot be undone.")
+    from dedup.models import FieldOverride
+    from dedup.survivorship import golden_record_recompute, overrides_restore
+
     conflicts: dict = {"fields": [], "source_records": [], "interactions": []}
     fields = {f.attname: f for f in _snapshot_fields()}
     after = merge.after.get("survivor", {})
     current_survivor = _customer_values(survivor)
-    with change_context(channel=ChangeChannel.UNMERGE, ref=f"merge:{merge.pk}", user=acting_user):
+    own_ref = f"merge:{merge.pk}"
+    # A person's choice made after the merge is a later change even if the value is the same.
+    later_choices = set(
+        FieldOverride.objects.filter(customer_id=survivor.pk, set_at__gt=merge.created_at)
+        .exclude(ref=own_ref)
+        .values_list("field", flat=True)
+    )
+    with change_context(channel=ChangeChannel.UNMERGE, ref=own_ref, user=acting_user):
         for cid_str, values in merge.before["customers"].items():
             customer = locked[int(cid_str)]
             is_survivor = customer.pk == survivor.pk
@@ -706,13 +831,18 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
                 field = fields[attname]
                 if is_survivor and attname in after:
                     unchanged_since = _same(field, current_survivor.get(attname), after.get(attname))
-                    if not unchanged_since:
+                    if not unchanged_since or field.name in later_choices:
                         conflicts["fields"].append(field.name)
                         continue
                 setattr(customer, attname, _restore_value(field, old))
             customer.version = max(customer.version, int(values.get("version", 0))) + 1
             customer.save()
-        attrs = {"change_channel": ChangeChannel.UNMERGE, "change_ref": f"merge:{merge.pk}"}
+        # The survivor's overrides go back to what they were, except on fields changed since.
+        touched = set(FieldOverride.objects.filter(customer_id=survivor.pk).values_list("field", flat=True))
+        snapshot = merge.before.get("overrides", [])
+        touched |= {r["field"] for r in snapshot}
+        overrides_restore(survivor.pk, snapshot, touched - set(conflicts["fields"]))
+        attrs = {"change_channel": ChangeChannel.UNMERGE, "change_ref": own_ref}
         records = _give_back(
             SourceRecord,
             merge.before["source_records"],
@@ -721,7 +851,7 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
             user=acting_user,
             attrs=attrs,
         )
-        _give_back(
+        interactions = _give_back(
             Interaction,
             merge.before["interactions"],
             survivor.pk,
@@ -729,9 +859,31 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
             user=acting_user,
             attrs=attrs,
         )
+        # A record that changed at its source after the merge went back with its new values:
+        # its customer's golden values follow it (the others are exactly as they were).
+        owners = merge.before["source_records"]
+        refreshed = sorted(
+            {
+                r.customer_id
+                for r in records
+                if r.customer_id != survivor.pk
+                and owners.get(str(r.pk)) == r.customer_id
+                and r.updated_at
+                and r.updated_at > merge.created_at
+            }
+        )
+        recomputed = golden_record_recompute(refreshed) if refreshed else None
     gone_records = set(map(int, merge.before["source_records"])) - {r.pk for r in records}
     conflicts["source_records"] += sorted(gone_records)
-    report = {"restored": sorted(ids), "conflicts": conflicts, "has_conflicts": any(conflicts.values())}
+    gone_interactions = set(map(int, merge.before["interactions"])) - {i.pk for i in interactions}
+    conflicts["interactions"] += sorted(gone_interactions)
+    report = {
+        "restored": sorted(ids),
+        "conflicts": conflicts,
+        "has_conflicts": any(conflicts.values()),
+        "details": _undo_details(merge, survivor, conflicts, gone_records, gone_interactions),
+        "recomputed": refreshed if recomputed and recomputed["changed"] else [],
+    }
     merge.status = MergeStatus.UNDONE
     merge.undone_by = acting_user
     merge.undone_at = timezone.now()
@@ -798,28 +950,118 @@ def _same(field, a, b) -> bool:  # noqa: ANN001
     return a == b
 
 
+def _undo_details(merge: Merge, survivor: Customer, conflicts: dict, gone_records: set, gone_interactions: set) -> dict:
+    """What an undo left in place and why, for a person: per conflicting field who changed it
+    after the merge, when and through what (no values: pages present those through the
+    field policy); per row that stayed, where it is now; rows that arrived on the survivor
+    after the merge and stay with it."""
+    fields = {f.name: f for f in _snapshot_fields()}
+    after = merge.after.get("survivor", {})
+    history = list(survivor.history.filter(history_date__gt=merge.created_at).order_by("history_date", "history_id"))
+    field_rows = []
+    for name in conflicts["fields"]:
+        field = fields[name]
+        row = {"field": name, "changed_at": None, "channel": "", "ref": "", "user": None}
+        for h in history:
+            if h.change_channel == ChangeChannel.MERGE and h.change_ref == f"merge:{merge.pk}":
+                continue
+            now = json.loads(json.dumps({"v": field.value_from_object(h)}, cls=_SnapshotEncoder))["v"]
+            if name == "id_number" and now:
+                now = encrypt(now)
+            if not _same(field, now, after.get(field.attname)):
+                row.update(
+                    changed_at=h.history_date.isoformat(),
+                    channel=h.change_channel,
+                    ref=h.change_ref,
+                    user=getattr(h.history_user, "username", None),
+                )
+                break
+        field_rows.append(row)
+
+    def rows(model, pks, owners: dict, describe) -> list:  # noqa: ANN001
+        found = {o.pk: o for o in model.objects.filter(pk__in=pks)}
+        out = []
+        for pk in sorted(pks):
+            obj = found.get(pk)
+            entry = {"id": pk, "owner_before": owners.get(str(pk)), "customer_now": getattr(obj, "customer_id", None)}
+            entry.update(describe(obj) if obj is not None else {"deleted": True})
+            out.append(entry)
+        return out
+
+    def record(r) -> dict:  # noqa: ANN001
+        # No source key: some sources key people by their mobile; pages look the record up by id.
+        return {"source": r.source.code}
+
+    def interaction(i) -> dict:  # noqa: ANN001
+        return {"kind": i.kind, "external_id": i.external_id, "occurred_at": i.occurred_at.isoformat()}
+
+    snap_records = set(map(int, merge.before["source_records"]))
+    snap_interactions = set(map(int, merge.before["interactions"]))
+    late_records = SourceRecord.objects.filter(customer_id=survivor.pk).exclude(pk__in=snap_records)
+    late_interactions = Interaction.objects.filter(customer_id=survivor.pk).exclude(pk__in=snap_interactions)
+    return {
+        "fields": field_rows,
+        "source_records": rows(
+            SourceRecord,
+            conflicts["source_records"],
+            merge.before["source_records"],
+            record,
+        ),
+        "interactions": rows(Interaction, conflicts["interactions"], merge.before["interactions"], interaction),
+        "stayed_with_survivor": {
+            "source_records": [{"id": r.pk, **record(r)} for r in late_records.select_related("source").order_by("pk")],
+            "interactions": [{"id": i.pk, **interaction(i)} for i in late_interactions.order_by("pk")],
+        },
+    }
+
+
 #
 # Candidate decisions
 #
 
 
+class CandidateDecidedError(MergeError):
+    """A candidate was decided (by someone else, or superseded by a merge) since it was read."""
+
+
+def _decided_message(candidate: MatchCandidate) -> str:
+    who = candidate.decided_by.get_username() if candidate.decided_by_id else ""
+    when = timezone.localtime(candidate.decided_at).strftime("%Y-%m-%d %H:%M") if candidate.decided_at else ""
+    status = candidate.get_status_display()
+    if who:
+        return f"Candidate {candidate.pk} is not waiting for review: {who} decided it at {when} ({status})."
+    return f"Candidate {candidate.pk} is not waiting for review (it is {status})."
+
+
 @transaction.atomic
-def candidate_approve(*, candidate: MatchCandidate, acting_user, values: dict | None = None, note: str = "") -> Merge:  # noqa: ANN001
-    """Approve a pending candidate: merge the younger record into the older one."""
-    candidate = MatchCandidate.objects.select_for_update().get(pk=candidate.pk)
+def candidate_approve(
+    *,
+    candidate: MatchCandidate,
+    acting_user,  # noqa: ANN001
+    values: dict | None = None,
+    note: str = "",
+    expected_versions: dict[int, int] | None = None,
+    survivor: int | None = None,
+) -> Merge:
+    """Approve a pending candidate: merge the two records, into the older one unless
+    ``survivor`` names the other. ``expected_versions`` are the versions the steward saw."""
+    candidate = MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").get(pk=candidate.pk)
     if candidate.status != CandidateStatus.PENDING:
-        raise MergeError(f"Candidate {candidate.pk} is not waiting for review (it is {candidate.status}).")
+        raise CandidateDecidedError(_decided_message(candidate))
     survivors = _surviving_ids({candidate.left_id, candidate.right_id})
     left, right = survivors[candidate.left_id], survivors[candidate.right_id]
     if left == right:
         raise MergeError(f"Candidate {candidate.pk}: both records already belong to customer {left}.")
+    if survivor is not None and survivor not in (left, right):
+        raise MergeError(f"Customer {survivor} is not one of the pair ({left}, {right}).")
     merge = customers_merge(
         customers=[left, right],
-        survivor=min(left, right),
+        survivor=survivor if survivor is not None else min(left, right),
         values=values,
         acting_user=acting_user,
         note=note,
         candidate=candidate,
+        expected_versions=expected_versions,
     )
     candidate.status = CandidateStatus.APPROVED
     candidate.decided_by = acting_user
@@ -833,15 +1075,136 @@ def candidate_approve(*, candidate: MatchCandidate, acting_user, values: dict | 
 @transaction.atomic
 def candidate_reject(*, candidate: MatchCandidate, acting_user, note: str = "") -> MatchCandidate:  # noqa: ANN001
     """Say the pair are different people; remembered, so no run proposes the pair again."""
-    candidate = MatchCandidate.objects.select_for_update().get(pk=candidate.pk)
+    candidate = MatchCandidate.objects.select_for_update(of=("self",)).select_related("decided_by").get(pk=candidate.pk)
     if candidate.status != CandidateStatus.PENDING:
-        raise MergeError(f"Candidate {candidate.pk} is not waiting for review (it is {candidate.status}).")
+        raise CandidateDecidedError(_decided_message(candidate))
     candidate.status = CandidateStatus.REJECTED
     candidate.decided_by = acting_user
     candidate.decided_at = timezone.now()
     candidate.note = note
     candidate.save()
     return candidate
+
+
+#
+# Review queue: assignment, clusters, bulk decisions
+#
+
+
+def candidates_assign(*, candidate_ids: Iterable[int], assignee, acting_user) -> int:  # noqa: ANN001
+    """Give pending candidates to ``assignee`` (a steward or admin), or to nobody (None).
+    Decided candidates keep their assignee. Returns how many were assigned."""
+    from dedup.permissions import can_review
+
+    if assignee is not None and not can_review(assignee):
+        raise ValidationError(f"{assignee.get_username()} is not a data steward; only stewards can be assigned.")
+    return MatchCandidate.objects.filter(pk__in=list(candidate_ids), status=CandidateStatus.PENDING).update(
+        assignee=assignee
+    )
+
+
+@transaction.atomic
+def cluster_approve(
+    *,
+    candidate_ids: Iterable[int],
+    acting_user,  # noqa: ANN001
+    survivor: int | None = None,
+    values: dict | None = None,
+    note: str = "",
+    expected_versions: dict[int, int] | None = None,
+) -> Merge:
+    """Approve a group of pending candidates (a cluster) as one merge of all their customers.
+    Every candidate must still be pending, and no two of the customers may have been said to
+    be different people."""
+    ids = sorted(set(candidate_ids))
+    candidates = list(
+        MatchCandidate.objects.select_for_update(of=("self",))
+        .select_related("decided_by")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    if len(candidates) != len(ids):
+        raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
+    for candidate in candidates:
+        if candidate.status != CandidateStatus.PENDING:
+            raise CandidateDecidedError(_decided_message(candidate))
+    if len(candidates) == 1:
+        return candidate_approve(
+            candidate=candidates[0],
+            acting_user=acting_user,
+            values=values,
+            note=note,
+            expected_versions=expected_versions,
+            survivor=survivor,
+        )
+    originals = {i for c in candidates for i in (c.left_id, c.right_id)}
+    survivors = _surviving_ids(originals)
+    customers = sorted(set(survivors.values()))
+    if len(customers) < 2:
+        raise MergeError("These records already belong to one customer.")
+    apart = {p for p in rejected_pairs(set(customers)) if p[0] in customers and p[1] in customers}
+    if apart:
+        a, b = sorted(apart)[0]
+        raise MergeError(f"Customers {a} and {b} were marked as different people; decide the pairs one by one instead.")
+    merge = customers_merge(
+        customers=customers,
+        survivor=survivor if survivor is not None else customers[0],
+        values=values,
+        acting_user=acting_user,
+        note=note,
+        candidate=candidates[0],
+        expected_versions=expected_versions,
+    )
+    MatchCandidate.objects.filter(pk__in=ids).update(
+        status=CandidateStatus.APPROVED, decided_by=acting_user, decided_at=timezone.now(), merge=merge, note=note
+    )
+    return merge
+
+
+@transaction.atomic
+def cluster_reject(*, candidate_ids: Iterable[int], acting_user, note: str = "") -> list[MatchCandidate]:  # noqa: ANN001
+    """Reject every candidate of a group (all remembered). Refuses if any was decided meanwhile."""
+    ids = sorted(set(candidate_ids))
+    candidates = list(
+        MatchCandidate.objects.select_for_update(of=("self",))
+        .select_related("decided_by")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    if len(candidates) != len(ids):
+        raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
+    for candidate in candidates:
+        if candidate.status != CandidateStatus.PENDING:
+            raise CandidateDecidedError(_decided_message(candidate))
+    return [candidate_reject(candidate=c, acting_user=acting_user, note=note) for c in candidates]
+
+
+def review_items_decide(*, items: list[dict], decision: str, acting_user, note: str = "") -> list[dict]:  # noqa: ANN001
+    """Bulk decisions from the queue: each item (``{"candidates": [ids], "versions": {customer:
+    version}}``) is approved (merged into its oldest customer, survivorship choosing the values)
+    or rejected in its own transaction, so one stale item does not undo the others. Returns, per
+    item, ``{"candidates", "ok", "merge", "error"}``."""
+    if decision not in ("approve", "reject"):
+        raise ValueError(f"unknown decision {decision!r}")
+    results = []
+    for item in items:
+        result = {"candidates": list(item["candidates"]), "ok": False, "merge": None, "error": ""}
+        try:
+            if decision == "approve":
+                merge = cluster_approve(
+                    candidate_ids=item["candidates"],
+                    acting_user=acting_user,
+                    note=note,
+                    expected_versions=item.get("versions") or None,
+                )
+                result["merge"] = merge.pk
+            else:
+                cluster_reject(candidate_ids=item["candidates"], acting_user=acting_user, note=note)
+            result["ok"] = True
+        except ValidationError as exc:
+            result["error"] = "; ".join(exc.messages)
+        results.append(result)
+    return results
 
 
 #

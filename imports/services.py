@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,6 +217,8 @@ def import_run_execute(*, run_id: int) -> ImportRun | None:
     try:
         with change_context(channel=ChangeChannel.IMPORT, ref=f"import_run:{run.pk}", user=run.created_by):
             finished = ImportPipeline(run).execute()
+            if not run.dry_run:
+                import_run_golden_recompute(run=run)
         if not finished:
             status, message = RunStatus.CANCELLED, _("Cancelled; the chunks already written stay until rolled back.")
         else:
@@ -232,6 +235,29 @@ def import_run_execute(*, run_id: int) -> ImportRun | None:
     ImportRun.objects.filter(pk=run_id).update(status=status, message=message, finished_at=timezone.now())
     run.refresh_from_db()
     return run
+
+
+def import_run_golden_recompute(*, run: ImportRun) -> dict:
+    """Re-choose the golden values of the customers whose linked source records this run
+    updated (survivorship rules, steward overrides), attributed to the current change context
+    (the run's channel and reference). Records the run created got their golden record when
+    they were written; matching handles those. What happened is kept in the run's log."""
+    from dedup.survivorship import golden_record_recompute
+
+    updated = ImportRunChange.objects.filter(run=run, action=ChangeAction.UPDATED).values("source_record_id")
+    customer_ids = list(
+        SourceRecord.objects.filter(pk__in=updated, customer__isnull=False)
+        .values_list("customer_id", flat=True)
+        .distinct()
+    )
+    if not customer_ids:
+        return {}
+    started = time.monotonic()
+    outcome = golden_record_recompute(customer_ids)
+    log = ImportRun.objects.filter(pk=run.pk).values_list("log", flat=True).first() or []
+    run.log = [*log, {"golden_records": "recomputed", **outcome, "seconds": round(time.monotonic() - started, 2)}]
+    ImportRun.objects.filter(pk=run.pk).update(log=run.log)
+    return outcome
 
 
 def import_run_match(*, run: ImportRun) -> dict:
@@ -331,6 +357,7 @@ def import_run_request_rollback(*, run: ImportRun, user=None) -> ImportRun:  # n
             % {"id": run.pk, "status": run.get_status_display()}
         )
     _check_no_later_changes(run)
+    _check_connector_idle(run)
     run.options = {
         **run.options,
         "rollback_requested": True,
@@ -341,6 +368,15 @@ def import_run_request_rollback(*, run: ImportRun, user=None) -> ImportRun:  # n
 
     transaction.on_commit(lambda: import_run_rollback_task.delay(run.pk))
     return run
+
+
+def _check_connector_idle(run: ImportRun) -> None:
+    from imports.connectors.services import ConnectorRefused, connector_rollback_check
+
+    try:
+        connector_rollback_check(run=run)
+    except ConnectorRefused as exc:
+        raise ImportRefused(str(exc)) from exc
 
 
 def _check_no_later_changes(run: ImportRun) -> None:
@@ -432,6 +468,9 @@ def import_run_rollback(*, run_id: int, user=None) -> ImportRun:  # noqa: ANN001
                 kept_customers += len(customer_ids) - len(doomed)
                 Customer.history.model.objects.bulk_create(history_objects(Customer, doomed, "-", ctx, now, reason))
                 _delete_ids(Customer, [c.pk for c in doomed])
+    from imports.connectors.services import connector_cursor_after_rollback
+
+    connector_cursor_after_rollback(run=run)  # a connector reads the rows again at its next sync
     run.status = RunStatus.ROLLED_BACK
     run.rolled_back_at = now
     run.rolled_back_by = user if getattr(user, "is_authenticated", False) else None

@@ -32,3 +32,14 @@ def connector_sync_task(connector_id: int) -> None:
     from imports.connectors.services import connector_sync_scheduled
 
     connector_sync_scheduled(connector_id=connector_id)
+
+
+@shared_task(name="imports.run_match", ignore_result=True, acks_late=True)
+def import_run_match_task(run_id: int) -> None:
+    """Real-time matching of a pushed batch's new records, off the request (see imports.connectors.push)."""
+    from imports.models import ImportRun
+    from imports.services import import_run_match
+
+    run = ImportRun.objects.filter(pk=run_id).select_related("source", "created_by").first()
+    if run is not None and not run.log:  # matched once; a redelivered message does nothing
+        import_run_match(run=run)

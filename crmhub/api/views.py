@@ -23,7 +23,8 @@ from crmhub.models import Interaction, SourceRecord
 
 class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
     """Golden records. ``?q=`` searches by mobile (any format), email, ID number, member
-    number, name (characters or pinyin) or company."""
+    number, name (characters, pinyin, sound-alikes, typos) or company: at most 200 results,
+    best first unless ``ordering`` is given."""
 
     serializer_class = CustomerSerializer
     filterset_fields: list[str] = []
@@ -34,11 +35,15 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
         from accounts.policy import customer_ordering
 
         q = self.request.query_params.get("q", "")
+        requested = self.request.query_params.get("ordering", "")
         try:
-            ordering = customer_ordering(self.request.user, self.request.query_params.get("ordering", ""))
+            ordering = customer_ordering(self.request.user, requested)
         except ValueError as exc:
             raise ValidationError({"ordering": [str(exc)]}) from exc
-        return selectors.customer_search(user=self.request.user, q=q).order_by(*ordering)
+        qs = selectors.customer_search(user=self.request.user, q=q)
+        if q.strip() and not requested:
+            return qs  # the search's ranking: exact identity hits first
+        return qs.order_by(*ordering)
 
     @extend_schema(
         parameters=[

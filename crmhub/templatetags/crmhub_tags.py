@@ -33,3 +33,26 @@ def field_label(name: str, fields) -> str:  # noqa: ANN001
     """The dictionary label of ``name`` (``fields``: name -> FieldDefinition), else the name."""
     field = fields.get(name) if fields else None
     return field.label if field is not None else name
+
+
+@register.filter
+def channel_label(value: str) -> str:
+    """The label of a change channel (web, api, import, connector, merge, ...)."""
+    from crmhub.choices import ChangeChannel
+
+    return str(ChangeChannel(value).label) if value in ChangeChannel.values else value
+
+
+@register.filter
+def ref_url(ref: str) -> str:
+    """Where a history reference leads: an import run's page, a merge on the customer page."""
+    from django.urls import reverse
+
+    kind, _sep, number = (ref or "").partition(":")
+    if not number.isdigit():
+        return ""
+    if kind == "import_run":
+        return reverse("imports:run-detail", args=[int(number)])
+    if kind == "merge":
+        return f"#merge-{number}"
+    return ""

@@ -13,6 +13,7 @@ from dedup.models import MatchCandidate, Merge
 class CandidateSerializer(serializers.ModelSerializer):
     explanation = serializers.SerializerMethodField()
     decided_by = serializers.CharField(source="decided_by.username", default=None)
+    assignee = serializers.CharField(source="assignee.username", default=None)
 
     class Meta:
         model = MatchCandidate
@@ -25,6 +26,7 @@ class CandidateSerializer(serializers.ModelSerializer):
             "reason",
             "status",
             "explanation",
+            "assignee",
             "decided_by",
             "decided_at",
             "created_at",
@@ -34,6 +36,10 @@ class CandidateSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_explanation(self, candidate: MatchCandidate) -> list:
         return selectors.candidate_explanation(user=self.context["request"].user, candidate=candidate)
+
+
+class AssignSerializer(serializers.Serializer):
+    assignee = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None, max_length=150)
 
 
 class DecisionSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,7 +14,13 @@ from accounts.permissions import restrict_customers
 from accounts.policy import Access, policy_for
 from crmhub.models import Customer
 from dedup import selectors, services
-from dedup.api.serializers import CandidateSerializer, DecisionSerializer, MergeCreateSerializer, MergeSerializer
+from dedup.api.serializers import (
+    AssignSerializer,
+    CandidateSerializer,
+    DecisionSerializer,
+    MergeCreateSerializer,
+    MergeSerializer,
+)
 from dedup.choices import CandidateStatus
 from dedup.models import MatchCandidate, Merge
 from dedup.permissions import CanDecide
@@ -48,16 +55,57 @@ class CandidateViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):  # noqa: ANN201
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
-        st = self.request.query_params.get("status", "")
-        if st and st not in CandidateStatus.values:
-            raise exceptions.ValidationError(
-                {"status": f"Unknown status; use one of {', '.join(CandidateStatus.values)}."}
-            )
-        return selectors.candidate_list(user=self.request.user, status=st).select_related("decided_by")
+        params = self.request.query_params
+        try:
+            filters = selectors.ReviewFilters.from_params(params, status=params.get("status", ""))
+        except ValueError as exc:
+            raise exceptions.ValidationError({"detail": str(exc)}) from exc
+        return selectors.candidates_filtered(user=self.request.user, filters=filters).select_related(
+            "decided_by", "assignee"
+        )
 
-    @extend_schema(parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=CandidateStatus.values)])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=CandidateStatus.values),
+            OpenApiParameter("source", OpenApiTypes.STR, description="Code of a source one of the records is from."),
+            OpenApiParameter("rule", OpenApiTypes.STR, description="Name of the match rule that proposed the pair."),
+            OpenApiParameter("min_score", OpenApiTypes.FLOAT),
+            OpenApiParameter("max_score", OpenApiTypes.FLOAT),
+            OpenApiParameter("band", OpenApiTypes.STR, enum=list(selectors.SCORE_BANDS)),
+            OpenApiParameter("age", OpenApiTypes.STR, enum=list(selectors.AGES)),
+            OpenApiParameter(
+                "assignee", OpenApiTypes.STR, description='"me", "none", or a steward\'s username or user id.'
+            ),
+        ]
+    )
     def list(self, request, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=AssignSerializer, responses=CandidateSerializer)
+    @action(detail=True, methods=["post"])
+    def assign(self, request, pk=None):  # noqa: ANN001, ANN201
+        """Assign a pending candidate to a steward: ``{"assignee": "me" | username | id | null}``."""
+        candidate = self.get_object()
+        body = AssignSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        target = body.validated_data.get("assignee")
+        if target in (None, "", "none"):
+            assignee = None
+        elif target == "me":
+            assignee = request.user
+        else:
+            lookup = {"pk": int(target)} if str(target).isdigit() else {"username": target}
+            assignee = get_user_model().objects.filter(**lookup).first()
+            if assignee is None:
+                raise exceptions.ValidationError({"assignee": f"No user {target!r}."})
+        if candidate.status != CandidateStatus.PENDING:
+            raise Conflict(f"Candidate {candidate.pk} is not waiting for review (it is {candidate.status}).")
+        try:
+            services.candidates_assign(candidate_ids=[candidate.pk], assignee=assignee, acting_user=request.user)
+        except ValidationError as exc:
+            raise exceptions.ValidationError({"assignee": "; ".join(exc.messages)}) from exc
+        candidate.refresh_from_db()
+        return Response(self.get_serializer(candidate).data)
 
     @extend_schema(request=DecisionSerializer, responses=MergeSerializer)
     @action(detail=True, methods=["post"])

@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from accounts.models import ApiTokenScope
 from crmhub.models import Source
 from imports.api.serializers import ImportRunSerializer
 from imports.connectors import REGISTRY, push, selectors, services
@@ -81,6 +82,8 @@ class PushRequestSerializer(serializers.Serializer):
 class PushView(APIView):
     throttle_classes = [PushThrottle]
     throttle_scope = "push"
+    required_scope = ApiTokenScope.PUSH  # accounts.authentication.TokenScopePermission
+    # The token's own source limits are checked by push_context, in the query that finds the source.
 
     @extend_schema(
         request=PushRequestSerializer(many=True),
@@ -89,17 +92,21 @@ class PushView(APIView):
         description=__doc__,
     )
     def post(self, request: Request, code: str) -> Response:
-        source = get_object_or_404(Source, code=code)
-        if not request.user.has_perm("crmhub.push_to_source", source):
-            raise exceptions.PermissionDenied(f"This client may not push to source {code}.")
-        _body, payload = _json_body(request)
+        key = request.headers.get("Idempotency-Key", "").strip()[:200]
         try:
-            result = push.push_records(
-                source=source,
-                user=request.user,
-                payload=payload,
-                idempotency_key=request.headers.get("Idempotency-Key", ""),
-            )
+            _body, payload = _json_body(request)
+            unreadable = None
+        except exceptions.APIException as exc:
+            payload, unreadable = None, exc  # answered after 404/403, as before
+        context = push.push_context(code=code, user=request.user, token=request.auth, idempotency_key=key)
+        if context is None:
+            raise exceptions.NotFound(f"There is no source {code}.")
+        if not context.permitted:
+            raise exceptions.PermissionDenied(f"This client may not push to source {code}.")
+        if unreadable is not None:
+            raise unreadable
+        try:
+            result = push.push_records(user=request.user, payload=payload, idempotency_key=key, context=context)
         except push.PushRefused as exc:
             raise _refused(str(exc), exc.status) from exc
         return _answer(result)

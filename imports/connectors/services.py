@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -205,7 +205,13 @@ def _running_runs(connector: Connector):  # noqa: ANN202
 
 
 @transaction.atomic
-def connector_sync_request(*, connector: Connector, user=None, enqueue: bool = True) -> ImportRun:  # noqa: ANN001
+def connector_sync_request(
+    *,
+    connector: Connector,
+    user=None,  # noqa: ANN001
+    enqueue: bool = True,
+    scheduled: bool = False,
+) -> ImportRun:
     """A pending run of kind connector; its task is enqueued on commit. A run of the same
     connector still pending or running is refused, unless it has been silent for longer than
     CRMHUB_CONNECTOR_STALE_SECONDS (its worker died): that one is marked failed."""
@@ -235,6 +241,7 @@ def connector_sync_request(*, connector: Connector, user=None, enqueue: bool = T
             "key_columns": list(connector.config.get("key_columns", [])),
             "dayfirst": False,
             "cursor_before": connector.cursor,
+            "scheduled": scheduled,
         },
     )
     run.full_clean(exclude=["file"])
@@ -252,7 +259,7 @@ def connector_sync_scheduled(*, connector_id: int) -> ImportRun | None:
     if connector is None or not connector.is_enabled:
         return None
     try:
-        return connector_sync_request(connector=connector)
+        return connector_sync_request(connector=connector, scheduled=True)
     except ConnectorRefused:
         return None
 
@@ -285,9 +292,14 @@ def connector_run_execute(*, run_id: int) -> ImportRun | None:
                 chunk_source=ConnectorChunkSource(connector.pk, kind),
             )
             finished = pipeline.execute()
+            from imports.services import import_run_golden_recompute
+
+            import_run_golden_recompute(run=run)
         failed = False
         if finished:
             status = RunStatus.COMPLETED
+            if not pipeline.tally.rows:
+                message = _("Nothing new since the last sync.")
         else:
             status, message = RunStatus.CANCELLED, _("Cancelled; the pages already written stay until rolled back.")
     except (ConnectorError, ConnectorRefused) as exc:
@@ -301,20 +313,47 @@ def connector_run_execute(*, run_id: int) -> ImportRun | None:
         }
     ImportRun.objects.filter(pk=run_id).update(status=status, message=message, finished_at=timezone.now())
     run.refresh_from_db()
-    _record_outcome(connector_id=connector.pk, run=run, failed=failed)
+    if status == RunStatus.COMPLETED and run.created:
+        _match_synced(run)
+    empty = status == RunStatus.COMPLETED and run.rows_done == 0
+    _record_outcome(
+        connector_id=connector.pk, run=run, failed=failed, keep_run=not (empty and run.options.get("scheduled"))
+    )
     return run
 
 
+def _match_synced(run: ImportRun) -> None:
+    """Real-time matching of the records a sync created, as after a file import (in the worker)."""
+    from imports.services import import_run_match
+
+    try:
+        import_run_match(run=run)
+    except Exception:  # noqa: BLE001 - the records are stored; matching can be run again by a dedup run
+        logger.exception("matching the records of connector run %s failed", run.pk)
+
+
 @transaction.atomic
-def _record_outcome(*, connector_id: int, run: ImportRun, failed: bool) -> None:
+def _record_outcome(*, connector_id: int, run: ImportRun, failed: bool, keep_run: bool = True) -> None:
+    """Monitoring figures on the connector. A scheduled sync that found nothing new is recorded
+    here only (last success, 0 rows, lag) and its empty run removed: a schedule of every few
+    minutes would otherwise bury the syncs that changed something under hundreds of empty runs."""
     connector = Connector.objects.select_for_update().get(pk=connector_id)
     now = timezone.now()
-    connector.last_run = run
     connector.last_rows = run.rows_done
+    if keep_run:
+        connector.last_run = run
     if not failed:
         connector.last_success_at = now
         connector.consecutive_failures = 0
         connector.save(update_fields=["last_run", "last_rows", "last_success_at", "consecutive_failures", "updated_at"])
+        if not keep_run:
+            # Nothing refers to an empty run (no changes, no issues, not the last run): one
+            # statement instead of the ORM's cascade of look-ups.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {ImportRun._meta.db_table} WHERE id = %s AND rows_done = 0",  # noqa: S608
+                    [run.pk],
+                )
         return
     connector.last_error_at = now
     connector.last_error = run.message
@@ -436,3 +475,55 @@ def schedule_describe(connector: Connector) -> str:
         c = task.crontab
         return f"cron {c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
     return ""
+
+
+#
+# Rolling a sync back
+#
+
+
+def connector_rollback_check(*, run: ImportRun) -> None:
+    """A sync cannot be rolled back while its connector is syncing: the running sync would move
+    the cursor on past the rows the rollback gives back to be read again."""
+    connector_id = run.options.get("connector") if run.kind == RunKind.CONNECTOR else None
+    if connector_id is None:
+        return
+    busy = (
+        ImportRun.objects.filter(
+            kind=RunKind.CONNECTOR,
+            options__connector=connector_id,
+            status__in=[RunStatus.PENDING, RunStatus.RUNNING],
+        )
+        .exclude(pk=run.pk)
+        .first()
+    )
+    if busy is not None:
+        raise ConnectorRefused(
+            _("Run #%(id)s of this connector is still %(status)s; roll back once it has finished.")
+            % {"id": busy.pk, "status": busy.get_status_display()}
+        )
+
+
+def connector_cursor_after_rollback(*, run: ImportRun) -> None:
+    """After a sync is rolled back, the connector reads its rows again at the next sync.
+
+    The cursor goes back to where that sync started (``cursor_before``, saved when it was
+    requested). Later syncs' rows are read again too and come out unchanged (the upsert is by
+    key), so nothing is lost or doubled. When the connector started over since (changed
+    settings or "Start over"), positions saved before mean nothing any more: the cursor is
+    cleared and the next sync reads everything. A connector already reading from the start is
+    left alone. Runs inside the rollback's transaction."""
+    connector_id = run.options.get("connector") if run.kind == RunKind.CONNECTOR else None
+    if connector_id is None:
+        return
+    connector = Connector.objects.select_for_update().filter(pk=connector_id).first()
+    if connector is None or connector.cursor is None:
+        return
+    restarted = any(
+        later.get("cursor_before") is None
+        for later in ImportRun.objects.filter(
+            kind=RunKind.CONNECTOR, options__connector=connector_id, pk__gt=run.pk
+        ).values_list("options", flat=True)
+    )
+    connector.cursor = None if restarted else run.options.get("cursor_before")
+    connector.save(update_fields=["cursor", "updated_at"])

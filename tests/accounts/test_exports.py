@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 
 import pytest
@@ -110,6 +111,36 @@ def test_it_needs_an_admins_approval_above_the_row_limit(
     assert export.status == ExportStatus.DOWNLOADED
     kinds = list(AuditEvent.objects.filter(object_type="export_request").order_by("id").values_list("kind", flat=True))
     assert kinds == [AuditEventKind.EXPORT_REQUESTED, AuditEventKind.EXPORT_DECIDED, AuditEventKind.EXPORT]
+
+
+@override_settings(CRMHUB_EXPORT_APPROVAL_ROWS=1, CRMHUB_EXPORT_RETENTION_HOURS=72)
+def test_export_files_are_removed_after_the_retention_period(client, steward, admin_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.services import export_request_generate, exports_expire
+
+    CustomerFactory.create_batch(2)
+    client.force_login(steward)
+    client.get("/accounts/export/", {"format": "csv"})
+    export = ExportRequest.objects.get()
+    admin = Client()
+    admin.force_login(admin_user)
+    admin.post(f"/accounts/exports/{export.pk}/decide/", {"decision": "approve"})
+    export_request_generate(export_id=export.pk)
+    export.refresh_from_db()
+    path = export.file.path
+    assert export.status == ExportStatus.READY and os.path.exists(path)
+    assert exports_expire() == 0  # a fresh file stays
+    ExportRequest.objects.filter(pk=export.pk).update(generated_at=timezone.now() - timedelta(hours=73))
+    assert exports_expire() == 1
+    export.refresh_from_db()
+    assert export.status == ExportStatus.EXPIRED and not export.file and not os.path.exists(path)
+    assert AuditEvent.objects.filter(kind=AuditEventKind.EXPORT_EXPIRED, object_id=str(export.pk)).exists()
+    # The requester is told, not served a missing file.
+    response = client.get(f"/accounts/exports/{export.pk}/download/", follow=True)
+    assert "Expired, file removed" in response.content.decode()
 
 
 @override_settings(CRMHUB_EXPORT_APPROVAL_ROWS=1)

@@ -187,6 +187,19 @@ def channel_history(user, customer, fields):  # noqa: ANN001, ANN201
         for change in entry["changes"]:
             if change["field"] in fields:
                 shown[change["field"]] = value_as_text(change["new"])
+    # The same history on the customer page (its "Changes" timeline) shows exactly the same.
+    from django.test import Client
+
+    page = Client(HTTP_ACCEPT_LANGUAGE="en")
+    page.force_login(user)
+    body = page.get(f"/customers/{customer.pk}/").content.decode()
+    section = re.search(r'<section class="card" id="history">(.*?)</section>', body, re.S).group(1)
+    on_page = {
+        name: html.unescape(new)
+        for name, new in re.findall(r'<li data-field="([\w-]+)">.*?<span class="new">(.*?)</span>', section, re.S)
+        if name in fields
+    }
+    assert on_page == {k: v or "—" for k, v in shown.items()}
     return shown, None
 
 
@@ -285,7 +298,28 @@ def channel_privacy_report(user, customer, fields):  # noqa: ANN001, ANN201
     return {k: value_as_text(v) for k, v in entry["values"].items()}, None
 
 
+def channel_review(user, customer, fields):  # noqa: ANN001, ANN201
+    from django.test import Client
+
+    from dedup.models import MatchCandidate
+
+    other = Customer.objects.create(full_name="另一个人", team="east")
+    candidate = MatchCandidate.objects.create(left=customer, right=other, score=0.9, rule="matrix")
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(user)
+    response = client.get(f"/dedup/candidates/{candidate.pk}/compare/")
+    if response.status_code in (403, 404):
+        return None, None
+    body = response.content.decode()
+    shown = {}
+    for name, inner in re.findall(rf'data-field="([\w-]+)" data-customer="{customer.pk}">(.*?)</td>', body, re.S):
+        value = re.search(r'<span class="value">(.*?)</span>', inner, re.S)
+        shown[name] = html.unescape(value.group(1)) if value else ""
+    return shown, None
+
+
 ADAPTERS = {
+    "review": channel_review,
     "quality_records": channel_quality_records,
     "privacy_report": channel_privacy_report,
     "page": channel_page,
@@ -300,6 +334,7 @@ ADAPTERS = {
 PER_FIELD_CHANNELS = {"search", "reveal"}
 # Channels that refuse some roles outright: the roles they serve.
 REFUSING = {
+    "review": {Role.ADMIN, Role.STEWARD, Role.AUDITOR},
     "quality_records": {Role.ADMIN, Role.STEWARD, Role.AUDITOR},
     "privacy_report": {Role.ADMIN},
     "export": {Role.ADMIN, Role.STEWARD},
@@ -408,3 +443,21 @@ def test_it_reveals_only_masked_fields_to_permitted_roles(world, role):
             assert response.status_code == 200, (role, field.name, response.content)
             assert response.json()["value"] == value_as_text(SAMPLES[field.name])
             assert logged == (1 if access == M else 0), (role, field.name)
+
+
+@pytest.mark.parametrize("role", Role.values)
+def test_it_offers_to_edit_exactly_the_fields_the_role_may_edit(world, role):
+    """The edit form on the customer page holds values in full: only for fields the role may edit."""
+    from django.test import Client
+
+    customer, users = world
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(users[role])
+    body = client.get(f"/customers/{customer.pk}/").content.decode()
+    inputs = dict(re.findall(r'<input type="(?:text|date)" name="f_(\w+)" value="([^"]*)"', body))
+    selects = set(re.findall(r'<select name="f_(\w+)"', body))
+    fields = {f.name: f for f in FieldDefinition.objects.filter(is_active=True)}
+    editable = {n for n in Customer.CORE_FIELDS if expected_access(role, fields[n]) == E}
+    assert set(inputs) | selects == editable, role
+    for name, value in inputs.items():
+        assert html.unescape(value) == value_as_text(SAMPLES[name]), (role, name)

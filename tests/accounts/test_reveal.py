@@ -85,6 +85,9 @@ def test_it_rate_limits_reveals_per_user_per_hour(support, steward):
     assert response.status_code == 429
     assert "3" in response.json()["message"] and "a.b@example.com" not in response.content.decode()
     assert reveals().count() == 3
+    # The refused attempt is on record too, with why, though its transaction rolled back.
+    denied = AuditEvent.objects.get(kind=AuditEventKind.REVEAL_DENIED, user=support)
+    assert (denied.field, denied.reason, denied.details) == ("email", "ticket 7", {"why": "limit"})
     # The limit is per user: a colleague is not affected.
     other = APIClient()
     other.force_authenticate(steward)
@@ -133,6 +136,9 @@ def test_it_refuses_reveals_to_roles_without_the_permission_and_for_hidden_field
         == 400
     )
     assert not reveals().exists()
+    # Both refusals are logged (the unknown field is a mistake, not an attempt: not logged).
+    denied = AuditEvent.objects.filter(kind=AuditEventKind.REVEAL_DENIED, user=sales).order_by("id")
+    assert [(e.field, e.details["why"]) for e in denied] == [("email", "permission"), ("id_number", "permission")]
 
 
 def test_it_answers_404_when_revealing_on_a_customer_out_of_scope(sales):

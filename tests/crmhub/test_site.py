@@ -85,3 +85,17 @@ def test_it_lists_sources_and_the_data_dictionary_in_the_admin(client, admin_use
     page = client.get("/admin/crmhub/fielddefinition/").content.decode()
     assert "mobile" in page and "id_number" in page
     assert client.get("/admin/auth/group/").status_code == 200
+
+
+def test_sessions_expire_when_idle_but_are_not_written_on_every_request(client, steward, settings):
+    from django.contrib.sessions.models import Session
+
+    client.force_login(steward)
+    client.get("/")
+    key = client.session.session_key
+    first = Session.objects.get(session_key=key).expire_date
+    client.get("/")  # within the refresh interval: no write
+    assert Session.objects.get(session_key=key).expire_date == first
+    settings.CRMHUB_SESSION_REFRESH_SECONDS = 0  # the interval has passed: the expiry moves on
+    client.get("/")
+    assert Session.objects.get(session_key=key).expire_date > first

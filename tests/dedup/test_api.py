@@ -127,3 +127,62 @@ def test_a_steward_cannot_set_a_field_they_may_not_edit(candidate, steward):
         format="json",
     )
     assert r.status_code == 403
+
+
+@pytest.fixture
+def queue(db):  # noqa: ANN001, ANN201
+    crm, shop = make_source("crm"), make_source("shop")
+    a = add_person(crm, "Q1", full_name="甲")
+    b = add_person(crm, "Q2", full_name="乙")
+    c = add_person(shop, "Q3", full_name="丙")
+    d = add_person(crm, "Q4", full_name="丁")
+    return {
+        "ab": MatchCandidate.objects.create(left=a, right=b, score=0.97, rule="default"),
+        "bc": MatchCandidate.objects.create(left=b, right=c, score=0.86, rule="strict"),
+        "cd": MatchCandidate.objects.create(left=c, right=d, score=0.99, rule="default", status="rejected"),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, ["cd", "ab", "bc"]),
+        ({"status": "pending"}, ["ab", "bc"]),
+        ({"status": "pending", "source": "shop"}, ["bc"]),
+        ({"rule": "strict"}, ["bc"]),
+        ({"min_score": "0.9"}, ["cd", "ab"]),
+        ({"max_score": "0.9"}, ["bc"]),
+        ({"status": "pending", "assignee": "none"}, ["ab", "bc"]),
+    ],
+)
+def test_candidates_are_filtered(queue, steward, params, expected):
+    body = client_for(steward).get("/api/v1/candidates/", params).json()
+    assert [r["id"] for r in body["results"]] == [queue[k].pk for k in expected]
+
+
+@pytest.mark.django_db
+def test_a_bad_filter_says_what_is_wrong(queue, steward):
+    r = client_for(steward).get("/api/v1/candidates/", {"min_score": "high"})
+    assert r.status_code == 400 and "min_score must be a number" in str(r.json())
+    r = client_for(steward).get("/api/v1/candidates/", {"status": "maybe"})
+    assert r.status_code == 400 and "Unknown status" in str(r.json())
+
+
+@pytest.mark.django_db
+def test_a_steward_assigns_candidates_through_the_api(queue, steward, auditor, sales):
+    client = client_for(steward)
+    r = client.post(f"/api/v1/candidates/{queue['ab'].pk}/assign/", {"assignee": "me"}, format="json")
+    assert r.status_code == 200 and r.json()["assignee"] == steward.username
+    mine = client.get("/api/v1/candidates/", {"assignee": "me"}).json()
+    assert [x["id"] for x in mine["results"]] == [queue["ab"].pk]
+    by_name = client.get("/api/v1/candidates/", {"assignee": steward.username}).json()
+    assert [x["id"] for x in by_name["results"]] == [queue["ab"].pk]
+    r = client.post(f"/api/v1/candidates/{queue['bc'].pk}/assign/", {"assignee": sales.username}, format="json")
+    assert r.status_code == 400 and "not a data steward" in str(r.json())
+    r = client.post(f"/api/v1/candidates/{queue['ab'].pk}/assign/", {"assignee": None}, format="json")
+    assert r.status_code == 200 and r.json()["assignee"] is None
+    r = client.post(f"/api/v1/candidates/{queue['cd'].pk}/assign/", {"assignee": "me"}, format="json")
+    assert r.status_code == 409  # decided already
+    r = client_for(auditor).post(f"/api/v1/candidates/{queue['ab'].pk}/assign/", {"assignee": "me"}, format="json")
+    assert r.status_code == 403

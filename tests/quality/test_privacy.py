@@ -286,3 +286,56 @@ def test_it_refuses_an_erasure_without_a_mode_or_a_reference_and_changes_nothing
         privacy_erase(user=admin_user, subject=subject, mode=mode, reason=reason)
     assert Customer.objects.get(pk=person.customer.pk).mobile == MOBILE
     assert not PrivacyRequest.objects.exists()
+
+
+def test_erasure_removes_export_files_and_finished_dedup_working_data(person, admin_user, steward):
+    """Copies that could hold the person outside the tables erasure scrubs row by row."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from accounts.models import AuditEventKind, ExportRequest, ExportStatus
+    from dedup.choices import RunStatus
+    from dedup.models import DedupRun, DedupRunPart
+    from dedup.services import match_rule_default_ensure
+
+    export = ExportRequest.objects.create(requested_by=steward, status=ExportStatus.READY, generated_at=timezone.now())
+    export.file.save("export-x.csv", ContentFile(b"name,mobile\n"), save=True)
+    path = export.file.path
+    rule = match_rule_default_ensure()
+    finished = DedupRun.objects.create(rule=rule, status=RunStatus.COMPLETED)
+    running = DedupRun.objects.create(rule=rule, status=RunStatus.RUNNING)
+    DedupRunPart.objects.create(run=finished, number=1, payload=b"features", result=b"scores", done=True)
+    DedupRunPart.objects.create(run=running, number=1, payload=b"features")
+
+    subject = privacy_subject_find(user=admin_user, mobile="139 1234 5678", email=EMAIL)
+    request_row = privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request")
+
+    export.refresh_from_db()
+    assert export.status == ExportStatus.EXPIRED and not export.file
+    assert "erasure" in export.message
+    import os
+
+    assert not os.path.exists(path)
+    assert bytes(DedupRunPart.objects.get(run=finished).payload) == b""
+    assert bytes(DedupRunPart.objects.get(run=running).payload) == b"features"  # a live run keeps its input
+    assert request_row.counts["copies"]["export_files"] == 1
+    assert request_row.counts["copies"]["dedup_run_parts"] == 1
+    kinds = set(AuditEvent.objects.values_list("kind", flat=True))
+    assert {AuditEventKind.PRIVACY_ERASE_STARTED, AuditEventKind.PRIVACY_ERASE_DONE} <= kinds
+    labels = dict(AuditEventKind.choices)
+    assert all(kind in labels for kind in kinds), kinds - set(labels)
+
+
+def test_erasure_remembers_the_keys_so_an_old_file_cannot_bring_the_person_back(person, admin_user):
+    from crmhub.privacy import erased_keys
+
+    subject = privacy_subject_find(user=admin_user, mobile="139 1234 5678", email=EMAIL)
+    held = list(SourceRecord.objects.filter(pk__in=subject.source_record_ids).values_list("source_id", "source_key"))
+    privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request")
+    for source_id, key in held:
+        assert erased_keys(source_id, [key, "someone-else"]) == {key}
+    # Only keyed hashes are kept, never the key itself.
+    from crmhub.models import ErasedKey
+
+    stored = set(ErasedKey.objects.values_list("key_hash", flat=True))
+    assert stored and not any(key in stored for _, key in held)

@@ -98,3 +98,33 @@ def test_it_refuses_connector_pages_to_other_roles(client, sales, erp_source):
     assert client.get(reverse("imports:connector-create")).status_code == 403
     client.logout()
     assert client.get(reverse("imports:connector-list")).status_code == 302
+
+
+def test_test_connection_shows_columns_and_samples_and_never_the_password(client, admin_user, erp_source, pg_erp):
+    pg_erp.insert(erp_rows(7))
+    client.force_login(admin_user)
+    with_password = pg_erp.url.replace("postgres@", "postgres:TopSecret1@")  # trust auth: any password works
+    assert "TopSecret1" in with_password
+    create(client, pg_erp, secret=with_password)
+    connector = Connector.objects.get(name="erp")
+    test = client.get(reverse("imports:connector-test", args=[connector.pk])).content.decode()
+    assert "updated_at" in test and "E000005" in test and "E000006" not in test  # five sample rows
+    # A failing connection names the cause, without the password, on the page and in the sync's run.
+    Connector.objects.filter(pk=connector.pk).update(secret=with_password.rsplit("/", 1)[0] + "/no_such_db")
+    failed = client.get(reverse("imports:connector-test", args=[connector.pk])).content.decode()
+    assert "no_such_db" in failed or "refused" in failed.lower() or "not exist" in failed
+    from imports.connectors.services import connector_run_execute, connector_sync_request
+
+    run = connector_run_execute(run_id=connector_sync_request(connector=connector, enqueue=False).pk)
+    pages = [
+        test,
+        failed,
+        run.message,
+        Connector.objects.get(pk=connector.pk).last_error,
+        client.get(connector.get_absolute_url()).content.decode(),
+        client.get(reverse("imports:connector-list")).content.decode(),
+        client.get(reverse("imports:connector-edit", args=[connector.pk])).content.decode(),
+        client.get(f"/api/v1/connectors/{connector.pk}/").content.decode(),
+    ]
+    assert run.status == "failed" and all("TopSecret1" not in page for page in pages)
+    assert "postgres:***@" in pages[-1]  # the API shows the URL with the password masked
