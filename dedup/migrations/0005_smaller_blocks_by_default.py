@@ -13,7 +13,7 @@ def smaller_blocks(apps, schema_editor):  # noqa: ANN001, ANN201
 
 
 class Migration(migrations.Migration):
-    dependencies = [("dedup", "0003_default_match_rule")]
+    dependencies = [("dedup", "0004_survivorship")]
 
     operations = [
         migrations.AlterField(
