@@ -43,8 +43,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 
+# From the project root, so every app and templates/ are scanned into locale/ (LOCALE_PATHS).
 messages: install
-	cd crmhub && ../$(BIN)/django-admin makemessages -l zh_Hans --ignore "*/migrations/*"
+	$(BIN)/python manage.py makemessages -l zh_Hans --ignore "*/migrations/*" --ignore "tests/*" \
+		--ignore "bench/*" --ignore "scripts/*" --ignore "docs/*"
 	$(BIN)/python manage.py compilemessages --ignore .venv
 
 clean:

@@ -16,6 +16,13 @@ from accounts.policy import Access, policy_for
 STEWARDSHIP_FIELDS = ("status", "merged_into_id")
 
 
+def _stewardship_label(name: str) -> str:
+    """The model field's translated name ("status", "merged into"), not the column name."""
+    from crmhub.models import Customer
+
+    return str(Customer._meta.get_field(name.removesuffix("_id")).verbose_name)
+
+
 def _values(row) -> dict[str, Any]:  # noqa: ANN001
     from crmhub.models import Customer
 
@@ -62,7 +69,7 @@ def present_customer_history(user, customer, *, limit: int | None = 200) -> list
                 changes.append(
                     {
                         "field": name,
-                        "label": name,
+                        "label": _stewardship_label(name),
                         "access": int(Access.VISIBLE),
                         "old": previous_meta.get(name),
                         "new": meta[name],

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from accounts.policy import may_edit
 from crmhub.choices import ChangeChannel, ChangeEventType, CustomerStatus
@@ -60,17 +61,23 @@ def customer_update(
     """
     unknown = [n for n in values if n not in EDITABLE_FIELDS]
     if unknown:
-        raise ValidationError({n: "This field cannot be edited." for n in unknown})
+        raise ValidationError({n: _("This field cannot be edited.") for n in unknown})
     denied = [n for n in values if not may_edit(acting_user, n)]
     if denied:
-        raise PermissionDenied(f"You may not edit: {', '.join(denied)}.")
+        raise PermissionDenied(_("You may not edit: %(fields)s.") % {"fields": ", ".join(denied)})
     customer = Customer.objects.select_for_update().get(pk=customer_id)
     if customer.status != CustomerStatus.ACTIVE:
-        raise ValidationError(f"Customer {customer_id} is {customer.get_status_display()}; it cannot be edited.")
+        raise ValidationError(
+            _("Customer %(id)s is %(status)s; it cannot be edited.")
+            % {"id": customer_id, "status": customer.get_status_display()}
+        )
     if customer.version != int(expected_version):
         raise StaleVersionError(
-            f"Someone changed this customer since you opened it (now version {customer.version}, "
-            f"you had {expected_version}). Nothing was saved; look at the current values and try again."
+            _(
+                "Someone changed this customer since you opened it (now version %(now)s, you had %(read)s). "
+                "Nothing was saved; look at the current values and try again."
+            )
+            % {"now": customer.version, "read": expected_version}
         )
     errors: dict[str, list[str]] = {}
     cleaned: dict[str, Any] = {}
@@ -119,9 +126,12 @@ def customer_value_restore(
     a manual edit like any other (same checks), recorded with the reference ``restore:<history_id>``."""
     row = Customer.history.filter(id=customer_id, history_id=history_id).first()
     if row is None:
-        raise ValidationError(f"History entry {history_id} does not belong to customer {customer_id}.")
+        raise ValidationError(
+            _("History entry %(history)s does not belong to customer %(id)s.")
+            % {"history": history_id, "id": customer_id}
+        )
     if field not in EDITABLE_FIELDS:
-        raise ValidationError({field: "This field cannot be edited."})
+        raise ValidationError({field: _("This field cannot be edited.")})
     value = getattr(row, field)
     if isinstance(value, list):
         value = ", ".join(str(v) for v in value)  # the tags cleaner takes text, as from a form

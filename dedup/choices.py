@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class CandidateStatus(models.TextChoices):
@@ -52,3 +53,36 @@ class SurvivorshipTieBreak(models.TextChoices):
 class OverridePolicy(models.TextChoices):
     UNTIL_NEWER = "until_newer", _("Hold until a newer source value arrives")
     ALWAYS = "always", _("Always hold")
+
+
+# The matcher's comparison and level codes (dedup.comparators) as shown to people. The English
+# text stays the code itself; other languages translate it (a context keeps "close", "same"...
+# apart from the same words elsewhere). Literal calls, so makemessages finds them.
+MATCH_COMPARISON_LABELS = {
+    "name": pgettext_lazy("match comparison", "name"),
+    "birth_date": pgettext_lazy("match comparison", "birth_date"),
+    "mobile": pgettext_lazy("match comparison", "mobile"),
+    "id_number": pgettext_lazy("match comparison", "id_number"),
+    "email": pgettext_lazy("match comparison", "email"),
+    "gender": pgettext_lazy("match comparison", "gender"),
+    "location": pgettext_lazy("match comparison", "location"),
+    "wechat_unionid": pgettext_lazy("match comparison", "wechat_unionid"),
+    "member_no": pgettext_lazy("match comparison", "member_no"),
+}
+MATCH_LEVEL_LABELS = {
+    "exact": pgettext_lazy("match level", "exact"),
+    "sound_alike": pgettext_lazy("match level", "sound_alike"),
+    "swapped": pgettext_lazy("match level", "swapped"),
+    "close": pgettext_lazy("match level", "close"),
+    "similar": pgettext_lazy("match level", "similar"),
+    "different": pgettext_lazy("match level", "different"),
+    "day_month_swapped": pgettext_lazy("match level", "day_month_swapped"),
+    "one_part": pgettext_lazy("match level", "one_part"),
+    "typo": pgettext_lazy("match level", "typo"),
+    "near": pgettext_lazy("match level", "near"),
+    "same": pgettext_lazy("match level", "same"),
+    "same_address": pgettext_lazy("match level", "same_address"),
+    "same_postcode": pgettext_lazy("match level", "same_postcode"),
+    "same_city": pgettext_lazy("match level", "same_city"),
+    "missing": pgettext_lazy("match level", "missing"),
+}

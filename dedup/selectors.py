@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.permissions import restrict_customers
 from accounts.policy import Access, policy_for, value_as_text
@@ -214,7 +215,9 @@ class ReviewFilters:
             try:
                 return float(raw)
             except ValueError:
-                raise ValueError(f"{name} must be a number, not {raw!r}.") from None
+                raise ValueError(
+                    _("%(name)s must be a number, not %(raw)s.") % {"name": name, "raw": repr(raw)}
+                ) from None
 
         out = cls(
             status=status,
@@ -227,15 +230,17 @@ class ReviewFilters:
             assignee=(params.get("assignee") or "").strip(),
         )
         if out.status and out.status not in CandidateStatus.values:
-            raise ValueError(f"Unknown status; use one of {', '.join(CandidateStatus.values)}.")
+            raise ValueError(
+                _("Unknown status; use one of %(choices)s.") % {"choices": ", ".join(CandidateStatus.values)}
+            )
         if out.band and out.band not in SCORE_BANDS:
-            raise ValueError(f"Unknown score band; use one of {', '.join(SCORE_BANDS)}.")
+            raise ValueError(_("Unknown score band; use one of %(choices)s.") % {"choices": ", ".join(SCORE_BANDS)})
         if out.age and out.age not in AGES:
-            raise ValueError(f"Unknown age; use one of {', '.join(AGES)}.")
+            raise ValueError(_("Unknown age; use one of %(choices)s.") % {"choices": ", ".join(AGES)})
         if out.assignee and out.assignee not in ("me", "none") and not out.assignee.isdigit():
             user = get_user_model().objects.filter(username=out.assignee).only("pk").first()
             if user is None:
-                raise ValueError(f"No user named {out.assignee!r}.")
+                raise ValueError(_("No user named %(name)s.") % {"name": repr(out.assignee)})
             out.assignee = str(user.pk)
         return out
 

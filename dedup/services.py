@@ -17,6 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from simple_history.utils import bulk_update_with_history
 
 from accounts.crypto import EncryptedTextField, decrypt, encrypt
@@ -100,9 +101,11 @@ def rule_get(name: str | None = None) -> MatchRule:
         rule = MatchRule.objects.filter(name=name).first()
         if rule is None:
             known = ", ".join(MatchRule.objects.values_list("name", flat=True)) or "none"
-            raise ValidationError(f"There is no match rule named {name!r} (known: {known}).")
+            raise ValidationError(
+                _("There is no match rule named %(name)s (known: %(known)s).") % {"name": repr(name), "known": known}
+            )
         if not rule.is_active:
-            raise ValidationError(f"The match rule {name!r} is not active.")
+            raise ValidationError(_("The match rule %(name)s is not active.") % {"name": repr(name)})
         return rule
     if not MatchRule.objects.exists():
         match_rule_default_ensure()
@@ -111,7 +114,7 @@ def rule_get(name: str | None = None) -> MatchRule:
         or MatchRule.objects.filter(is_active=True).first()
     )
     if rule is None:
-        raise ValidationError("No active match rule exists; create one in the admin.")
+        raise ValidationError(_("No active match rule exists; create one in the admin."))
     return rule
 
 
@@ -120,7 +123,7 @@ def match_rule_default_ensure() -> MatchRule:
     from importlib import import_module
 
     spec = import_module("dedup.migrations.0003_default_match_rule").DEFAULT_RULE
-    rule, _ = MatchRule.objects.get_or_create(
+    rule, _created = MatchRule.objects.get_or_create(
         name=spec["name"], defaults={k: v for k, v in spec.items() if k != "name"}
     )
     return rule
@@ -260,12 +263,15 @@ def _merge_plan(
     chosen: dict = {}
     for name, value in (values or {}).items():
         if name not in Customer.CORE_FIELDS:
-            raise MergeValueError(f"{name!r} is not a field that can be chosen in a merge.")
+            raise MergeValueError(_("%(name)s is not a field that can be chosen in a merge.") % {"name": repr(name)})
         field = Customer._meta.get_field(name)
         try:
             value = field.to_python(value) if value not in (None, "") else ("" if not field.null else None)
         except ValidationError as exc:
-            raise MergeValueError(f"The value chosen for {name!r} is not valid: {'; '.join(exc.messages)}") from exc
+            raise MergeValueError(
+                _("The value chosen for %(name)s is not valid: %(errors)s")
+                % {"name": repr(name), "errors": "; ".join(exc.messages)}
+            ) from exc
         if value != getattr(survivor, name):
             out[name] = value
         else:
@@ -341,21 +347,22 @@ def customers_merge(
     if survivor_id not in ids:
         ids = sorted({*ids, survivor_id})
     if len(ids) < 2:
-        raise MergeError("A merge needs at least two different customers.")
+        raise MergeError(_("A merge needs at least two different customers."))
     locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
     missing = [i for i in ids if i not in locked]
     if missing:
-        raise MergeError(f"No customer with id {', '.join(map(str, missing))}.")
+        raise MergeError(_("No customer with id %(ids)s.") % {"ids": ", ".join(map(str, missing))})
     inactive = [i for i in ids if locked[i].status != CustomerStatus.ACTIVE]
     if inactive:
         raise MergeError(
-            f"Customer {', '.join(map(str, inactive))} is not active (already merged or erased); merge its survivor."
+            _("Customer %(ids)s is not active (already merged or erased); merge its survivor.")
+            % {"ids": ", ".join(map(str, inactive))}
         )
     for cid, version in (expected_versions or {}).items():
         if int(cid) in locked and locked[int(cid)].version != int(version):
             raise StaleVersionError(
-                f"Customer {cid} changed since it was read (version {locked[int(cid)].version}, not {version}); "
-                "reload and try again."
+                _("Customer %(id)s changed since it was read (version %(now)s, not %(read)s); reload and try again.")
+                % {"id": cid, "now": locked[int(cid)].version, "read": version}
             )
     target = locked[survivor_id]
     others = [locked[i] for i in ids if i != survivor_id]
@@ -794,19 +801,22 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
     interaction that moved on stays where it is, and each such case is reported."""
     merge = Merge.objects.select_for_update().get(pk=merge.pk)
     if merge.status == MergeStatus.UNDONE:
-        raise MergeError(f"Merge {merge.pk} was already undone.")
+        raise MergeError(_("Merge %(id)s was already undone.") % {"id": merge.pk})
     ids = [int(i) for i in merge.before["customers"]]
     locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
     survivor = locked[merge.survivor_id]
     if survivor.status != CustomerStatus.ACTIVE:
         raise MergeError(
-            f"Customer {survivor.pk} was merged again afterwards (into {survivor.merged_into_id}); "
-            "undo that later merge first."
+            _("Customer %(id)s was merged again afterwards (into %(target)s); undo that later merge first.")
+            % {"id": survivor.pk, "target": survivor.merged_into_id}
         )
     for cid in merge.merged_ids:
         c = locked[int(cid)]
         if c.status != CustomerStatus.MERGED or c.merged_into_id != survivor.pk:
-            raise MergeError(f"Customer {cid} is no longer merged into {survivor.pk}; this merge cannot be undone.")
+            raise MergeError(
+                _("Customer %(id)s is no longer merged into %(survivor)s; this merge cannot be undone.")
+                % {"id": cid, "survivor": survivor.pk}
+            )
     from dedup.models import FieldOverride
     from dedup.survivorship import golden_record_recompute, overrides_restore
 
@@ -1029,8 +1039,13 @@ def _decided_message(candidate: MatchCandidate) -> str:
     when = timezone.localtime(candidate.decided_at).strftime("%Y-%m-%d %H:%M") if candidate.decided_at else ""
     status = candidate.get_status_display()
     if who:
-        return f"Candidate {candidate.pk} is not waiting for review: {who} decided it at {when} ({status})."
-    return f"Candidate {candidate.pk} is not waiting for review (it is {status})."
+        return _("Candidate %(id)s is not waiting for review: %(who)s decided it at %(when)s (%(status)s).") % {
+            "id": candidate.pk,
+            "who": who,
+            "when": when,
+            "status": status,
+        }
+    return _("Candidate %(id)s is not waiting for review (it is %(status)s).") % {"id": candidate.pk, "status": status}
 
 
 @transaction.atomic
@@ -1051,9 +1066,15 @@ def candidate_approve(
     survivors = _surviving_ids({candidate.left_id, candidate.right_id})
     left, right = survivors[candidate.left_id], survivors[candidate.right_id]
     if left == right:
-        raise MergeError(f"Candidate {candidate.pk}: both records already belong to customer {left}.")
+        raise MergeError(
+            _("Candidate %(id)s: both records already belong to customer %(customer)s.")
+            % {"id": candidate.pk, "customer": left}
+        )
     if survivor is not None and survivor not in (left, right):
-        raise MergeError(f"Customer {survivor} is not one of the pair ({left}, {right}).")
+        raise MergeError(
+            _("Customer %(id)s is not one of the pair (%(left)s, %(right)s).")
+            % {"id": survivor, "left": left, "right": right}
+        )
     merge = customers_merge(
         customers=[left, right],
         survivor=survivor if survivor is not None else min(left, right),
@@ -1097,7 +1118,9 @@ def candidates_assign(*, candidate_ids: Iterable[int], assignee, acting_user) ->
     from dedup.permissions import can_review
 
     if assignee is not None and not can_review(assignee):
-        raise ValidationError(f"{assignee.get_username()} is not a data steward; only stewards can be assigned.")
+        raise ValidationError(
+            _("%(user)s is not a data steward; only stewards can be assigned.") % {"user": assignee.get_username()}
+        )
     return MatchCandidate.objects.filter(pk__in=list(candidate_ids), status=CandidateStatus.PENDING).update(
         assignee=assignee
     )
@@ -1124,7 +1147,7 @@ def cluster_approve(
         .order_by("pk")
     )
     if len(candidates) != len(ids):
-        raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
+        raise CandidateDecidedError(_("Some of these candidates no longer exist; reload the queue."))
     for candidate in candidates:
         if candidate.status != CandidateStatus.PENDING:
             raise CandidateDecidedError(_decided_message(candidate))
@@ -1141,11 +1164,14 @@ def cluster_approve(
     survivors = _surviving_ids(originals)
     customers = sorted(set(survivors.values()))
     if len(customers) < 2:
-        raise MergeError("These records already belong to one customer.")
+        raise MergeError(_("These records already belong to one customer."))
     apart = {p for p in rejected_pairs(set(customers)) if p[0] in customers and p[1] in customers}
     if apart:
         a, b = sorted(apart)[0]
-        raise MergeError(f"Customers {a} and {b} were marked as different people; decide the pairs one by one instead.")
+        raise MergeError(
+            _("Customers %(a)s and %(b)s were marked as different people; decide the pairs one by one instead.")
+            % {"a": a, "b": b}
+        )
     merge = customers_merge(
         customers=customers,
         survivor=survivor if survivor is not None else customers[0],
@@ -1172,7 +1198,7 @@ def cluster_reject(*, candidate_ids: Iterable[int], acting_user, note: str = "")
         .order_by("pk")
     )
     if len(candidates) != len(ids):
-        raise CandidateDecidedError("Some of these candidates no longer exist; reload the queue.")
+        raise CandidateDecidedError(_("Some of these candidates no longer exist; reload the queue."))
     for candidate in candidates:
         if candidate.status != CandidateStatus.PENDING:
             raise CandidateDecidedError(_decided_message(candidate))
@@ -1219,7 +1245,7 @@ def dedup_run_create(*, rule_name: str | None = None, source_code: str = "", use
     rule = rule_get(rule_name)
     rule.config()  # a broken rule fails here, with its reason, not halfway through a run
     if source_code and not Source.objects.filter(code=source_code).exists():
-        raise ValidationError(f"There is no source with code {source_code!r}.")
+        raise ValidationError(_("There is no source with code %(code)s.") % {"code": repr(source_code)})
     return DedupRun.objects.create(rule=rule, source_code=source_code, created_by=user)
 
 
@@ -1546,7 +1572,7 @@ def _candidates_upsert(rows: list[dict]) -> None:
 def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
     """The whole run in this process (``--inline``, tests)."""
     if not dedup_run_claim(run.pk):
-        raise ValidationError(f"Run {run.pk} is not queued (it is {run.status}).")
+        raise ValidationError(_("Run %(id)s is not queued (it is %(status)s).") % {"id": run.pk, "status": run.status})
     run.refresh_from_db()
     try:
         dedup_run_prepare(run=run)
@@ -1687,7 +1713,7 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
             },
         )
         return {**base, "customer": other, "action": "merged", "merge": merge.pk, "score": float(res.score[best])}
-    candidate, _ = MatchCandidate.objects.update_or_create(
+    candidate, _created = MatchCandidate.objects.update_or_create(
         left_id=left,
         right_id=right,
         defaults={

@@ -36,6 +36,22 @@ def field_label(name: str, fields) -> str:  # noqa: ANN001
 
 
 @register.filter
+def match_comparison_label(code: str) -> str:
+    """A matcher comparison (name, mobile, ...) in the reader's language; unknown codes as they are."""
+    from dedup.choices import MATCH_COMPARISON_LABELS
+
+    return str(MATCH_COMPARISON_LABELS[code]) if code in MATCH_COMPARISON_LABELS else code
+
+
+@register.filter
+def match_level_label(code: str) -> str:
+    """A matcher comparison level (exact, sound_alike, ...) in the reader's language."""
+    from dedup.choices import MATCH_LEVEL_LABELS
+
+    return str(MATCH_LEVEL_LABELS[code]) if code in MATCH_LEVEL_LABELS else code
+
+
+@register.filter
 def channel_label(value: str) -> str:
     """The label of a change channel (web, api, import, connector, merge, ...)."""
     from crmhub.choices import ChangeChannel

@@ -29,20 +29,23 @@
     lineChart(trendCanvas, labels, trend, true);
 
     var sources = Object.keys(data.sources).sort();
-    new window.Chart(document.getElementById("chart-sources"), {
+    // Legend labels come translated from the template's data attributes.
+    var sourcesCanvas = document.getElementById("chart-sources");
+    new window.Chart(sourcesCanvas, {
       type: "bar",
       data: {
         labels: sources,
         datasets: ["completeness", "validity"].map(function (metric) {
-          return { label: metric, data: sources.map(function (s) { var v = data.sources[s][metric]; return v == null ? null : Math.round(v * 1000) / 10; }) };
+          return { label: sourcesCanvas.dataset[metric] || metric, data: sources.map(function (s) { var v = data.sources[s][metric]; return v == null ? null : Math.round(v * 1000) / 10; }) };
         }),
       },
       options: { animation: false, scales: { y: { min: 0, max: 100 } } },
     });
 
     var backlogDays = Object.keys(data.backlog).sort();
-    lineChart(document.getElementById("chart-backlog"), backlogDays,
-      [{ label: "pending", data: backlogDays.map(function (d) { return data.backlog[d]; }) }], false);
+    var backlogCanvas = document.getElementById("chart-backlog");
+    lineChart(backlogCanvas, backlogDays,
+      [{ label: backlogCanvas.dataset.label || "pending", data: backlogDays.map(function (d) { return data.backlog[d]; }) }], false);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
