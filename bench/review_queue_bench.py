@@ -131,7 +131,7 @@ def main() -> None:
         fresh = get_user_model().objects.get(pk=user.pk)
         return lambda: selectors.review_items(user=fresh, filters=selectors.ReviewFilters.from_params(params))[:20]
 
-    print(f"items: {len(selectors.review_items(user=user, filters=selectors.ReviewFilters()))} (counted up to 10,001)")
+    print(f"items: {len(selectors.review_items(user=user, filters=selectors.ReviewFilters()))} (counted up to {selectors.QUEUE_COUNT_LIMIT + 1})")
     rows = [
         ("pending_count", selectors.pending_count),
         ("review_items (all)", items()),
