@@ -131,7 +131,8 @@ def main() -> None:
         fresh = get_user_model().objects.get(pk=user.pk)
         return lambda: selectors.review_items(user=fresh, filters=selectors.ReviewFilters.from_params(params))[:20]
 
-    print(f"items: {len(selectors.review_items(user=user, filters=selectors.ReviewFilters()))} (counted up to {selectors.QUEUE_COUNT_LIMIT + 1})")
+    counted = len(selectors.review_items(user=user, filters=selectors.ReviewFilters()))
+    print(f"items: {counted} (counted up to {selectors.QUEUE_COUNT_LIMIT + 1})")
     rows = [
         ("pending_count", selectors.pending_count),
         ("review_items (all)", items()),
