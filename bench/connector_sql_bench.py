@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmhub.settings")
+# Measure as deployed: DEBUG would keep every SQL statement (with its parameters) in memory.
+os.environ.setdefault("DEBUG", "0")
 
 import django  # noqa: E402
 
@@ -30,7 +32,7 @@ from django.db import connection  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"
-TABLE = "bench_conn_customers"
+TABLE = os.environ.get("BENCH_CONN_TABLE", "bench_conn_customers")  # another name keeps parallel runs apart
 TABLES = [
     "imports_importrunissue",
     "imports_importrunchange",
@@ -67,6 +69,15 @@ def fill(rows: int) -> None:
     engine.dispose()
 
 
+def backend_cpu() -> float:
+    """CPU seconds (user + system) of this connection's PostgreSQL backend so far (same machine)."""
+    with connection.cursor() as c:
+        c.execute("SELECT pg_backend_pid()")
+        pid = c.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset() -> None:
     with connection.cursor() as c:
         c.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
@@ -91,9 +102,11 @@ def main() -> None:
     results = []
 
     kind = SqlConnector(config=config, secret=MARIADB)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     read = sum(len(p.rows) for p in kind.pages(args.page_size))
-    results.append(("connector alone: read every page", read, time.perf_counter() - started))
+    results.append(
+        ("connector alone: read every page", read, time.perf_counter() - started, time.process_time() - cpu, 0)
+    )
 
     reset()
     source, _ = source_get_or_create(code="bench-erp")
@@ -105,9 +118,17 @@ def main() -> None:
         secret=MARIADB,
         mapping={"name": "full_name", "mobile": "mobile", "email": "email", "city": "city"},
     )
-    started = time.perf_counter()
+    started, cpu, db = time.perf_counter(), time.process_time(), backend_cpu()
     run = connector_run_execute(run_id=connector_sync_request(connector=connector, enqueue=False).pk)
-    results.append(("first sync through the pipeline", run.rows_done, time.perf_counter() - started))
+    results.append(
+        (
+            "first sync through the pipeline",
+            run.rows_done,
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+            backend_cpu() - db,
+        )
+    )
     print(run.status, run.summary(), run.message, flush=True)
 
     engine = create_engine(MARIADB)
@@ -115,14 +136,24 @@ def main() -> None:
         conn.execute(text(f"UPDATE {TABLE} SET level = 'vip', updated_at = '2027-01-01' WHERE id % 100 = 0"))
     engine.dispose()
     connector.refresh_from_db()
-    started = time.perf_counter()
+    started, cpu, db = time.perf_counter(), time.process_time(), backend_cpu()
     run = connector_run_execute(run_id=connector_sync_request(connector=connector, enqueue=False).pk)
-    results.append(("incremental sync, 1 % changed", run.rows_done, time.perf_counter() - started))
+    results.append(
+        (
+            "incremental sync, 1 % changed",
+            run.rows_done,
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+            backend_cpu() - db,
+        )
+    )
     print(run.status, run.summary(), flush=True)
 
-    print("\n| measurement | rows | seconds | rows/s |\n|---|---:|---:|---:|")
-    for name, rows, seconds in results:
-        print(f"| {name} | {rows:,} | {seconds:.1f} | {rows / seconds:,.0f} |")
+    print("\n| measurement | rows | seconds | rows/s | CPU s (process) | CPU s (PostgreSQL backend) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, rows, seconds, cpu, db in results:
+        print(f"| {name} | {rows:,} | {seconds:.1f} | {rows / seconds:,.0f} | {cpu:.1f} | {db:.1f} |")
+    print(f"load average at the end: {os.getloadavg()}")
     engine = create_engine(MARIADB)
     with engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))

@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crmhub.settings")
+# Measured as deployed: without DEBUG (which keeps every query's SQL text in memory).
+os.environ.setdefault("DEBUG", "false")
 
 
 def pairs_within(groups: dict) -> int:

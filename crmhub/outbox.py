@@ -131,6 +131,41 @@ def _copy_events(changes: list[Change], secret_names: set[str], *, channel: str,
             )
 
 
+def changes_insert_select_sql(
+    *, event_type: str, customer_id_sql: str, data_sql: str, from_sql: str, changed_fields_sql: str | None = None
+) -> tuple[str, dict]:
+    """One INSERT … SELECT of events, for writers that build golden records set-based: one event
+    of ``event_type`` per row of ``from_sql`` (``FROM …``), its customer and data (jsonb,
+    secret values already sealed) given as SQL expressions, the changed fields being the keys
+    of the data in Python's sort order (or ``changed_fields_sql``, a jsonb list the caller
+    knows already). Call ``changes_writer_begin`` first, in the transaction."""
+    ctx = current_change_context()
+    columns = ", ".join(ChangeEvent._meta.get_field(n).column for n in _COPY_COLUMNS)
+    changed = changed_fields_sql or (
+        f"COALESCE((SELECT jsonb_agg(k ORDER BY k COLLATE \"C\") FROM jsonb_object_keys({data_sql}) AS k), '[]')"
+    )
+    sql = (
+        f"INSERT INTO {ChangeEvent._meta.db_table} ({columns}) "
+        f"SELECT gen_random_uuid(), %(ev_type)s, {customer_id_sql}, {changed}, {data_sql}, %(ev_channel)s, "
+        f"%(ev_ref)s, %(ev_user)s, %(ev_now)s {from_sql}"
+    )
+    params = {
+        "ev_type": event_type,
+        "ev_channel": ctx.channel,
+        "ev_ref": ctx.ref[:200],
+        "ev_user": getattr(ctx.user, "pk", None),
+        "ev_now": timezone.now(),
+    }
+    return sql, params
+
+
+def changes_writer_begin() -> None:
+    """What ``changes_record_bulk`` does before writing, for writers that insert events in SQL."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("outbox events must be written inside the transaction that makes the change")
+    _hold_writer_lock()
+
+
 def change_record(
     *, event_type: str, customer_id: int, changed_fields: list[str] | None = None, data: dict[str, Any] | None = None
 ) -> None:

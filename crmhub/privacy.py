@@ -606,10 +606,18 @@ def _scrub_copies(subject: Subject, keys_held: list[tuple[int, str]], personal: 
     return counts
 
 
-def erased_keys(source_id: int, keys: Iterable[str]) -> set[str]:
-    """The ``keys`` of source ``source_id`` whose person was erased (see ErasedKey). Costs one
-    small query per call, and hashing only when the source has erased keys at all."""
-    hashes = set(ErasedKey.objects.filter(source_id=source_id).values_list("key_hash", flat=True))
+def erased_key_hashes(source_id: int) -> set[str]:
+    """The keyed hashes of source ``source_id``'s erased keys (see ErasedKey); usually none."""
+    return set(ErasedKey.objects.filter(source_id=source_id).values_list("key_hash", flat=True))
+
+
+def erased_among(hashes: set[str], keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` are erased, given ``erased_key_hashes``; hashes only if there are any."""
     if not hashes:
         return set()
     return {k for k in keys if k and any(h in hashes for h in blind_index_candidates(k))}
+
+
+def erased_keys(source_id: int, keys: Iterable[str]) -> set[str]:
+    """The ``keys`` of source ``source_id`` whose person was erased: one small query."""
+    return erased_among(erased_key_hashes(source_id), keys)

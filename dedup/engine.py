@@ -6,6 +6,7 @@ services feed it rows and persist what it returns; the Celery tasks split its mi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ DEFAULT_CONFIG: dict = {
     },
     "auto_threshold": 0.9999,
     "review_threshold": 0.80,
-    "max_block": 100,
+    "max_block": 10,
     "max_cluster": 20,
     "learn": True,
     "random_pairs": 200_000,
@@ -48,7 +49,7 @@ class RuleConfig:
     comparison_params: dict[str, dict]
     auto_threshold: float
     review_threshold: float
-    max_block: int = 100
+    max_block: int = 10
     max_cluster: int = 20
     learn: bool = True
     random_pairs: int = 200_000
@@ -177,6 +178,34 @@ def explanation(config: RuleConfig, levels_row: np.ndarray, contributions_row: n
             }
         )
     return out
+
+
+class Explainer:
+    """``explanation`` for many pairs: each comparison's entry is built once per (level,
+    weight) reached, and with ``as_json`` returned as JSON text ready for COPY."""
+
+    def __init__(self, config: RuleConfig, *, as_json: bool = False) -> None:
+        self.config = config
+        self.as_json = as_json
+        self.cache: dict[tuple[int, int, float], object] = {}
+
+    def __call__(self, levels_row: np.ndarray, contributions_row: np.ndarray) -> list[dict] | str:
+        parts = []
+        for k, (level, weight) in enumerate(zip(levels_row.tolist(), contributions_row.tolist(), strict=True)):
+            key = (k, level, round(weight, 2))
+            part = self.cache.get(key)
+            if part is None:
+                comparison = self.config.comparisons[k]
+                part = {
+                    "comparison": comparison.name,
+                    "fields": list(comparison.fields),
+                    "level": "missing" if level == 0 else comparison.levels[level - 1],
+                    "weight": key[2],
+                }
+                part = json.dumps(part, ensure_ascii=False) if self.as_json else part
+                self.cache[key] = part
+            parts.append(part)
+        return "[" + ", ".join(parts) + "]" if self.as_json else [dict(p) for p in parts]
 
 
 def differ_function(config: RuleConfig, params: scoring.Parameters, features: pd.DataFrame):  # noqa: ANN201

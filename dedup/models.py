@@ -55,7 +55,7 @@ class MatchRule(models.Model):
     review_threshold = models.FloatField(
         _("review threshold"), default=0.80, help_text=_("Match probability from which a pair goes to review.")
     )
-    max_block_size = models.PositiveIntegerField(_("largest block"), default=100)
+    max_block_size = models.PositiveIntegerField(_("largest block"), default=10)
     max_cluster_size = models.PositiveIntegerField(_("largest cluster"), default=20)
     learn_parameters = models.BooleanField(
         _("learn m/u from the data"), default=True, help_text=_("Otherwise the comparisons' default m values are used.")

@@ -451,36 +451,89 @@ def _announce_merges(merges: list[tuple[int, list[int], dict]]) -> None:
 
 def _set_based_update(model, objs: list, fields: list[str]) -> None:  # noqa: ANN001
     """``bulk_update`` without its per-row CASE expressions (slow for thousands of rows): on
-    PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` per batch; elsewhere Django's bulk_update."""
+    PostgreSQL one ``UPDATE ... FROM unnest(arrays)`` (one array parameter per column, so the
+    statement stays a few hundred bytes whatever the number of rows); elsewhere bulk_update."""
     if not objs:
         return
     if connection.vendor != "postgresql":
         model.objects.bulk_update(objs, fields, batch_size=500)
         return
+    qn = connection.ops.quote_name
     concrete = [model._meta.get_field(f) for f in fields]
     pk = model._meta.pk
-    table = connection.ops.quote_name(model._meta.db_table)
-    cols = [connection.ops.quote_name(f.column) for f in concrete]
-    casts = [pk.db_type(connection)] + [f.db_type(connection) for f in concrete]
-    casts = ["bigint" if c == "bigserial" else c for c in casts]
-    row_sql = "(" + ", ".join(f"%s::{c}" for c in casts) + ")"
-    sets = ", ".join(f"{c} = v.{c}" for c in cols)
-    names = ", ".join([connection.ops.quote_name(pk.column), *cols])
-    connection.ensure_connection()
-    # A plain psycopg cursor binds parameters on the server: Django's client-side binding would
-    # quote tens of thousands of values in Python.
-    with connection.connection.cursor() as cursor:
-        for start in range(0, len(objs), 1000):
-            batch = objs[start : start + 1000]
-            params: list = []
-            for obj in batch:
-                params.append(obj.pk)
-                params.extend(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete)
+    arrays = [[obj.pk for obj in objs]]
+    casts = [_array_type(pk)]
+    for f in concrete:
+        arrays.append([f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs])
+        casts.append(_array_type(f))
+    names = ["pk_", *(f"c{k}" for k in range(len(concrete)))]
+    sets = ", ".join(f"{qn(f.column)} = v.c{k}" for k, f in enumerate(concrete))
+    unnest = ", ".join(f"%s::{c}" for c in casts)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {qn(model._meta.db_table)} AS t SET {sets} FROM unnest({unnest}) AS v({', '.join(names)}) "  # noqa: S608
+            f"WHERE t.{qn(pk.column)} = v.pk_",
+            arrays,
+        )
+
+
+def _array_type(field) -> str:  # noqa: ANN001
+    db_type = field.db_type(connection) if not field.is_relation else field.target_field.rel_db_type(connection)
+    return {"bigserial": "bigint", "serial": "integer"}.get(db_type, db_type) + "[]"
+
+
+def _history_insert_select(model, ids: list[int], *, user, attrs: dict) -> None:  # noqa: ANN001
+    """History rows ("~") of rows just updated, copied from the rows themselves inside
+    PostgreSQL (``INSERT ... SELECT``): no model instances, no values through Python."""
+    if not ids:
+        return
+    qn = connection.ops.quote_name
+    history = model.history.model
+    tracked = [f.column for f in history.tracked_fields]
+    extra = {
+        "history_date": timezone.now(),
+        "history_user_id": getattr(user, "pk", None),
+        "history_change_reason": None,
+        "history_type": "~",
+        **attrs,
+    }
+    known = set(tracked) | set(extra) | {history._meta.pk.column}
+    unknown = [f.column for f in history._meta.concrete_fields if f.column not in known]
+    if unknown:  # a history column nobody fills: refuse rather than write incomplete history
+        raise RuntimeError(f"history of {model.__name__}: no value for {', '.join(unknown)}")
+    columns = ", ".join(qn(c) for c in [*tracked, *extra])
+    selected = ", ".join([*(f"t.{qn(c)}" for c in tracked), *(["%s"] * len(extra))])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {qn(history._meta.db_table)} ({columns}) SELECT {selected} "  # noqa: S608
+            f"FROM {qn(model._meta.db_table)} AS t WHERE t.{qn(model._meta.pk.column)} = ANY(%s::bigint[])",
+            [*extra.values(), list(ids)],
+        )
+
+
+def _move_rows(model, target_of: dict[int, int], *, user, attrs: dict) -> dict[int, int]:  # noqa: ANN001
+    """Point the rows (source records, interactions) of merged-away customers at their
+    survivor, with history. Returns row pk → the customer it belonged to before."""
+    if not target_of:
+        return {}
+    if connection.vendor == "postgresql":
+        qn = connection.ops.quote_name
+        with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} AS t SET {sets} FROM (VALUES {', '.join([row_sql] * len(batch))}) AS v({names}) "  # noqa: S608
-                f"WHERE t.{connection.ops.quote_name(pk.column)} = v.{connection.ops.quote_name(pk.column)}",
-                params,
+                f"UPDATE {qn(model._meta.db_table)} AS r SET customer_id = v.target "  # noqa: S608
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(old, target) WHERE r.customer_id = v.old "
+                "RETURNING r.id, v.old",
+                [list(target_of), list(target_of.values())],
             )
+            moved = dict(cursor.fetchall())
+        _history_insert_select(model, sorted(moved), user=user, attrs=attrs)
+        return moved
+    rows = list(model.objects.select_for_update().filter(customer_id__in=list(target_of)).order_by("pk"))
+    moved = {r.pk: r.customer_id for r in rows}
+    for r in rows:
+        r.customer_id = target_of[r.customer_id]
+    _update_with_history(model, rows, ["customer"], user=user, attrs=attrs)
+    return moved
 
 
 def _copy_objects(model, objs: list, *, with_pk: bool = False) -> None:  # noqa: ANN001
@@ -546,10 +599,28 @@ def _update_with_history(model, objs: list, fields: list[str], *, user, attrs: d
     if not objs:
         return
     _set_based_update(model, objs, fields)
-    _copy_objects(model.history.model, _history_objects(model, objs, user=user, attrs=attrs))
+    if connection.vendor == "postgresql":
+        _history_insert_select(model, [o.pk for o in objs], user=user, attrs=attrs)
+    else:
+        _copy_objects(model.history.model, _history_objects(model, objs, user=user, attrs=attrs))
 
 
-MERGE_CHUNK = 1000
+def _snap(field, value):  # noqa: ANN001, ANN202
+    """One value as ``_customer_values`` keeps it in a snapshot (JSON-ready, secrets sealed)."""
+    import datetime as dt
+
+    if field.name == "id_number" and value:
+        return encrypt(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (list, dict)):
+        return json.loads(json.dumps(value, cls=_SnapshotEncoder))
+    return value
+
+
+MERGE_CHUNK = 2000
+_TOMBSTONE_FIELDS = ["status", "merged_into", "version", "updated_at"]
+_DERIVED = {"name_pinyin", "id_number_hash"}
 
 
 def customers_merge_many(
@@ -559,10 +630,15 @@ def customers_merge_many(
     note: str = "",
     origin: str = MergeOrigin.AUTO,
 ) -> dict[int, int]:
-    """Many merges at once, set-based (the batch run's automatic links): the same effects,
-    snapshots and history as ``customers_merge`` per cluster (survivor = first id), in a few
-    queries per chunk of clusters instead of a few per cluster. Clusters with a customer no
-    longer active are skipped. Returns survivor id → merge id."""
+    """Many merges at once, set-based (the batch run's automatic links): the same effects and
+    history as ``customers_merge`` per cluster (survivor = first id), in a few queries per
+    chunk of clusters instead of a few per cluster. Clusters with a customer no longer active
+    are skipped. Returns survivor id → merge id.
+
+    The snapshot is lighter than ``customers_merge``'s and restores just as exactly: it holds
+    what the merge changed — the survivor's changed fields, each tombstone's status, target
+    and version, the moved rows' owners — since everything else the merge left as it was
+    (``merge_undo`` restores the fields a snapshot holds)."""
     done: dict[int, int] = {}
     for start in range(0, len(clusters), MERGE_CHUNK):
         done.update(_merge_chunk(clusters[start : start + MERGE_CHUNK], run, note, origin))
@@ -572,6 +648,7 @@ def customers_merge_many(
 @transaction.atomic
 def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, origin: str) -> dict[int, int]:
     from accounts.crypto import blind_index
+    from dedup.names import pinyin
 
     ids = sorted({i for members in clusters for i in members})
     locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
@@ -585,35 +662,27 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
         return {}
     ids = sorted({i for members in clusters for i in members})
     owner_of = {i: members[0] for members in clusters for i in members}
-    records = list(SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
-    interactions = list(Interaction.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"))
+    # Survivorship reads the cluster's source records (locked here; moved below in SQL).
     records_by: dict[int, list[SourceRecord]] = {}
-    for r in records:
+    for r in SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"):
         records_by.setdefault(owner_of[r.customer_id], []).append(r)
-    interactions_by: dict[int, list[Interaction]] = {}
-    for i in interactions:
-        interactions_by.setdefault(owner_of[i.customer_id], []).append(i)
     from dedup.survivorship import SourceIndex, overrides_for, overrides_snapshot, rules_load
 
     ctx = current_change_context()
     user = ctx.user
     ref = ctx.ref if ctx.channel == ChangeChannel.MERGE and ctx.ref else (f"dedup_run:{run.pk}" if run else "merge")
-    merges, changed_customers, moved_records, moved_interactions = [], [], [], []
+    fields = {f.attname: f for f in _snapshot_fields()}
     overrides = overrides_for(ids)
     override_rows = overrides_snapshot(ids) if overrides else {}
     rules, sources = rules_load(), SourceIndex()
     plans: list[dict] = []
     now = timezone.now()
-    update_fields: set[str] = {"version", "status", "merged_into", "updated_at"}
+    merges, tombstones, announced = [], [], []
+    survivors_by_fields: dict[tuple[str, ...], list[Customer]] = {}
+    target_of: dict[int, int] = {}
     for members in clusters:
         target = locked[members[0]]
         others = [locked[i] for i in members[1:]]
-        before = {
-            "customers": {str(i): _customer_values(locked[i]) for i in members},
-            "source_records": {str(r.pk): r.customer_id for r in records_by.get(members[0], [])},
-            "interactions": {str(i.pk): i.customer_id for i in interactions_by.get(members[0], [])},
-            "overrides": _json_safe(override_rows.get(members[0], [])),
-        }
         proposals, new_values, _chosen = _merge_plan(
             target,
             others,
@@ -625,34 +694,39 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
             explain=False,
         )
         plans.append(proposals)
-        for name, value in new_values.items():
-            setattr(target, name, value)
-            update_fields.add(name)
         if "full_name" in new_values:
-            from dedup.names import pinyin
-
-            target.name_pinyin = pinyin(target.full_name) or target.name_pinyin
-            update_fields.add("name_pinyin")
+            new_values["name_pinyin"] = pinyin(new_values["full_name"]) or target.name_pinyin
         if "id_number" in new_values:
-            target.id_number_hash = blind_index(target.id_number)
-            update_fields.add("id_number_hash")
+            new_values["id_number_hash"] = blind_index(new_values["id_number"])
+        old_version = target.version
+        before_target, after_target = {}, {}
+        for name, value in new_values.items():
+            field = Customer._meta.get_field(name)
+            old = getattr(target, field.attname)
+            if old == value:
+                continue
+            before_target[field.attname] = _snap(field, old)
+            setattr(target, field.attname, value)
+            after_target[field.attname] = _snap(field, value)
         target.version += 1
         target.updated_at = now
-        changed_customers.append(target)
+        survivors_by_fields.setdefault(tuple(sorted(after_target)), []).append(target)
+        before = {
+            "customers": {str(target.pk): {**before_target, "version": old_version}},
+            "overrides": _json_safe(override_rows.get(members[0], [])),
+        }
         for other in others:
+            before["customers"][str(other.pk)] = {
+                "status": other.status,
+                "merged_into_id": other.merged_into_id,
+                "version": other.version,
+            }
             other.status = CustomerStatus.MERGED
             other.merged_into_id = target.pk
             other.version += 1
             other.updated_at = now
-            changed_customers.append(other)
-        for r in records_by.get(members[0], []):
-            if r.customer_id != target.pk:
-                r.customer_id = target.pk
-                moved_records.append(r)
-        for i in interactions_by.get(members[0], []):
-            if i.customer_id != target.pk:
-                i.customer_id = target.pk
-                moved_interactions.append(i)
+            tombstones.append(other)
+            target_of[other.pk] = target.pk
         merges.append(
             Merge(
                 survivor_id=target.pk,
@@ -663,13 +737,28 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
                 run=run,
                 note=note,
                 acting_user=None,
-                after={
-                    "survivor": _customer_values(target),
-                    "versions": {str(c.pk): c.version for c in [target, *others]},
-                },
+                after={"survivor": after_target, "versions": {str(c.pk): c.version for c in [target, *others]}},
             )
         )
+        # The feed says what the survivor's values became (derived keys are internal).
+        shown = {fields[a].name: getattr(target, a) for a in after_target if a not in _DERIVED}
+        announced.append((target.pk, [o.pk for o in others], feed_values(shown)))
     attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
+    with_history = {"user": user, "attrs": attrs}
+    _update_with_history(Customer, tombstones, _TOMBSTONE_FIELDS, **with_history)
+    for changed, survivors in survivors_by_fields.items():
+        _update_with_history(
+            Customer, survivors, ["version", "updated_at", *(fields[a].name for a in changed)], **with_history
+        )
+    moved_records = _move_rows(SourceRecord, target_of, **with_history)
+    moved_interactions = _move_rows(Interaction, target_of, **with_history)
+    for merge in merges:
+        merge.before["source_records"] = {}
+        merge.before["interactions"] = {}
+    merge_of = {m.survivor_id: m for m in merges}
+    for moved, key in ((moved_records, "source_records"), (moved_interactions, "interactions")):
+        for pk, owner in sorted(moved.items()):
+            merge_of[target_of[owner]].before[key][str(pk)] = owner
     ids_for_merges = _allocate_ids(Merge, len(merges))
     if ids_for_merges:
         now_created = timezone.now()
@@ -679,16 +768,13 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
         _copy_objects(Merge, merges, with_pk=True)
     else:
         Merge.objects.bulk_create(merges, batch_size=500)
-    _update_with_history(Customer, changed_customers, sorted(update_fields), user=user, attrs=attrs)
-    _update_with_history(SourceRecord, moved_records, ["customer"], user=user, attrs=attrs)
-    _update_with_history(Interaction, moved_interactions, ["customer"], user=user, attrs=attrs)
     if overrides:
         for merge, proposals in zip(merges, plans, strict=True):
             if merge.pk is None:
                 merge.pk = Merge.objects.filter(run=run, survivor_id=merge.survivor_id).order_by("-pk").first().pk
             _merge_overrides(merge, locked[merge.survivor_id], proposals, {}, [], overrides, user)
-    _announce_merges([(m.survivor_id, list(m.merged_ids), {}) for m in merges])
-    merged_away = [i for members in clusters for i in members[1:]]
+    _announce_merges(announced)
+    merged_away = list(target_of)
     MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
         Q(left_id__in=merged_away) | Q(right_id__in=merged_away)
     ).update(status=CandidateStatus.SUPERSEDED)
@@ -1170,7 +1256,7 @@ def _unpack(blob) -> object:  # noqa: ANN001
 def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
     """Load the records, block them into candidate pairs, learn m/u, and cut the pairs into
     parts (each with the features it needs). Returns the number of parts."""
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     config = run.rule.config()
     features = build_features(customer_frame()).reset_index(drop=True)
     from dedup import blocking
@@ -1213,6 +1299,8 @@ def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
         "blocking": {**stats.__dict__},
         "prepare_seconds": round(time.monotonic() - started, 2),
         "blocking_seconds": round(t_blocking, 2),
+        # CPU of this process: on a shared machine wall time also counts waiting for a core.
+        "prepare_cpu_seconds": round(time.process_time() - cpu_started, 2),
     }
     run.save(update_fields=["records", "pairs", "parts_total", "parameters", "stats"])
     return len(parts)
@@ -1259,7 +1347,7 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     chunks = [
         _unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
     ]
-    finish_started = time.monotonic()
+    finish_started, cpu_started = time.monotonic(), time.process_time()
     score_seconds = round(sum(float(c.pop("seconds", np.zeros(1))[0]) for c in chunks), 2)
     if chunks:
         res = engine.PairResults(**{k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
@@ -1298,7 +1386,7 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     auto_merged = 0
     ref = f"dedup_run:{run.pk}"
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
-    merge_started = time.monotonic()
+    merge_started, merge_cpu_started = time.monotonic(), time.process_time()
     cluster_seconds = merge_started - cluster_started
     with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
         merged = customers_merge_many(
@@ -1316,6 +1404,7 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
                 if i is not None and res.action[i] == 2 and b in member_set:
                     linked_pairs.append((a, b, merge_id))
     merge_seconds = time.monotonic() - merge_started
+    merge_cpu_seconds = time.process_time() - merge_cpu_started
     candidates_started = time.monotonic()
     review_set = set(review)
     linked_keys = {(a, b) for a, b, _m in linked_pairs}
@@ -1335,6 +1424,8 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
         "merge_seconds": round(merge_seconds, 2),
         "candidates_seconds": round(time.monotonic() - candidates_started, 2),
         "finish_seconds": round(time.monotonic() - finish_started, 2),
+        "merge_cpu_seconds": round(merge_cpu_seconds, 2),
+        "finish_cpu_seconds": round(time.process_time() - cpu_started, 2),
     }
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
@@ -1348,20 +1439,24 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
     """Upsert candidate rows: auto-merged links (for the record) and pending reviews."""
     now = timezone.now()
     rule = run.rule.name
-    rows: dict[tuple[int, int], MatchCandidate] = {}
+    explain = engine.Explainer(config, as_json=connection.vendor == "postgresql")
+    rows: dict[tuple[int, int], dict] = {}
+
+    def row(a: int, b: int, i: int, **values) -> dict:  # noqa: ANN003
+        return {
+            "left_id": a,
+            "right_id": b,
+            "score": float(res.score[i]),
+            "rule": rule,
+            "run_id": run.pk,
+            "explanation": explain(res.levels[i], res.contributions[i]),
+            **values,
+        }
+
     for a, b, merge_id in linked_pairs:
         i = pair_index[(a, b)]
-        rows[(a, b)] = MatchCandidate(
-            left_id=a,
-            right_id=b,
-            score=float(res.score[i]),
-            rule=rule,
-            run=run,
-            reason=str(res.reason[i]),
-            status=CandidateStatus.AUTO_MERGED,
-            merge_id=merge_id,
-            decided_at=now,
-            explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
+        rows[(a, b)] = row(
+            a, b, i, reason=str(res.reason[i]), status=CandidateStatus.AUTO_MERGED, merge_id=merge_id, decided_at=now
         )
     # A review pair whose records were just merged elsewhere is proposed between the survivors
     # (once, with its best score); a pair now inside one customer is moot.
@@ -1380,41 +1475,79 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
             best[key] = i
     for (a, b), i in best.items():
         reason = str(res.reason[i]) if res.action[i] == 1 else "cluster_guard"
-        rows[(a, b)] = MatchCandidate(
-            left_id=a,
-            right_id=b,
-            score=float(res.score[i]),
-            rule=rule,
-            run=run,
-            reason=reason,
-            status=CandidateStatus.PENDING,
-            explanation=engine.explanation(config, res.levels[i], res.contributions[i]),
-        )
-    existing = (
-        {
+        rows[(a, b)] = row(a, b, i, reason=reason, status=CandidateStatus.PENDING)
+    _candidates_upsert(list(rows.values()))
+    pending = sum(1 for r in rows.values() if r["status"] == CandidateStatus.PENDING)
+    return {"total": len(rows), "pending": pending}
+
+
+_CANDIDATE_UPDATED = ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"]
+
+
+def _candidates_upsert(rows: list[dict]) -> None:
+    """Insert new candidate pairs (given as attname → value); a pair already known is
+    refreshed only while it is still open (pending or superseded) — a steward's decision is
+    never overwritten. PostgreSQL: COPY into a temporary table and one ``INSERT ... ON
+    CONFLICT``, the explanations already JSON text; elsewhere through the ORM."""
+    if not rows:
+        return
+    open_statuses = [CandidateStatus.PENDING, CandidateStatus.SUPERSEDED]
+    if connection.vendor != "postgresql":
+        objs = [MatchCandidate(**r) for r in rows]
+        existing = {
             (c.left_id, c.right_id): c
             for c in MatchCandidate.objects.filter(
-                left_id__in={k[0] for k in rows}, right_id__in={k[1] for k in rows}
+                left_id__in={r.left_id for r in objs}, right_id__in={r.right_id for r in objs}
             ).only("id", "left_id", "right_id", "status")
         }
-        if rows
-        else {}
-    )
-    create, update = [], []
-    for key, row in rows.items():
-        old = existing.get(key)
-        if old is None:
-            create.append(row)
-        elif old.status in (CandidateStatus.PENDING, CandidateStatus.SUPERSEDED):
-            row.pk = old.pk
-            update.append(row)
-    _copy_objects(MatchCandidate, create)
-    if update:
-        MatchCandidate.objects.bulk_update(
-            update, ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"], batch_size=2000
-        )
-    pending = sum(1 for r in rows.values() if r.status == CandidateStatus.PENDING)
-    return {"total": len(rows), "pending": pending}
+        create, update = [], []
+        for obj in objs:
+            old = existing.get((obj.left_id, obj.right_id))
+            if old is None:
+                create.append(obj)
+            elif old.status in open_statuses:
+                obj.pk = old.pk
+                update.append(obj)
+        _copy_objects(MatchCandidate, create)
+        if update:
+            MatchCandidate.objects.bulk_update(update, _CANDIDATE_UPDATED, batch_size=2000)
+        return
+    from django.db.models import JSONField
+
+    qn = connection.ops.quote_name
+    table = qn(MatchCandidate._meta.db_table)
+    fields = [f for f in MatchCandidate._meta.concrete_fields if not f.primary_key]
+    # Columns the rows leave out get the model's defaults (computed once, JSON as text).
+    now = timezone.now()
+    defaults = {}
+    for f in fields:
+        if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
+            defaults[f.attname] = now
+        elif f.has_default():
+            value = f.get_default()
+            defaults[f.attname] = json.dumps(value) if isinstance(f, JSONField) else value
+        else:
+            defaults[f.attname] = None if f.null else ""
+    attnames = [f.attname for f in fields]
+    columns = ", ".join(qn(f.column) for f in fields)
+    updated = [MatchCandidate._meta.get_field(n).column for n in _CANDIDATE_UPDATED]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE TEMPORARY TABLE tmp_candidates (LIKE {table} INCLUDING DEFAULTS)")
+            cursor.execute("ALTER TABLE tmp_candidates DROP COLUMN id")
+        with connection.connection.cursor() as cursor:
+            with cursor.copy(f"COPY tmp_candidates ({columns}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row([r.get(a, defaults[a]) for a in attnames])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} AS c ({columns}) SELECT {columns} FROM tmp_candidates "  # noqa: S608
+                f"ON CONFLICT (left_id, right_id) DO UPDATE SET "
+                + ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updated)
+                + " WHERE c.status = ANY(%s)",
+                [open_statuses],
+            )
+            cursor.execute("DROP TABLE tmp_candidates")
 
 
 def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:

@@ -8,8 +8,12 @@ customer's id, with ``created=False``, for records it recognises).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
+
+from django.db import models
 
 from crmhub.choices import ChangeEventType
 from crmhub.models import Customer
@@ -64,3 +68,142 @@ def link_new_records_to_customers(
     ]
     changes_record_bulk(Change(ChangeEventType.CREATED, pk, sorted(values), values) for pk, values in created)
     return [Link(customer_id=i, created=True) for i in ids]
+
+
+#
+# The same customers, built set-based on PostgreSQL
+#
+
+_JSON_CORE = ("tags", "consent_marketing", "consent_sms", "consent_email")
+_CORE = frozenset(Customer.CORE_FIELDS)
+
+
+def customers_sql_possible(secret_fields: set[str]) -> bool:
+    """Whether ``new_customers_sql`` gives the customers ``customer_row`` would: it builds them
+    from the sealed normalized values, so the only secret core field may be the ID number
+    (stored encrypted in the customer row too)."""
+    return secret_fields & set(Customer.CORE_FIELDS) == {"id_number"}
+
+
+def customer_values_sql(v: str = "v", birth_date: str = "birth_date") -> str:
+    """A jsonb expression of a staged new record's customer values: what ``customer_row``
+    returns (without ``name_pinyin``), with dates as ISO strings, i.e. the data of its
+    "created" event. ``v`` is its valid normalized values (sealed: ``normalized`` less the
+    flagged keys), ``birth_date`` the parsed date (NULL when there is none)."""
+    parts: list[str] = []
+    for name in Customer.CORE_FIELDS:
+        if name == "birth_date":
+            parts.append(f"'birth_date', to_jsonb({birth_date})")
+        elif name in _JSON_CORE or name == "id_number":
+            parts.append(f"'{name}', {v}->'{name}'")
+        else:
+            parts.append(f"'{name}', left({v}->>'{name}', {_CHAR_LIMITS[name]})")
+    core = ", ".join(f"'{n}'" for n in Customer.CORE_FIELDS)
+    parts.append(f"'custom', NULLIF({v} - ARRAY[{core}]::text[], '{{}}'::jsonb)")
+    return f"jsonb_strip_nulls(jsonb_build_object({', '.join(parts)}))"
+
+
+def new_customers_sql(*, stage_sql: str) -> tuple[str, dict[str, Any]]:
+    """``WITH`` clauses that insert the golden customers of staged new records and name the
+    inserted rows ``ins`` and their values ``src`` (for history and events).
+
+    ``stage_sql`` selects the stage rows ``s`` with ``customer_id``, ``normalized`` (sealed),
+    ``flags`` and the ``CustomerExtras`` (``pinyin``, ``id_hash``, ``birth_date``, ``fields``).
+    Columns not set from the values take the model's defaults (parameters, as Django would send
+    them)."""
+    from django.db import connection
+
+    params: dict[str, Any] = {}
+    columns, selects = [], []
+    for f in Customer._meta.concrete_fields:
+        name = f.attname
+        columns.append(f.column)
+        if name == "id":
+            selects.append("src.id")
+        elif name in ("created_at", "updated_at"):
+            selects.append("%(now)s")
+        elif name == "name_pinyin":
+            selects.append("src.pinyin")
+        elif name == "id_number_hash":
+            selects.append("src.id_hash")
+        elif name == "birth_date":
+            selects.append("src.birth_date")
+        elif name == "custom":
+            selects.append("COALESCE(src.cv->'custom', '{}'::jsonb)")
+        elif name in Customer.CORE_FIELDS:
+            if name in _JSON_CORE:
+                default = f.get_default()
+                if isinstance(f, models.JSONField):
+                    params[f"d_{name}"] = json.dumps(default)
+                    selects.append(f"COALESCE(src.cv->'{name}', %(d_{name})s::jsonb)")
+                else:
+                    selects.append(f"(src.cv->>'{name}')::boolean")
+            else:
+                params[f"d_{name}"] = f.get_default() if f.has_default() else ""
+                selects.append(f"COALESCE(src.cv->>'{name}', %(d_{name})s)")
+        else:
+            default = None if (f.null and not f.has_default()) else f.get_default()
+            if isinstance(f, models.JSONField):
+                params[f"d_{name}"] = json.dumps(default)
+                selects.append(f"%(d_{name})s::jsonb")
+            else:
+                params[f"d_{name}"] = f.get_db_prep_save(default, connection) if default is not None else None
+                selects.append(f"%(d_{name})s")
+    # OFFSET 0 keeps the valid values a computed column (else the planner repeats them per use).
+    valid = (
+        "SELECT s.customer_id, s.pinyin, s.id_hash, s.birth_date, s.fields, "
+        f"s.normalized - ARRAY(SELECT jsonb_object_keys(s.flags)) AS v {stage_sql} OFFSET 0"
+    )
+    sql = (
+        f"WITH src AS MATERIALIZED (SELECT x.customer_id AS id, {customer_values_sql('x.v', 'x.birth_date')} AS cv, "
+        f"x.pinyin, x.id_hash, x.birth_date, x.fields FROM ({valid}) AS x), "
+        f"ins AS (INSERT INTO {Customer._meta.db_table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selects)} FROM src RETURNING *) "
+    )
+    return sql, params
+
+
+class CustomerExtras:
+    """What the SQL of ``new_customers_sql`` cannot derive from a staged record: the pinyin
+    key and the ID number's blind index (both need plaintext) and the parsed birth date, as
+    ``customer_row`` computes them. Memoised per value: names and dates repeat."""
+
+    def __init__(self) -> None:
+        from accounts.crypto import blind_indexer
+
+        self._pinyin: dict[str, str] = {}
+        self._dates: dict[str, date | None] = {}
+        self._fields: dict[tuple, str] = {}
+        self._id_hash = blind_indexer()
+
+    def __call__(self, values: dict[str, Any], flags: dict[str, str]) -> tuple[str, str, date | None, str]:
+        name = values.get("full_name") if "full_name" not in flags else None
+        pinyin = ""
+        if isinstance(name, str) and name:
+            pinyin = self._pinyin.get(name)
+            if pinyin is None:
+                limit = _CHAR_LIMITS["full_name"]
+                pinyin = self._pinyin[name] = name_pinyin(name[:limit])[: _CHAR_LIMITS["name_pinyin"]]
+        id_number = values.get("id_number") if "id_number" not in flags else None
+        id_hash = self._id_hash(id_number) if isinstance(id_number, str) else ""
+        birth = values.get("birth_date") if "birth_date" not in flags else None
+        if isinstance(birth, str):
+            if birth in self._dates:
+                birth = self._dates[birth]
+            else:
+                try:
+                    parsed = date.fromisoformat(birth)
+                except ValueError:
+                    parsed = None  # kept in the source record only, as customer_values_from_normalized does
+                birth = self._dates[birth] = parsed
+        elif not isinstance(birth, date):
+            birth = None
+        # The keys of ``customer_values_sql`` (the event's changed fields), sorted, as JSON.
+        present = tuple(k for k in values if k not in flags)
+        fields = self._fields.get((present, birth is not None))
+        if fields is None:
+            names = {k if k in _CORE else "custom" for k in present if k != "birth_date"}
+            if birth is not None:
+                names.add("birth_date")
+            fields = self._fields[(present, birth is not None)] = json.dumps(sorted(names))
+        return pinyin, id_hash, birth, fields

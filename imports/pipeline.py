@@ -11,9 +11,10 @@ Between chunks the run's cancel flag is checked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,10 +26,10 @@ from django.utils.translation import gettext as _
 from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt, seal_values, secret_field_names
 from crmhub.context import current_change_context
 from crmhub.models import FieldDefinition, SourceRecord
+from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_columns
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
-from imports.linking import link_new_records_to_customers
 from imports.models import ImportRun
 from imports.readers import FileLayout, iter_chunks
 from imports.writers import Existing, PreparedRow, writer_for_connection
@@ -83,7 +84,9 @@ class Tally:
 class ChunkSource(Protocol):
     """Where a run's rows come from when it is not a file (a connector): frames of text
     cells, and a hook called inside each chunk's transaction once its rows are written, so
-    that the source can save its position atomically with them."""
+    that the source can save its position atomically with them. A source that keeps that
+    position in an attribute ``pending`` (set as it yields each chunk, saved by
+    ``chunk_committed``) is read ahead: see ``ImportPipeline._execute_chunk_source``."""
 
     def chunks(self, chunk_rows: int) -> Iterator[pd.DataFrame]: ...
 
@@ -111,7 +114,11 @@ class ImportPipeline:
         self.secret_headers = {h for h, f in self.mapping.items() if f in self.secret_fields}
         self.header_of = {f: h for h, f in self.mapping.items()}
         self.seen: dict[str, int] = {}
+        # Keys of people erased at their request are refused (read here: prepare runs in a thread).
+        self.erased_hashes = erased_key_hashes(run.source_id)
         self.tally = Tally()
+        # Golden customers whose linked source records this run updated (for survivorship).
+        self.updated_customer_ids: set[int] = set()
         self.writer = writer_for_connection()
 
     #
@@ -125,6 +132,7 @@ class ImportPipeline:
         with closing(self._prepared_chunks()) as chunks:
             for rows, issues in chunks:
                 with transaction.atomic():
+                    self.writer.begin_bulk_chunk()
                     self.process(rows, issues)
                     self._save_progress(final=False)
                 if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
@@ -134,44 +142,77 @@ class ImportPipeline:
         return True
 
     def _execute_chunk_source(self, source: ChunkSource) -> bool:
-        """As ``execute``, over a connector's chunks (rows numbered from 1). No read-ahead here:
-        the source saves its cursor for the chunk it yielded last, which must be the one written."""
-        row_number = 1
-        for frame in source.chunks(self.chunk_rows):
-            rows, issues = self.prepare(frame, row_number)
-            row_number += len(frame)
-            with transaction.atomic():
-                self.process(rows, issues)
-                self._save_progress(final=False)
-                source.chunk_committed()
-            if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
-                self._save_progress(final=True)
-                return False
+        """As ``execute``, over a connector's chunks (rows numbered from 1). The next chunk is
+        read and prepared ahead as for files when the source tells its position (``pending``,
+        the position after the chunk it yielded last): the position read with each chunk is put
+        back before that chunk's ``chunk_committed``, so the position saved is always the one of
+        the chunk written, however far the reading has gone."""
+        frames = iter(source.chunks(self.chunk_rows))
+        positioned = hasattr(source, "pending")
+        # Reading a chunk (which moves ``pending``) and saving one (which reads it) never overlap.
+        position_lock = threading.Lock()
+        next_row = 1
+
+        def prepare_next() -> tuple[list[PreparedRow], list[Issue], Any] | None:
+            nonlocal next_row
+            with position_lock:
+                frame = next(frames, None)
+                position = getattr(source, "pending", None)
+            if frame is None:
+                return None
+            first, next_row = next_row, next_row + len(frame)
+            rows, issues = self.prepare(frame, first)
+            return rows, issues, position
+
+        prepared = self._read_ahead(prepare_next) if positioned else iter(prepare_next, None)
+        with closing(prepared) if positioned else nullcontext():
+            for rows, issues, position in prepared:
+                with transaction.atomic():
+                    self.writer.begin_bulk_chunk()
+                    self.process(rows, issues)
+                    self._save_progress(final=False)
+                    with position_lock:
+                        if positioned:
+                            source.pending = position
+                        source.chunk_committed()
+                if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+                    self._save_progress(final=True)
+                    return False
         self._save_progress(final=True)
         return True
 
     def _prepared_chunks(self) -> Iterator[tuple[list[PreparedRow], list[Issue]]]:
-        """Prepared chunks, in order. The next chunk is read and cleaned in a helper thread
-        while the caller writes the current one, so Python and the database work at the same
-        time (the thread touches no database; messages use the caller's language)."""
+        """Prepared chunks of the file, in order, read ahead (``_read_ahead``)."""
         chunks = iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows)
-        language = translation.get_language()
         next_row = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
 
         def prepare_next() -> tuple[list[PreparedRow], list[Issue]] | None:
             nonlocal next_row
+            frame = next(chunks, None)
+            if frame is None:
+                return None
+            first, next_row = next_row, next_row + len(frame)
+            return self.prepare(frame, first)
+
+        return self._read_ahead(prepare_next)
+
+    @staticmethod
+    def _read_ahead(prepare_next: Callable[[], Any]) -> Iterator[Any]:
+        """What ``prepare_next`` returns, until None. The next chunk is read and prepared in a
+        helper thread while the caller writes the current one, so Python and the database work
+        at the same time (the thread touches no Django database connection; messages use the
+        caller's language)."""
+        language = translation.get_language()
+
+        def in_language() -> Any:
             with translation.override(language):
-                frame = next(chunks, None)
-                if frame is None:
-                    return None
-                first, next_row = next_row, next_row + len(frame)
-                return self.prepare(frame, first)
+                return prepare_next()
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-prepare") as pool:
-            pending = pool.submit(prepare_next)
+            pending = pool.submit(in_language)
             try:
                 while (prepared := pending.result()) is not None:
-                    pending = pool.submit(prepare_next)
+                    pending = pool.submit(in_language)
                     yield prepared
             finally:
                 pending.cancel()
@@ -222,6 +263,14 @@ class ImportPipeline:
         issues: list[Issue] = []
         key_label = ", ".join(self.key_columns)
         seen = self.seen
+        erased = erased_among(self.erased_hashes, keys)
+        # Work for the writer done here, ahead (prepare runs in a helper thread while the
+        # previous chunk is written): sealing, and what a new golden customer needs from Python.
+        ahead = not self.run.dry_run
+        ciphers: dict[str, str] = {}
+        extras = (
+            getattr(self.writer, "customer_extras", None) if getattr(self.writer, "customers_in_sql", False) else None
+        )
         for i, cells in enumerate(matrix):
             row_number = first_row + i
             raw = {h: v for h, v in zip(headers, cells, strict=False) if v != ""}
@@ -237,6 +286,10 @@ class ImportPipeline:
             if len(key) > 255:
                 issues.append(Issue(row_number, key[:255], raw, {"": _("the key is longer than 255 characters")}))
                 continue
+            if key in erased:
+                reason = _("this key belongs to a person whose data was erased at their request; not stored")
+                issues.append(Issue(row_number, "", {}, {"": reason}))  # nothing of the row is kept, key included
+                continue
             first = seen.get(key)
             if first is not None:
                 issues.append(
@@ -249,17 +302,43 @@ class ImportPipeline:
                 )
                 continue
             seen[key] = row_number
-            normalized = {n: v for n, v in zip(names, per_row_values[i], strict=False) if v is not None and v != "" and v != []}
+            normalized = {
+                n: v for n, v in zip(names, per_row_values[i], strict=False) if v is not None and v != "" and v != []
+            }
             row_flags = {n: f for n, f in zip(names, per_row_flags[i], strict=False) if f}
-            digest = digest_of(dumps([raw, normalized]))
-            rows.append(PreparedRow(row_number, key, raw, normalized, row_flags, digest))
+            # The hash is of the JSON of [raw, normalized]: built from the two texts, which the
+            # writer stores as they are when the row has no secret value.
+            raw_json, normalized_json = dumps(raw), dumps(normalized)
+            digest = digest_of(f"[{raw_json},{normalized_json}]")
+            rows.append(
+                PreparedRow(
+                    row_number,
+                    key,
+                    raw,
+                    normalized,
+                    row_flags,
+                    digest,
+                    sealed_raw_json=raw_json,
+                    sealed_normalized_json=normalized_json,
+                )
+            )
+            if ahead:
+                self._seal(rows[-1], ciphers)
+                if extras is not None:
+                    rows[-1].customer_extras = extras(normalized, row_flags)
         return rows, issues
 
     def _seal(self, row: PreparedRow, ciphers: dict[str, str]) -> None:
         """Secret values encrypted; the raw and normalized copies of one value share its ciphertext
-        (``ciphers``, per chunk), so each secret value is encrypted once."""
+        (``ciphers``, per chunk), so each secret value is encrypted once. The JSON texts from
+        ``prepare`` stay only where nothing was sealed."""
         row.sealed_raw = _sealed(row.raw, self.secret_headers, ciphers)
+        if row.sealed_raw is not row.raw:
+            row.sealed_raw_json = None
         row.sealed_normalized = _sealed(row.normalized, self.secret_fields, ciphers)
+        if row.sealed_normalized is not row.normalized:
+            row.sealed_normalized_json = None
+        row.sealed = True
 
     def _reasons(self, flags: dict[str, str]) -> dict[str, str]:
         return {self.header_of.get(name, name): reason for name, reason in flags.items()}
@@ -312,18 +391,18 @@ class ImportPipeline:
         if not dry:
             ciphers: dict[str, str] = {}
             for row in new:
-                self._seal(row, ciphers)
-            for row, _existing in changed:
-                self._seal(row, ciphers)
-            links = (
-                link_new_records_to_customers(records=[(r.normalized, r.flags) for r in new], creator=self.writer)
-                if new
-                else []
-            )
+                if not row.sealed:
+                    self._seal(row, ciphers)
+            for row, existing in changed:
+                if not row.sealed:
+                    self._seal(row, ciphers)
+                if existing.customer_id is not None:
+                    self.updated_customer_ids.add(existing.customer_id)
+            # New records are linked to golden customers by the writer (imports.linking).
             self.writer.write(
                 run_id=run.pk,
                 source_id=run.source_id,
-                new=list(zip(new, links, strict=True)),
+                new=new,
                 changed=changed,
                 unchanged=unchanged,
                 ctx=current_change_context(),

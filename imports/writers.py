@@ -18,12 +18,21 @@ from typing import Any
 
 from django.db import connection, models
 
-from accounts.crypto import blind_index, encrypt
+from accounts.crypto import blind_index, encrypt, secret_field_names
+from crmhub.choices import ChangeEventType
 from crmhub.context import ChangeContext
 from crmhub.models import Customer, SourceRecord
+from crmhub.outbox import changes_insert_select_sql, changes_writer_begin
 from imports.choices import ChangeAction
 from imports.history import history_insert_sql, history_objects, history_params
-from imports.linking import Link
+from imports.linking import (
+    CustomerCreator,
+    CustomerExtras,
+    Link,
+    customers_sql_possible,
+    link_new_records_to_customers,
+    new_customers_sql,
+)
 from imports.models import ImportRunChange, ImportRunIssue
 
 BATCH = 500
@@ -39,6 +48,11 @@ class PreparedRow:
     record_hash: str
     sealed_raw: dict[str, Any] = field(default_factory=dict)
     sealed_normalized: dict[str, Any] = field(default_factory=dict)
+    # JSON texts of the sealed dicts when the pipeline has them already (else written from the dicts)
+    sealed_raw_json: str | None = None
+    sealed_normalized_json: str | None = None
+    sealed: bool = False
+    customer_extras: tuple | None = None  # linking.CustomerExtras of the row, when computed ahead
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,9 @@ class PortableWriter:
     def lock_source(self, source_id: int) -> None:
         """SQLite serialises writers already (IMMEDIATE transactions)."""
 
+    def begin_bulk_chunk(self) -> None:
+        """Nothing to relax on SQLite."""
+
     def existing(self, source_id: int, keys: list[str]) -> dict[str, Existing]:
         found: dict[str, Existing] = {}
         for i in range(0, len(keys), BATCH):
@@ -90,12 +107,13 @@ class PortableWriter:
         *,
         run_id: int,
         source_id: int,
-        new: list[tuple[PreparedRow, Link]],
+        new: list[PreparedRow],
         changed: list[tuple[PreparedRow, Existing]],
         unchanged: list[int],
         ctx: ChangeContext,
         now: datetime,
     ) -> None:
+        new = _linked(new, self)
         customers = getattr(self, "_pending_customer_history", [])
         if customers:
             Customer.history.model.objects.bulk_create(
@@ -166,6 +184,13 @@ class PortableWriter:
             SourceRecord.objects.filter(pk__in=unchanged[i : i + BATCH]).update(last_seen_at=now)
 
 
+def _linked(rows: list[PreparedRow], creator: CustomerCreator) -> list[tuple[PreparedRow, Link]]:
+    if not rows:
+        return []
+    links = link_new_records_to_customers(records=[(r.normalized, r.flags) for r in rows], creator=creator)
+    return list(zip(rows, links, strict=True))
+
+
 class _CustomerCopy:
     """Rows for COPY into crmhub_customer: a template of column defaults (JSON defaults
     pre-serialised) into which each customer row's few values are placed."""
@@ -221,16 +246,23 @@ STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS imports_stage (
     sr_id bigint NOT NULL, is_new boolean NOT NULL, customer_id bigint, customer_created boolean NOT NULL,
     source_key varchar(255) NOT NULL, raw jsonb NOT NULL, normalized jsonb NOT NULL, flags jsonb NOT NULL,
-    record_hash varchar(64) NOT NULL
+    record_hash varchar(64) NOT NULL, pinyin varchar(200), id_hash varchar(64), birth_date date, fields jsonb
 ) ON COMMIT DELETE ROWS
 """
-STAGE_COLUMNS = "sr_id, is_new, customer_id, customer_created, source_key, raw, normalized, flags, record_hash"
+STAGE_COLUMNS = (
+    "sr_id, is_new, customer_id, customer_created, source_key, raw, normalized, flags, record_hash, pinyin, id_hash, "
+    "birth_date, fields"
+)
 
 
 class PostgresWriter:
     def __init__(self) -> None:
         self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
+        # Golden customers and their events are built in SQL from the staged records when
+        # that gives what ``customer_row`` gives (see ``customers_sql_possible``).
+        self.customers_in_sql = customers_sql_possible(secret_field_names())
+        self.customer_extras = CustomerExtras()
 
     def store_issues(self, run_id: int, issues: list[IssueRow]) -> None:
         if not issues:
@@ -243,6 +275,18 @@ class PostgresWriter:
         ):
             for n, kind, key, raw, reasons in issues:
                 copy.write_row((run_id, n, kind, key, _dumps(raw), _dumps(reasons)))
+
+    def begin_bulk_chunk(self) -> None:
+        """A chunk of a file or connector run commits without waiting for its WAL flush: the
+        commit's fsync was a large part of each chunk on a busy disk. A server crash can lose at
+        most the last chunks of a run that had not finished (a connector's cursor is saved in the
+        same transaction, so its next sync reads them again); the run's final status is written
+        by an ordinary commit, which flushes everything before it. Not used for pushes, whose
+        reply promises the records are stored."""
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            # The new customers' values are materialised per chunk: kept in memory, not spilled.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
 
     def lock_source(self, source_id: int) -> None:
         """One writer per source at a time: classification and upsert see the same rows."""
@@ -263,8 +307,10 @@ class PostgresWriter:
         if not n:
             return []
         with connection.cursor() as cursor:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, n])
-            return [r[0] for r in cursor.fetchall()]
+            cursor.execute(
+                "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)", [table, n]
+            )
+            return cursor.fetchone()[0]
 
     def create_customers(self, rows: list[dict[str, Any]]) -> list[int]:
         from django.utils import timezone
@@ -287,12 +333,18 @@ class PostgresWriter:
         *,
         run_id: int,
         source_id: int,
-        new: list[tuple[PreparedRow, Link]],
+        new: list[PreparedRow],
         changed: list[tuple[PreparedRow, Existing]],
         unchanged: list[int],
         ctx: ChangeContext,
         now: datetime,
     ) -> None:
+        in_sql = self.customers_in_sql
+        if in_sql:
+            customer_ids = self._allocate(Customer._meta.db_table, len(new))
+            linked = [(row, Link(customer_id, True)) for row, customer_id in zip(new, customer_ids, strict=True)]
+        else:
+            linked = _linked(new, self)
         with connection.cursor() as cursor:
             if self._new_customer_ids:
                 cursor.execute(
@@ -305,71 +357,109 @@ class PostgresWriter:
             if new or changed:
                 new_ids = self._allocate(SourceRecord._meta.db_table, len(new))
                 cursor.execute(STAGE_DDL)
+                extras = self.customer_extras
                 with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
-                    for pk, (row, link) in zip(new_ids, new, strict=True):
-                        copy.write_row(
+                    write_row = copy.write_row
+                    for pk, (row, link) in zip(new_ids, linked, strict=True):
+                        write_row(
                             [
                                 pk,
                                 True,
                                 link.customer_id,
                                 link.created,
                                 row.key,
-                                _dumps(row.sealed_raw),
-                                _dumps(row.sealed_normalized),
+                                row.sealed_raw_json or _dumps(row.sealed_raw),
+                                row.sealed_normalized_json or _dumps(row.sealed_normalized),
                                 _dumps(row.flags) if row.flags else "{}",
                                 row.record_hash,
+                                *(
+                                    (row.customer_extras or extras(row.normalized, row.flags))
+                                    if in_sql
+                                    else (None, None, None, None)
+                                ),
                             ]
                         )
                     for row, existing in changed:
-                        copy.write_row(
+                        write_row(
                             [
                                 existing.pk,
                                 False,
                                 existing.customer_id,
                                 False,
                                 row.key,
-                                _dumps(row.sealed_raw),
-                                _dumps(row.sealed_normalized),
+                                row.sealed_raw_json or _dumps(row.sealed_raw),
+                                row.sealed_normalized_json or _dumps(row.sealed_normalized),
                                 _dumps(row.flags) if row.flags else "{}",
                                 row.record_hash,
+                                None,
+                                None,
+                                None,
+                                None,
                             ]
                         )
                 params = {"run": run_id, "source": source_id, "now": now}
+                if in_sql and new:
+                    self._insert_customers(cursor, ctx, now)
                 # The values before, for rollback; then one upsert for new and changed records.
-                cursor.execute(
-                    "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
-                    "SELECT %(run)s, 'updated', sr.id, NULL, jsonb_build_object('raw', sr.raw, 'normalized', "
-                    "sr.normalized, 'flags', sr.flags, 'record_hash', sr.record_hash) "
-                    "FROM imports_stage s JOIN crmhub_sourcerecord sr ON sr.id = s.sr_id WHERE NOT s.is_new ORDER BY sr.id",
-                    params,
-                )
-                cursor.execute(
+                if changed:
+                    cursor.execute(
+                        "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
+                        "SELECT %(run)s, 'updated', sr.id, NULL, jsonb_build_object('raw', sr.raw, 'normalized', "
+                        "sr.normalized, 'flags', sr.flags, 'record_hash', sr.record_hash) "
+                        "FROM imports_stage s JOIN crmhub_sourcerecord sr ON sr.id = s.sr_id WHERE NOT s.is_new "
+                        "ORDER BY sr.id",
+                        params,
+                    )
+                # The upsert hands its rows to the history insert (no second lookup); a row it
+                # inserted has xmax 0, one it updated has the updating transaction's id.
+                upsert = (
                     "INSERT INTO crmhub_sourcerecord (id, source_id, source_key, customer_id, raw, normalized, flags, "
                     "record_hash, first_seen_at, last_seen_at, source_updated_at, updated_at) "
                     "SELECT s.sr_id, %(source)s, s.source_key, s.customer_id, s.raw, s.normalized, s.flags, "
                     "s.record_hash, %(now)s, %(now)s, NULL, %(now)s FROM imports_stage s "
                     "ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw, "
                     "normalized = EXCLUDED.normalized, flags = EXCLUDED.flags, record_hash = EXCLUDED.record_hash, "
-                    "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at",
-                    params,
+                    "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at "
+                    "RETURNING *, (xmax = 0) AS inserted"
                 )
                 cursor.execute(
-                    history_insert_sql(
+                    f"WITH up AS ({upsert}) "
+                    + history_insert_sql(
                         SourceRecord,
-                        from_sql="FROM imports_stage s JOIN crmhub_sourcerecord t ON t.id = s.sr_id",
-                        history_type_sql="CASE WHEN s.is_new THEN '+' ELSE '~' END",
+                        from_sql="FROM up t",
+                        history_type_sql="CASE WHEN t.inserted THEN '+' ELSE '~' END",
                     ),
-                    history_params(ctx, now),
+                    {**params, **history_params(ctx, now)},
                 )
-                cursor.execute(
-                    "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
-                    "SELECT %(run)s, 'created', s.sr_id, CASE WHEN s.customer_created THEN s.customer_id END, NULL "
-                    "FROM imports_stage s WHERE s.is_new ORDER BY s.sr_id",
-                    params,
-                )
+                if new:
+                    cursor.execute(
+                        "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
+                        "SELECT %(run)s, 'created', s.sr_id, CASE WHEN s.customer_created THEN s.customer_id END, "
+                        "NULL FROM imports_stage s WHERE s.is_new ORDER BY s.sr_id",
+                        params,
+                    )
                 cursor.execute("TRUNCATE imports_stage")
             if unchanged:
                 cursor.execute("UPDATE crmhub_sourcerecord SET last_seen_at = %s WHERE id = ANY(%s)", [now, unchanged])
+
+    @staticmethod
+    def _insert_customers(cursor: Any, ctx: ChangeContext, now: datetime) -> None:
+        """The golden customers of the staged new records, their history rows and their
+        "created" events, in one statement."""
+        changes_writer_begin()
+        with_sql, params = new_customers_sql(stage_sql="FROM imports_stage s WHERE s.customer_created")
+        history_sql = history_insert_sql(Customer, from_sql="FROM ins t")
+        events_sql, event_params = changes_insert_select_sql(
+            event_type=ChangeEventType.CREATED,
+            customer_id_sql="src.id",
+            data_sql="src.cv",
+            changed_fields_sql="src.fields",
+            from_sql="FROM src ORDER BY src.id",
+        )
+        cursor.execute(
+            f"{with_sql}, hist AS ({history_sql}) {events_sql}",
+            {**params, **event_params, **history_params(ctx, now, history_type="+"), "now": now},
+        )
 
 
 def writer_for_connection() -> PortableWriter | PostgresWriter:

@@ -26,7 +26,7 @@ DEFAULT_RULE = {
     },
     "auto_threshold": 0.9999,
     "review_threshold": 0.80,
-    "max_block_size": 100,
+    "max_block_size": 10,
     "max_cluster_size": 20,
     "learn_parameters": True,
 }

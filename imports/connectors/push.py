@@ -30,6 +30,7 @@ from accounts.crypto import seal_values
 from crmhub.choices import ChangeChannel
 from crmhub.context import change_context
 from crmhub.models import Source
+from crmhub.privacy import erased_keys
 from imports.choices import IssueKind, RunKind, RunStatus
 from imports.connectors.base import cell_text
 from imports.models import ImportRun, ImportRunIssue, MappingTemplate, PushRequest, SourceWebhook, WebhookDelivery
@@ -240,7 +241,7 @@ def _mapping(context: PushContext, columns: list[str]) -> dict[str, str]:
     return mapping
 
 
-def _check_records(records: list[Any]) -> tuple[list[dict[str, Any]], list, list]:
+def _check_records(records: list[Any], *, source_id: int) -> tuple[list[dict[str, Any]], list, list]:
     """Each record's early verdict: accepted (index, cells, key) or rejected (with errors)."""
     results: list[dict[str, Any]] = [{} for _r in records]
     accepted: list[tuple[int, dict[str, str], str]] = []
@@ -274,6 +275,14 @@ def _check_records(records: list[Any]) -> tuple[list[dict[str, Any]], list, list
             rejected.append((index, cells, key_text, errors))
             continue
         accepted.append((index, cells, key_text))
+    # A key whose person was erased is refused: an old copy must not bring them back.
+    erased = erased_keys(source_id, [k for _i, _c, k in accepted])
+    if erased:
+        reason = {"": _("this key belongs to a person whose data was erased at their request; not stored")}
+        for index, cells, key_text in [a for a in accepted if a[2] in erased]:
+            results[index] = {"index": index, "source_key": key_text, "status": "rejected", "errors": reason}
+            rejected.append((index, cells, key_text, reason))
+        accepted = [a for a in accepted if a[2] not in erased]
     return results, accepted, rejected
 
 
@@ -285,7 +294,7 @@ def _process(
     channel_ref: str,  # noqa: ANN001
 ) -> tuple[int, dict[str, Any], ImportRun]:
     source = context.source
-    results, accepted, rejected = _check_records(records)
+    results, accepted, rejected = _check_records(records, source_id=source.pk)
     run = ImportRun(
         source=source,
         kind=RunKind.PUSH,
@@ -420,7 +429,7 @@ SINGLE_ATTEMPTS = 3
 def _push_single(*, context: PushContext, user, record: Any, key: str, digest: str) -> PushResult | None:  # noqa: ANN001
     """A request of one well-formed record, through ``imports.single`` (few round trips, no
     per-source queue). None when the record is rejected early: the general path reports it."""
-    _results, accepted, _rejected = _check_records([record])
+    _results, accepted, _rejected = _check_records([record], source_id=context.source.pk)
     if not accepted or len(accepted[0][2]) > 255:
         return None
     _index, cells, source_key = accepted[0]

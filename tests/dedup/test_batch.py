@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from crmhub.choices import ChangeChannel, CustomerStatus
-from crmhub.models import Customer, SourceRecord
+from crmhub.models import Customer, Interaction, SourceRecord
 from dedup import services
 from dedup.choices import CandidateStatus, RunStatus
 from dedup.models import MatchCandidate, Merge
+from tests.dedup.conftest import add_person, make_source
 
 
 def _run(**kwargs):  # noqa: ANN003, ANN202
@@ -99,3 +101,70 @@ def test_a_source_run_only_considers_pairs_involving_that_source(people):
     # Pairs among the other source's records were not looked at: 张伟/章伟 are still apart.
     assert Customer.objects.get(pk=people["A2"].pk).status == CustomerStatus.ACTIVE
     assert run.auto_merged == 1
+
+
+def _state(ids):  # noqa: ANN001, ANN202
+    customers = {
+        c.pk: {
+            f.attname: f.value_from_object(c)
+            for f in Customer._meta.concrete_fields
+            if f.name not in ("updated_at", "version")
+        }
+        for c in Customer.objects.filter(pk__in=ids)
+    }
+    records = dict(SourceRecord.objects.filter(customer_id__isnull=False).values_list("pk", "customer_id"))
+    interactions = dict(Interaction.objects.values_list("pk", "customer_id"))
+    return customers, records, interactions
+
+
+@pytest.mark.django_db
+def test_undoing_a_set_based_merge_restores_exactly_the_original_state(people):
+    source = make_source("pos")
+    # The survivor lacks what the others have (filled by survivorship), including a secret.
+    a = add_person(source, "X1", full_name="赵敏", mobile="+8613900000009")
+    b = add_person(
+        source,
+        "X2",
+        full_name="趙敏",
+        mobile="+8613900000009",
+        email="zm@qq.com",
+        birth_date="1991-02-03",
+        id_number="11010519491231002X",
+        tags=["vip"],
+        custom={"size": 40},
+    )
+    c = add_person(source, "X3", full_name="赵敏", city="成都")
+    SourceRecord.objects.create(source=make_source("web"), source_key="X2b", customer=b)
+    Interaction.objects.create(customer=c, source=source, kind="order", external_id="O-9", occurred_at=timezone.now())
+    ids = [a.pk, b.pk, c.pk]
+    before = _state(ids)
+    merged = services.customers_merge_many(clusters=[ids, [people["D1"].pk, people["D2"].pk]])
+    a.refresh_from_db()
+    assert (a.email, a.city, a.id_number, a.tags, a.custom) == (
+        "zm@qq.com",
+        "成都",
+        "11010519491231002X",
+        ["vip"],
+        {"size": 40},
+    )
+    assert a.id_number_hash and a.version == 2
+    assert set(SourceRecord.objects.filter(customer=a).values_list("source_key", flat=True)) == {
+        "X1",
+        "X2",
+        "X2b",
+        "X3",
+    }
+    assert Interaction.objects.get(external_id="O-9").customer_id == a.pk
+    # One history row per changed row, from the rows themselves.
+    assert Customer.history.filter(id=b.pk).first().status == CustomerStatus.MERGED
+    assert SourceRecord.history.filter(source_key="X2b").first().customer_id == a.pk
+    merge = Merge.objects.get(pk=merged[a.pk])
+    report = services.merge_undo(merge=merge)
+    assert report["has_conflicts"] is False
+    after_undo = _state(ids)
+    assert after_undo[0] == before[0]
+    mine = {k for k, v in before[1].items() if v in ids}
+    assert {k: after_undo[1][k] for k in mine} == {k: before[1][k] for k in mine}
+    assert after_undo[2] == before[2]
+    # The other cluster's merge is untouched.
+    assert Customer.objects.get(pk=people["D2"].pk).merged_into_id == people["D1"].pk

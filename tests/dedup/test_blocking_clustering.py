@@ -138,3 +138,26 @@ def test_pairs_in_groups_is_exhaustive():
         (1, 3),
         (2, 4),
     ]
+
+
+def test_coded_keys_equal_the_string_keys():
+    # block_pairs works on integer codes; they must group records exactly as the readable keys do.
+    rows = [
+        {"id": 1, "full_name": "张伟", "birth_date": "1985-03-04", "mobile": "13800138000", "city": "北京"},
+        {"id": 2, "full_name": "章玮", "birth_date": "1985-03-04", "mobile": "+8613800138000", "postcode": "100000"},
+        {"id": 3, "full_name": "張偉", "birth_date": "1986-03-04", "email": "zw@qq.com", "city": "北京"},
+        {"id": 4, "full_name": "John Smith", "email": "zw@163.com", "postcode": "100000", "gender": "M"},
+        {"id": 5, "full_name": "Bill Smith", "email": "info@x.cn", "id_number": "11010519491231002X"},
+        {"id": 6, "full_name": "伟张", "mobile": "138001", "id_number": "11010519491231002x"},
+        {"id": 7},
+    ]
+    f = features_from_rows(rows)
+    codes = blocking._Codes(f)
+    for name, bkey in blocking.BLOCKING_KEYS.items():
+        readable = bkey.func(f).to_numpy(dtype=object)
+        coded = blocking._coded_key(codes, name)
+        assert ((readable == "") == (coded < 0)).all(), name
+        for i in range(len(f)):
+            for j in range(len(f)):
+                if readable[i] and readable[j]:
+                    assert (readable[i] == readable[j]) == (coded[i] == coded[j]), name

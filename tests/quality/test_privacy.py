@@ -339,3 +339,48 @@ def test_erasure_remembers_the_keys_so_an_old_file_cannot_bring_the_person_back(
 
     stored = set(ErasedKey.objects.values_list("key_hash", flat=True))
     assert stored and not any(key in stored for _, key in held)
+
+
+def test_a_push_of_an_erased_key_is_refused_with_the_reason(admin_user):
+    from imports.connectors.push import push_records
+    from tests.dedup.conftest import make_source
+
+    source = make_source("app")
+    for key in ("K1", "K2"):
+        push_records(source=source, user=admin_user, payload={"source_key": key, "mobile": "13912345678"})
+    subject = privacy_subject_find(user=admin_user, mobile="139 1234 5678")
+    privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request")
+    # The same person arrives again from an old copy, alone (single path) and in a batch.
+    again = push_records(source=source, user=admin_user, payload={"source_key": "K1", "mobile": "13912345678"})
+    assert again.body["records"][0]["status"] == "rejected"
+    assert "erased" in again.body["records"][0]["errors"][""]
+    batch = push_records(
+        source=source,
+        user=admin_user,
+        payload=[{"source_key": "K2", "mobile": "13912345678"}, {"source_key": "K3", "mobile": "13800000003"}],
+    )
+    assert [r["status"] for r in batch.body["records"]] == ["rejected", "created"]
+    assert not Customer.objects.filter(mobile="+8613912345678", status=CustomerStatus.ACTIVE).exists()
+
+
+def test_a_file_with_an_erased_key_stores_the_others_and_reports_the_row_without_its_data(admin_user, tmp_path):
+    from imports.models import ImportRunIssue
+    from tests.dedup.conftest import make_source
+
+    source = make_source("crm")
+    old = SourceRecordFactory(source=source, source_key="C1", customer=CustomerFactory(mobile="+8613912345678"))
+    subject = privacy_subject_find(user=admin_user, mobile="139 1234 5678")
+    assert old.pk in subject.source_record_ids
+    privacy_erase(user=admin_user, subject=subject, mode="erase", reason="PIPL request")
+    path = tmp_path / "old.csv"
+    path.write_text("客户编号,姓名,手机\nC1,张三,13912345678\nC2,李四,13800000002\n", encoding="utf-8")
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("import_file", str(path), "--source", "crm", "--auto-map", "--inline", stdout=out)
+    summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert (summary["created"], summary["errors"]) == (1, 1)
+    issue = ImportRunIssue.objects.get(run_id=summary["run"])
+    assert "erased" in json.dumps(issue.reasons, ensure_ascii=False)
+    assert "13912345678" not in json.dumps([issue.raw, issue.source_key], ensure_ascii=False)
+    assert not Customer.objects.filter(mobile="+8613912345678", status=CustomerStatus.ACTIVE).exists()

@@ -20,6 +20,7 @@ from imports.connectors.services import (
 )
 from imports.connectors.sql import SqlConnector, mask_url, validate_select
 from imports.models import Connector, ImportRunChange
+from imports.pipeline import ImportPipeline
 from tests.factories import SourceFactory
 from tests.imports.connectors.erp import BASE, erp_rows
 
@@ -143,6 +144,43 @@ def test_it_rolls_back_a_page_and_its_cursor_together(mariadb_erp, monkeypatch):
     assert SourceRecord.objects.count() == 10 and connector.cursor["after"][1]["v"] == "E000010"
     monkeypatch.setattr(ConnectorChunkSource, "chunk_committed", real)
     assert sync(connector).created == 20
+    assert_no_loss_or_duplicate(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_saves_each_pages_own_cursor_while_the_next_page_is_read_ahead(mariadb_erp, monkeypatch):
+    """The next page is read (in a helper thread) while the current one is written; the cursor
+    saved with a page must still be that page's, not the one of the page read ahead."""
+    mariadb_erp.insert(erp_rows(30))
+    connector = make_connector(mariadb_erp, page_size=10)
+    real_pages, real_committed = SqlConnector.pages, ConnectorChunkSource.chunk_committed
+    yielded = {"n": 0}
+    saved = []
+
+    def counted_pages(self, page_rows):  # noqa: ANN001, ANN202
+        for page in real_pages(self, page_rows):
+            yielded["n"] += 1
+            yield page
+
+    def committed(self):  # noqa: ANN001, ANN202
+        real_committed(self)
+        saved.append(self.connector.cursor["after"][1]["v"])
+
+    real_progress = ImportPipeline._save_progress
+
+    def progress_once_the_next_page_was_read(self, *, final):  # noqa: ANN001, ANN202
+        # Just before a page's cursor is saved, let the reader get a page ahead (it usually is).
+        done = len(saved)
+        deadline = time.monotonic() + 10
+        while not final and yielded["n"] < min(done + 2, 3) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        real_progress(self, final=final)
+
+    monkeypatch.setattr(SqlConnector, "pages", counted_pages)
+    monkeypatch.setattr(ConnectorChunkSource, "chunk_committed", committed)
+    monkeypatch.setattr(ImportPipeline, "_save_progress", progress_once_the_next_page_was_read)
+    assert sync(connector).status == RunStatus.COMPLETED
+    assert saved == ["E000010", "E000020", "E000030"]
     assert_no_loss_or_duplicate(30)
 
 
