@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('crmhub', '0011_customer_search_trigram_indexes'),
-        ('dedup', '0004_survivorship'),
+        ('dedup', '0005_smaller_blocks_by_default'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
