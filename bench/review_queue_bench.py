@@ -9,9 +9,12 @@ Loads N pending candidates over about 1.9 N customers (nine pairs in ten; every 
 cluster of three records linked by two pairs), one source record per customer in two sources,
 then measures (each 20 times, p50/p95 in ms):
 - the navigation count (``pending_count``);
-- ``review_items`` unfiltered and filtered by source (grouping all pending candidates);
-- the queue page (``GET /dedup/review/``, 20 items rendered) and the compare screen of a cluster,
-  through Django's test client (no network, no server).
+- ``review_items`` unfiltered and filtered by source (the first page's 20 items);
+- the queue page (``GET /dedup/review/``, 20 items rendered: unfiltered, by score band, by source,
+  by age on page 50) and the compare screen of a cluster and of a pair, through Django's test
+  client (no network, no server).
+The loader writes candidates in bulk and then computes their clusters (``clusters_rebuild``, as
+the writers' refresh would have), then VACUUM ANALYZE.
 """
 
 from __future__ import annotations
@@ -87,7 +90,14 @@ def load(n: int) -> None:
         ],
         batch_size=5000,
     )
+    from dedup.clusters import clusters_rebuild
+
+    started = time.perf_counter()
+    clusters_rebuild()  # what the candidate writers' refresh leaves behind
+    print(f"clusters computed in {time.perf_counter() - started:.1f} s")
     with connection.cursor() as c:
+        # The rebuild rewrote every row once; autovacuum would tidy that up in production.
+        c.execute("VACUUM ANALYZE dedup_matchcandidate")
         c.execute("ANALYZE")
 
 
@@ -115,18 +125,23 @@ def main() -> None:
     client = Client(HTTP_ACCEPT_LANGUAGE="en")
     client.force_login(user)
     cluster = MatchCandidate.objects.order_by("pk")[9]
+    pair = MatchCandidate.objects.order_by("pk")[0]
 
     def items(**params):  # noqa: ANN003, ANN202
         fresh = get_user_model().objects.get(pk=user.pk)
-        return lambda: selectors.review_items(user=fresh, filters=selectors.ReviewFilters.from_params(params))
+        return lambda: selectors.review_items(user=fresh, filters=selectors.ReviewFilters.from_params(params))[:20]
 
-    print(f"items: {len(items()())}")
+    counted = len(selectors.review_items(user=user, filters=selectors.ReviewFilters()))
+    print(f"items: {counted} (counted up to {selectors.QUEUE_COUNT_LIMIT + 1})")
     rows = [
         ("pending_count", selectors.pending_count),
         ("review_items (all)", items()),
         ("review_items (source=shop)", items(source="shop")),
         ("GET /dedup/review/", lambda: client.get("/dedup/review/")),
         ("GET /dedup/review/?band=high", lambda: client.get("/dedup/review/", {"band": "high"})),
+        ("GET /dedup/review/?source=shop", lambda: client.get("/dedup/review/", {"source": "shop"})),
+        ("GET /dedup/review/?sort=age&page=50", lambda: client.get("/dedup/review/", {"sort": "age", "page": 50})),
+        ("GET compare (pair)", lambda: client.get(f"/dedup/candidates/{pair.pk}/compare/")),
         ("GET compare (cluster of 3)", lambda: client.get(f"/dedup/candidates/{cluster.pk}/compare/")),
     ]
     with override_settings(DEBUG=False):

@@ -15,7 +15,7 @@ def review_count(request: HttpRequest) -> dict:
         return {}
     from dedup.selectors import pending_count
 
-    # Lazy: evaluated only when a template shows it (one indexed COUNT).
+    # Lazy: evaluated only when a template shows it (one indexed COUNT, bounded).
     return {"nav_review": True, "nav_pending_reviews": _Lazy(pending_count)}
 
 
@@ -27,4 +27,7 @@ class _Lazy:
     def __str__(self) -> str:
         if self.value is None:
             self.value = self.func()
-        return str(self.value)
+        from dedup.selectors import PENDING_COUNT_LIMIT
+
+        # A backlog past the limit is not counted to the end on every page view.
+        return f"{PENDING_COUNT_LIMIT}+" if self.value > PENDING_COUNT_LIMIT else str(self.value)

@@ -210,11 +210,30 @@ class MatchCandidate(models.Model):
         "dedup.Merge", verbose_name=_("merge"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # The review cluster of a pending candidate (dedup.clusters): its component's key (smallest
+    # candidate id), best score and oldest proposal, so the queue pages through an index.
+    cluster = models.BigIntegerField(_("cluster"), null=True, blank=True, editable=False)
+    cluster_score = models.FloatField(_("cluster's best score"), null=True, blank=True, editable=False)
+    cluster_created = models.DateTimeField(_("cluster's oldest proposal"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-score", "id"]
         verbose_name = _("match candidate")
         verbose_name_plural = _("match candidates")
+        indexes = [
+            # The review queue's pages (best first / lowest first; oldest / newest) and a cluster's
+            # members; partial: decided candidates stay out of them.
+            models.Index(
+                models.F("cluster_score").desc(),
+                "cluster",
+                name="dedup_mc_queue_score",
+                condition=models.Q(status="pending"),
+            ),
+            models.Index(
+                fields=["cluster_created", "cluster"], name="dedup_mc_queue_age", condition=models.Q(status="pending")
+            ),
+            models.Index(fields=["cluster"], name="dedup_mc_queue_cluster", condition=models.Q(status="pending")),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["left", "right"], name="dedup_matchcandidate_unique_pair"),
             models.CheckConstraint(condition=models.Q(left__lt=models.F("right")), name="dedup_matchcandidate_ordered"),

@@ -8,9 +8,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import numpy as np
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -21,6 +19,7 @@ from accounts.roles import Role
 from crmhub.choices import CustomerStatus
 from crmhub.models import Customer, SourceRecord
 from dedup.choices import CandidateStatus
+from dedup.clusters import clusters_heal, components
 from dedup.models import MatchCandidate, Merge
 
 
@@ -245,10 +244,22 @@ class ReviewFilters:
         return out
 
 
-def candidates_filtered(*, user, filters: ReviewFilters) -> QuerySet[MatchCandidate]:  # noqa: ANN001
-    """``candidate_list`` narrowed by ``filters`` (source, rule, score, age, assignee)."""
+def candidates_filtered(*, user, filters: ReviewFilters, paged: bool = False) -> QuerySet[MatchCandidate]:  # noqa: ANN001
+    """``candidate_list`` narrowed by ``filters`` (source, rule, score, age, assignee). ``paged``:
+    the caller reads a LIMIT of rows in index order and never counts them all (the queue)."""
     qs = candidate_list(user=user, status=filters.status)
-    if filters.source:
+    if filters.source and paged:
+        # One correlated probe per candidate read (a nested-loop semi-join that stops with the
+        # LIMIT): 1 ms for a page at 100k pending, where hashing the source's customers costs
+        # ~150 ms whatever the page.
+        qs = qs.filter(
+            Exists(
+                SourceRecord.objects.filter(source__code=filters.source).filter(
+                    Q(customer_id=OuterRef("left_id")) | Q(customer_id=OuterRef("right_id"))
+                )
+            )
+        )
+    elif filters.source:
         # IN (subquery) lets PostgreSQL hash the source's customers once; correlated EXISTS
         # probes per candidate cost seconds over a large queue.
         from_source = SourceRecord.objects.filter(source__code=filters.source).values("customer_id")
@@ -303,102 +314,95 @@ class ReviewItem:
         return ",".join(map(str, self.candidate_ids))
 
 
-def _components(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Connected components of the edges (left[i], right[i]): a component label per edge.
-    Vectorised (min-label propagation with pointer jumping): tens of milliseconds for 10⁵
-    edges, where a Python union-find over the same pairs takes seconds."""
-    if not len(left):
-        return np.empty(0, dtype=np.int64)
-    _nodes, dense = np.unique(np.concatenate([left, right]), return_inverse=True)
-    lo, hi = dense[: len(left)], dense[len(left) :]
-    labels = np.arange(len(_nodes))
-    while True:
-        smallest = np.minimum(labels[lo], labels[hi])
-        new = labels.copy()
-        np.minimum.at(new, lo, smallest)
-        np.minimum.at(new, hi, smallest)
-        new = new[new]
-        if np.array_equal(new, labels):
-            return labels[lo]
-        labels = new
+# The grouping itself lives with the maintenance of the stored clusters.
+_components = components
+
+QUEUE_COUNT_LIMIT = 1_000  # items (50 pages); past it the page says "more than" instead of counting the backlog
 
 
 class ReviewItems:
-    """The queue's items in order, built lazily: ``len()`` and slicing (for the paginator)
-    only create the ReviewItems of the slice asked for."""
+    """The queue's items in order, read a page at a time: slicing runs one indexed query for
+    the page's cluster keys (filters, sort, LIMIT/OFFSET over the stored clusters) and one for
+    their candidates; ``count()`` counts clusters up to ``QUEUE_COUNT_LIMIT`` (+1, so a page
+    can say "more than"). Nothing reads the whole backlog."""
 
-    def __init__(self, pk, left, right, score, starts, ends, order) -> None:  # noqa: ANN001
-        self._pk, self._left, self._right, self._score = pk, left, right, score
-        self._starts, self._ends, self._order = starts, ends, order
+    def __init__(self, *, user, filtered: QuerySet, sort: str) -> None:  # noqa: ANN001
+        self._user = user
+        self._filtered = filtered
+        self._sort = sort if sort in SORTS else "-score"
+        self._count: int | None = None
+
+    def _keys(self) -> QuerySet:
+        # Ties follow the sort's direction (the index is read forwards or backwards).
+        column, order = {
+            "-score": ("cluster_score", ("-cluster_score", "cluster")),
+            "score": ("cluster_score", ("cluster_score", "-cluster")),
+            "age": ("cluster_created", ("cluster_created", "cluster")),
+            "-age": ("cluster_created", ("-cluster_created", "-cluster")),
+        }[self._sort]
+        return self._filtered.order_by(*order).values_list("cluster", column).distinct()
+
+    def count(self) -> int:
+        if self._count is None:
+            keys = self._filtered.order_by("cluster").values("cluster").distinct()
+            self._count = keys[: QUEUE_COUNT_LIMIT + 1].count()
+        return self._count
+
+    @property
+    def more_than_counted(self) -> bool:
+        return self.count() > QUEUE_COUNT_LIMIT
 
     def __len__(self) -> int:
-        return len(self._order)
+        return self.count()
 
-    def _item(self, group: int) -> ReviewItem:
-        a, b = int(self._starts[group]), int(self._ends[group])
-        return ReviewItem(
-            candidate_ids=sorted(self._pk[a:b].tolist()),
-            customer_ids=sorted(set(self._left[a:b].tolist()) | set(self._right[a:b].tolist())),
-            score=float(self._score[a:b].max()),
-            created_at=None,
+    def _items(self, keys: list[int]) -> list[ReviewItem]:
+        if not keys:
+            return []
+        members: dict[int, list[tuple]] = {k: [] for k in keys}
+        rows = (
+            candidate_list(user=self._user, status=CandidateStatus.PENDING)
+            .filter(cluster__in=keys)
+            .order_by()
+            .values_list("cluster", "pk", "left_id", "right_id", "score", "cluster_created")
         )
+        for row in rows:
+            members[row[0]].append(row)
+        items = []
+        for k in keys:
+            group = members[k]
+            if not group:
+                continue  # decided between the two queries
+            items.append(
+                ReviewItem(
+                    candidate_ids=sorted(r[1] for r in group),
+                    customer_ids=sorted({r[2] for r in group} | {r[3] for r in group}),
+                    score=max(r[4] for r in group),
+                    created_at=group[0][5],
+                )
+            )
+        return items
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204
         if isinstance(index, slice):
-            return [self._item(g) for g in self._order[index]]
-        return self._item(self._order[index])
+            return self._items([k for k, _v in self._keys()[index]])
+        found = self[index : index + 1]
+        if not found:
+            raise IndexError(index)
+        return found[0]
 
     def __iter__(self):  # noqa: ANN204
-        return (self._item(g) for g in self._order)
+        return iter(self._items([k for k, _v in self._keys()]))
 
 
 def review_items(*, user, filters: ReviewFilters, sort: str = "-score") -> ReviewItems:  # noqa: ANN001
-    """The pending queue as items: connected groups of pending candidates (over all pending
-    candidates the user may see, so a filter never splits a cluster), kept when at least one
-    of their candidates passes ``filters``, sorted by best score or by oldest proposal.
-
-    One query reads the pending candidates' ids, customers and scores (oldest first), a
-    second the ids passing the filters (none without filters); grouping, filtering and
-    sorting are done on arrays."""
-    qs = candidate_list(user=user, status=CandidateStatus.PENDING).order_by("created_at", "pk")
-    sql, params = qs.values_list("pk", "left_id", "right_id", "score").query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    table = np.array(rows, dtype=np.float64).reshape(-1, 4)
-    pk, left, right = (table[:, i].astype(np.int64) for i in range(3))
-    score = table[:, 3]
-    age = np.arange(len(pk))  # rows come oldest first
-    label = _components(left, right)
-    if filters == ReviewFilters():
-        wanted = np.ones(len(pk), dtype=bool)
-    else:
-        sql, params = (
-            candidates_filtered(user=user, filters=filters).order_by().values_list("pk").query.sql_with_params()
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            wanted = np.isin(pk, np.array([r[0] for r in cursor.fetchall()], dtype=np.int64))
-    by_group = np.lexsort((pk, label))
-    pk, left, right, score, age, label, wanted = (a[by_group] for a in (pk, left, right, score, age, label, wanted))
-    if len(pk):
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(label)) + 1])
-        ends = np.concatenate([starts[1:], [len(pk)]])
-        best = np.maximum.reduceat(score, starts)
-        oldest = np.minimum.reduceat(age, starts)
-        kept = np.flatnonzero(np.add.reduceat(wanted.astype(np.int64), starts) > 0)
-    else:
-        starts = ends = best = oldest = kept = np.empty(0, dtype=np.int64)
-    first_pk = pk[starts] if len(pk) else starts
-    if sort == "score":
-        order = np.lexsort((first_pk[kept], best[kept]))
-    elif sort == "age":
-        order = np.lexsort((first_pk[kept], oldest[kept]))
-    elif sort == "-age":
-        order = np.lexsort((first_pk[kept], -oldest[kept]))
-    else:
-        order = np.lexsort((first_pk[kept], -best[kept]))
-    return ReviewItems(pk, left, right, score, starts, ends, kept[order])
+    """The pending queue as items: clusters of pending candidates sharing customers (kept on
+    the candidates by ``dedup.clusters``, so a filter never splits a cluster), kept when at
+    least one of their candidates passes ``filters``, sorted by best score or by oldest
+    proposal. Lazy: the page asked for is read, not the backlog."""
+    clusters_heal()
+    # Only pending candidates carry a current cluster (decided ones keep their last key).
+    filtered = candidates_filtered(user=user, filters=filters, paged=True).filter(status=CandidateStatus.PENDING)
+    return ReviewItems(user=user, filtered=filtered, sort=sort)
 
 
 def review_items_load(items: list[ReviewItem]) -> list[ReviewItem]:
@@ -412,32 +416,28 @@ def review_items_load(items: list[ReviewItem]) -> list[ReviewItem]:
     return items
 
 
-CLUSTER_LIMIT = 200  # customers; a runaway chain is shown in part rather than read whole
+CLUSTER_LIMIT = 200  # candidates; a runaway chain is shown in part rather than read whole
 
 
 def cluster_of(*, user, candidate: MatchCandidate) -> ReviewItem:  # noqa: ANN001
-    """The queue item a pending candidate belongs to (itself alone when it is not pending),
-    found by walking pending candidates outward from its two customers — a few indexed
-    queries, not a pass over the whole queue."""
+    """The queue item a pending candidate belongs to (itself alone when it is not pending):
+    the pending candidates of its stored cluster, one indexed query."""
     rows = {candidate.pk: (candidate.left_id, candidate.right_id, candidate.score, candidate.created_at)}
-    customers = {candidate.left_id, candidate.right_id}
     if candidate.status == CandidateStatus.PENDING:
-        pending = candidate_list(user=user, status=CandidateStatus.PENDING).order_by()
-        frontier = set(customers)
-        while frontier and len(customers) < CLUSTER_LIMIT:
-            found = pending.filter(Q(left_id__in=frontier) | Q(right_id__in=frontier)).values_list(
-                "pk", "left_id", "right_id", "score", "created_at"
-            )
-            frontier = set()
-            for pk, left, right, score, created in found:
-                if pk in rows:
-                    continue
-                rows[pk] = (left, right, score, created)
-                frontier |= {left, right} - customers
-                customers |= {left, right}
+        if candidate.cluster is None:
+            clusters_heal()
+            candidate.refresh_from_db(fields=["cluster"])
+        found = (
+            candidate_list(user=user, status=CandidateStatus.PENDING)
+            .filter(cluster=candidate.cluster)
+            .order_by("pk")
+            .values_list("pk", "left_id", "right_id", "score", "created_at")[:CLUSTER_LIMIT]
+        )
+        for pk, left, right, score, created in found:
+            rows[pk] = (left, right, score, created)
     item = ReviewItem(
         candidate_ids=sorted(rows),
-        customer_ids=sorted(customers),
+        customer_ids=sorted({r[0] for r in rows.values()} | {r[1] for r in rows.values()}),
         score=max(r[2] for r in rows.values()),
         created_at=min(r[3] for r in rows.values()),
     )
@@ -449,9 +449,14 @@ def review_candidates_get(*, user, ids: list[int]) -> list[MatchCandidate]:  # n
     return list(candidate_list(user=user).filter(pk__in=ids).select_related("decided_by").order_by("pk"))
 
 
+PENDING_COUNT_LIMIT = 9_999  # the navigation says "9999+" rather than count a larger backlog
+
+
 def pending_count() -> int:
-    """The navigation's figure: one indexed count, no row scoping (only stewards see it)."""
-    return MatchCandidate.objects.filter(status=CandidateStatus.PENDING).count()
+    """The navigation's figure: pending candidates, counted up to ``PENDING_COUNT_LIMIT`` + 1
+    through the partial queue index (no row scoping: only stewards see it)."""
+    pending = MatchCandidate.objects.filter(status=CandidateStatus.PENDING).order_by().values("pk")
+    return pending[: PENDING_COUNT_LIMIT + 1].count()
 
 
 def reviewers() -> QuerySet:

@@ -27,6 +27,7 @@ from crmhub.models import Customer, Interaction, Source, SourceRecord
 from crmhub.outbox import Change, changes_record_bulk, feed_values
 from dedup import engine
 from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
+from dedup.clusters import clusters_refresh, clusters_refresh_run
 from dedup.features import build_features, features_from_rows
 from dedup.models import DedupRun, DedupRunPart, MatchCandidate, MatchRule, Merge
 
@@ -440,6 +441,7 @@ def customers_merge(
         status=CandidateStatus.SUPERSEDED, merge=merge, decided_at=timezone.now()
     )
     open_qs.filter(Q(left_id__in=other_ids) | Q(right_id__in=other_ids)).update(status=CandidateStatus.SUPERSEDED)
+    clusters_refresh(ids)
     return merge
 
 
@@ -931,6 +933,7 @@ def merge_undo(*, merge: Merge, acting_user=None, note: str = "") -> dict:  # no
                 "reason": "undo",
             },
         )
+    clusters_refresh(ids)
     return report
 
 
@@ -1090,6 +1093,7 @@ def candidate_approve(
     candidate.merge = merge
     candidate.note = note
     candidate.save()
+    clusters_refresh([candidate.left_id, candidate.right_id])
     return merge
 
 
@@ -1104,6 +1108,7 @@ def candidate_reject(*, candidate: MatchCandidate, acting_user, note: str = "") 
     candidate.decided_at = timezone.now()
     candidate.note = note
     candidate.save()
+    clusters_refresh([candidate.left_id, candidate.right_id])  # the rest of its cluster may fall apart
     return candidate
 
 
@@ -1184,6 +1189,7 @@ def cluster_approve(
     MatchCandidate.objects.filter(pk__in=ids).update(
         status=CandidateStatus.APPROVED, decided_by=acting_user, decided_at=timezone.now(), merge=merge, note=note
     )
+    clusters_refresh(originals)
     return merge
 
 
@@ -1429,6 +1435,7 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     review_set = set(review)
     linked_keys = {(a, b) for a, b, _m in linked_pairs}
     candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)
+    clusters_refresh_run(run)  # the review clusters around this run's candidates and merges
     run.refresh_from_db()
     run.candidates = candidates["total"]
     run.for_review = candidates["pending"]
@@ -1712,6 +1719,7 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
                 "explanation": explanation_rows,
             },
         )
+        clusters_refresh([left, right])
         return {**base, "customer": other, "action": "merged", "merge": merge.pk, "score": float(res.score[best])}
     candidate, _created = MatchCandidate.objects.update_or_create(
         left_id=left,
@@ -1724,4 +1732,5 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
             "explanation": explanation_rows,
         },
     )
+    clusters_refresh([left, right])
     return {**base, "action": "review", "candidate": candidate.pk, "score": float(res.score[best])}

@@ -90,6 +90,8 @@ def _queue_context(request: HttpRequest) -> dict:
         "query": query.urlencode(),
         "sort_query": sort_query.urlencode(),
         "total_items": len(items),
+        "more_items": items.more_than_counted,
+        "count_limit": selectors.QUEUE_COUNT_LIMIT,
         "can_review": can_review(request.user),
         "reviewers": selectors.reviewers() if can_review(request.user) else [],
         "sources": selectors.queue_sources(),
