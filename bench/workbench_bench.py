@@ -16,6 +16,11 @@ EXPLAIN of one query of each kind.
 ``page`` starts gunicorn on a loopback port, logs a support user in (the session cookie is scripted)
 and loads VIP customer pages from ``--users`` concurrent clients, with wrk when it is installed
 (``apt-get install wrk``), otherwise with a threaded Python client.
+``pagecpu`` times the same page in this process (Django's test client, no HTTP): CPU ms, wall ms and
+queries per page; ``--profile`` adds cProfile's cumulative top.
+
+The generated ID numbers are encrypted with the FIELD_ENCRYPTION_KEY of the checkout that ran
+``generate``: run the other commands with the same key (e.g. ``CRMHUB_VAR_DIR`` of that checkout's var/).
 """
 
 from __future__ import annotations
