@@ -8,3 +8,6 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import signals  # noqa: F401  (audit receivers)
+        from accounts.policy import policy_stamp_receivers_connect
+
+        policy_stamp_receivers_connect()

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
-__all__ = ["ApiToken", "AuditEvent", "ExportRequest", "FieldPolicy", "UserProfile"]
+__all__ = ["ApiToken", "AuditEvent", "ExportRequest", "FieldPolicy", "PolicyStamp", "UserProfile"]
 
 
 class AccessLevel(models.IntegerChoices):
@@ -41,6 +41,21 @@ class FieldPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} / {self.field_id}: {self.get_access_display()}"
+
+
+class PolicyStamp(models.Model):
+    """One row whose token changes with everything a field policy is built from (field
+    definitions, field policies, groups, group membership). Every process keeps the policies it
+    built under the token it read, so a change applies at once in every worker (accounts.policy)."""
+
+    token = models.CharField(max_length=32)
+
+    class Meta:
+        verbose_name = _("policy stamp")
+        verbose_name_plural = _("policy stamps")
+
+    def __str__(self) -> str:
+        return self.token
 
 
 class AuditEventKind(models.TextChoices):

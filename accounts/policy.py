@@ -11,6 +11,8 @@ matrix below). Admin-configured per-role, per-field policies override the matrix
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Iterable
 from enum import IntEnum
 from typing import Any
@@ -56,17 +58,23 @@ class Policy:
     or for a bare set of roles (webhook subscriptions, which have a role and no user)."""
 
     def __init__(self, user, roles: set[str] | None = None) -> None:  # noqa: ANN001
-        from accounts.models import FieldPolicy
-        from crmhub.models import FieldDefinition
-
         self.user = user
-        self.fields = {f.name: f for f in FieldDefinition.objects.filter(is_active=True)}
         if roles is None:
             roles = user_roles(user)
             authenticated = user is not None and user.is_authenticated
         else:
             authenticated = True
         self.roles = set(roles)
+        # Shared, read-only: built once per process and policy stamp (see _resolved).
+        self.fields, self.access = _resolved(frozenset(roles), authenticated, _stamp_of(user))
+
+    @staticmethod
+    def build(roles: frozenset[str], authenticated: bool) -> tuple[dict, dict[str, Access]]:
+        """Every active field definition and this set of roles' access to it, from the database."""
+        from accounts.models import FieldPolicy
+        from crmhub.models import FieldDefinition
+
+        fields = {f.name: f for f in FieldDefinition.objects.filter(is_active=True)}
         # role -> field -> access, from admin-configured FieldPolicy rows.
         overrides: dict[str, dict[str, Access]] = {}
         if roles:
@@ -74,17 +82,18 @@ class Policy:
                 "field__name", "role", "access"
             ):
                 overrides.setdefault(role, {})[field_name] = Access(access)
-        self.access: dict[str, Access] = {}
-        for name, field in self.fields.items():
+        access: dict[str, Access] = {}
+        for name, field in fields.items():
             if roles:
                 # Each role's own decision (its override, else the default for the field's
                 # sensitivity); with several roles, the most generous one wins.
-                self.access[name] = max(
+                access[name] = max(
                     overrides.get(role, {}).get(name, DEFAULT_MATRIX.get(role, NO_ROLE)[field.sensitivity])
                     for role in roles
                 )
             else:
-                self.access[name] = NO_ROLE[field.sensitivity] if authenticated else H
+                access[name] = NO_ROLE[field.sensitivity] if authenticated else H
+        return fields, access
 
     def __call__(self, field_name: str) -> Access:
         return self.access.get(field_name, H)
@@ -107,6 +116,120 @@ class Policy:
     def visible_fields(self, names: Iterable[str] | None = None) -> list[str]:
         names = list(self.fields) if names is None else names
         return [n for n in names if self(n) > H]
+
+
+#
+# Per-process cache of resolved policies and of users' roles.
+#
+# Building a policy takes three queries (the user's groups, the field definitions, the field
+# policies) and a pass over every field; the customer page and every API call need one. Each
+# process keeps what it built under the token of the PolicyStamp row, and reads that one row
+# per request (per user object): whatever changes a field definition, a field policy, a group or
+# a group membership gives the row a new random token (policy_stamp_bump, from the receivers
+# below, which also see the admin's edits), so every worker rebuilds on its next request. A
+# random token rather than a counter: a rolled-back change returns the old token together with
+# the old rows, so what was cached under it is still right. Without the row nothing is cached.
+
+_cache_lock = threading.Lock()
+_cache: dict = {"token": None, "policies": {}, "roles": {}}
+_generation = [0]
+_CACHED_MAX = 10_000
+
+
+def _read_stamp() -> str | None:
+    from accounts.models import PolicyStamp
+
+    return PolicyStamp.objects.filter(pk=1).values_list("token", flat=True).first() or None
+
+
+def _stamp_of(user) -> tuple[str | None, int]:  # noqa: ANN001
+    """The policy stamp as read once per user object (i.e. per request), with this process's
+    cache generation at the time (policy_cache_clear, which every local bump calls, moves it on)."""
+    stamp = getattr(user, "_crmhub_policy_stamp", None) if user is not None else None
+    if stamp is None:
+        stamp = (_read_stamp(), _generation[0])
+        if user is not None:
+            try:
+                user._crmhub_policy_stamp = stamp
+            except AttributeError:
+                pass
+    return stamp
+
+
+def _cached(kind: str, key, stamp: tuple[str | None, int], build):  # noqa: ANN001, ANN202
+    """``build()``, cached under ``kind`` and ``key`` for this policy stamp.
+
+    What a miss builds is kept under the request's token, unless this process changed the stamp
+    since the request read it: then the token no longer describes the rows (and may come back
+    with a rollback), so the stamp is read afresh. A change committed by another process meanwhile
+    only makes the rows newer than the token, and requests that see the new token rebuild."""
+    token, generation = stamp
+    if token is not None:
+        with _cache_lock:
+            if _cache["token"] == token and key in _cache[kind]:
+                return _cache[kind][key]
+    if generation != _generation[0]:
+        token = _read_stamp()
+    value = build()
+    if token is not None:
+        with _cache_lock:
+            if _cache["token"] != token:
+                _cache.update(token=token, policies={}, roles={})
+            if len(_cache[kind]) >= _CACHED_MAX:
+                _cache[kind].clear()
+            _cache[kind][key] = value
+    return value
+
+
+def _resolved(roles: frozenset[str], authenticated: bool, stamp: tuple) -> tuple[dict, dict[str, Access]]:
+    return _cached("policies", (roles, authenticated), stamp, lambda: Policy.build(roles, authenticated))
+
+
+def cached_group_names(user) -> frozenset[str]:  # noqa: ANN001
+    """The names of ``user``'s groups, cached per process under the policy stamp
+    (accounts.roles.user_roles adds what the user row itself says: superuser)."""
+    return _cached("roles", user.pk, _stamp_of(user), lambda: frozenset(user.groups.values_list("name", flat=True)))
+
+
+def policy_cache_clear() -> None:
+    """Forget what this process cached (as a freshly started worker would)."""
+    with _cache_lock:
+        _cache.update(token=None, policies={}, roles={})
+        _generation[0] += 1
+
+
+def policy_stamp_bump() -> None:
+    """Give the policy stamp a new token: every process rebuilds its policies on its next request.
+    Call in the transaction that changes what policies are built from (the receivers below do for
+    saves and deletes; bulk writes must call it themselves)."""
+    from accounts.models import PolicyStamp
+
+    PolicyStamp.objects.update_or_create(pk=1, defaults={"token": uuid.uuid4().hex})
+    policy_cache_clear()
+
+
+def _bump_receiver(sender, **kwargs) -> None:  # noqa: ANN001, ANN003
+    action = kwargs.get("action")  # m2m_changed only
+    if action is None or action.startswith("post_"):
+        policy_stamp_bump()
+
+
+def policy_stamp_receivers_connect() -> None:
+    """Bump the stamp on every save or delete of what policies are built from, wherever it comes
+    from (services, the admin, the shell). Connected in AccountsConfig.ready."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db.models.signals import m2m_changed, post_delete, post_save
+
+    from accounts.models import FieldPolicy
+    from crmhub.models import FieldDefinition
+
+    for model in (FieldDefinition, FieldPolicy, Group):
+        post_save.connect(_bump_receiver, sender=model, dispatch_uid=f"policy_stamp_save_{model.__name__}")
+        post_delete.connect(_bump_receiver, sender=model, dispatch_uid=f"policy_stamp_delete_{model.__name__}")
+    user_model = get_user_model()
+    post_delete.connect(_bump_receiver, sender=user_model, dispatch_uid="policy_stamp_delete_user")
+    m2m_changed.connect(_bump_receiver, sender=user_model.groups.through, dispatch_uid="policy_stamp_user_groups")
 
 
 def policy_for(user) -> Policy:  # noqa: ANN001

@@ -22,7 +22,9 @@ def user_roles(user) -> set[str]:  # noqa: ANN001
         return set()
     cached = getattr(user, "_crmhub_roles", None)
     if cached is None:
-        cached = set(user.groups.values_list("name", flat=True))
+        from accounts.policy import cached_group_names
+
+        cached = set(cached_group_names(user))
         if user.is_superuser:
             cached.add(Role.ADMIN)
         user._crmhub_roles = cached

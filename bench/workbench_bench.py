@@ -16,6 +16,11 @@ EXPLAIN of one query of each kind.
 ``page`` starts gunicorn on a loopback port, logs a support user in (the session cookie is scripted)
 and loads VIP customer pages from ``--users`` concurrent clients, with wrk when it is installed
 (``apt-get install wrk``), otherwise with a threaded Python client.
+``pagecpu`` times the same page in this process (Django's test client, no HTTP): CPU ms, wall ms and
+queries per page; ``--profile`` adds cProfile's cumulative top.
+
+The generated ID numbers are encrypted with the FIELD_ENCRYPTION_KEY of the checkout that ran
+``generate``: run the other commands with the same key (e.g. ``CRMHUB_VAR_DIR`` of that checkout's var/).
 """
 
 from __future__ import annotations
@@ -537,6 +542,48 @@ def page(workers: int, threads: int, users: int, seconds: float, think_ms: int) 
         server.wait(timeout=30)
 
 
+def page_cpu(pages: int, role: str, profile: bool) -> None:
+    """CPU and wall time of the customer page in this process (Django's test client through the
+    whole middleware stack, no HTTP): a load-independent figure for the cost of one page."""
+    import cProfile
+    import pstats
+
+    from django.db import reset_queries
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from crmhub.models import Customer
+
+    user = _bench_user(role)
+    vips = list(Customer.objects.filter(tags__contains=[VIP_TAG]).values_list("pk", flat=True)[:pages])
+    client = Client()
+    client.force_login(user)
+    for pk in vips[:5]:  # warm up: imports, templates, the connection
+        assert client.get(f"/customers/{pk}/").status_code == 200
+    cpu, wall, queries = [], [], []
+    profiler = cProfile.Profile() if profile else None
+    for pk in vips:
+        reset_queries()
+        with CaptureQueriesContext(connection) as captured:
+            c0, w0 = time.process_time(), time.perf_counter()
+            if profiler:
+                profiler.enable()
+            response = client.get(f"/customers/{pk}/")
+            if profiler:
+                profiler.disable()
+            cpu.append((time.process_time() - c0) * 1000)
+            wall.append((time.perf_counter() - w0) * 1000)
+        assert response.status_code == 200, response.status_code
+        queries.append(len(captured))
+    print(
+        f"{len(vips)} VIP pages as {role}: CPU ms per page p50 {statistics.median(cpu):.1f}, mean "
+        f"{statistics.mean(cpu):.1f}, p95 {_percentile(cpu, 95):.1f}; wall p50 {statistics.median(wall):.1f} ms; "
+        f"queries per page {min(queries)}-{max(queries)}; load average {os.getloadavg()}"
+    )
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -554,6 +601,10 @@ def main() -> None:
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--think-ms", type=int, default=0, help="each user pauses 0.5-1.5x this between pages")
+    c = sub.add_parser("pagecpu")
+    c.add_argument("--pages", type=int, default=40)
+    c.add_argument("--role", default="support")
+    c.add_argument("--profile", action="store_true", help="print cProfile's cumulative top")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         raise SystemExit("this benchmark runs on PostgreSQL: set DATABASE_URL")
@@ -561,6 +612,8 @@ def main() -> None:
         generate(args.customers, args.vips, args.seed)
     elif args.command == "search":
         search(args.samples, args.seed, args.role)
+    elif args.command == "pagecpu":
+        page_cpu(args.pages, args.role, args.profile)
     else:
         page(args.workers, args.threads, args.users, args.seconds, args.think_ms)
 

@@ -29,6 +29,10 @@ def field_definitions_sync() -> int:
     existing = set(FieldDefinition.objects.values_list("name", flat=True))
     missing = [FieldDefinition(**row) for row in core_field_rows() if row["name"] not in existing]
     FieldDefinition.objects.bulk_create(missing)
+    if missing:
+        from accounts.policy import policy_stamp_bump
+
+        policy_stamp_bump()  # bulk_create sends no post_save: tell cached policies
     return len(missing)
 
 

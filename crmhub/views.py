@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -115,6 +116,10 @@ def _render_detail(  # noqa: PLR0913
         "form": form,
         "conflict": conflict,
         "field_defs": policy.fields,
+        # Once per page, not once per masked field or history entry.
+        "may_reveal": request.user.has_perm("accounts.reveal_values"),
+        "reveal_url": reverse("accounts:customer-reveal", args=[customer.pk]),
+        "restore_url": reverse("customer-restore", args=[customer.pk]),
     }
     return render(request, "crmhub/customer_detail.html", context, status=status)
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from django import template
+from django.utils import dateformat, formats
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import template_localtime
 from django.utils.translation import gettext as _
 
 from crmhub.choices import Gender
@@ -72,3 +76,36 @@ def ref_url(ref: str) -> str:
     if kind == "merge":
         return f"#merge-{number}"
     return ""
+
+
+_TIMELINE_ITEM = (
+    '<li class="kind-{kind}" data-kind="{kind}"><time datetime="{iso}">{when}</time>\n'
+    '    <span class="badge">{label}</span> {title}{amount}\n'
+    '    {status} <span class="muted">{source}</span></li>\n'
+)
+
+
+@register.simple_tag
+def timeline_items(items) -> SafeString:  # noqa: ANN001
+    """The timeline's rows, built here rather than by template tags: 50 rows of a dozen lookups
+    and two date filters each were the largest part of the customer page's CPU time."""
+    from crmhub.choices import InteractionKind
+
+    labels = dict(InteractionKind.choices)
+    rows = []
+    for i in items:
+        at = template_localtime(i.occurred_at)
+        rows.append(
+            format_html(
+                _TIMELINE_ITEM,
+                kind=i.kind,
+                iso=dateformat.format(at, "c"),
+                when=dateformat.format(at, "Y-m-d H:i"),
+                label=labels.get(i.kind, i.kind),
+                title=i.title,
+                amount=format_html(" · {} {}", formats.localize(i.amount), i.currency) if i.amount is not None else "",
+                status=format_html('<span class="muted">({})</span>', i.status) if i.status else "",
+                source=i.source.name if i.source_id is not None else "",
+            )
+        )
+    return mark_safe("".join(rows))  # noqa: S308 - every row is format_html's, values escaped

@@ -97,6 +97,32 @@ def test_it_filters_and_pages_the_timeline(client, steward, vip):
     assert re.findall(r'data-kind="(\w+)"', body) == ["order"] * 3  # 53 orders: 50 on page 1, 3 on page 2
 
 
+def test_it_writes_each_timeline_row_escaped_in_the_viewers_time_zone(client, support):
+    customer = CustomerFactory()
+    at = dt.datetime(2026, 3, 1, 16, 30, tzinfo=dt.UTC)  # 2026-03-02 00:30 in Asia/Shanghai
+    InteractionFactory(
+        customer=customer,
+        source=SourceFactory(name="<b>shop</b>"),
+        kind="ticket",
+        title="<script>x</script>",
+        status="open & waiting",
+        occurred_at=at,
+        amount=Decimal("12.50"),
+        currency="CNY",
+    )
+    InteractionFactory(customer=customer, source=None, kind="call", title="no source", status="", occurred_at=at)
+    html = page(client, support, customer).content.decode()
+    assert (
+        '<li class="kind-ticket" data-kind="ticket"><time datetime="2026-03-02T00:30:00+08:00">2026-03-02 00:30</time>'
+    ) in html
+    assert '<span class="badge">Service ticket</span> &lt;script&gt;x&lt;/script&gt; · 12.50 CNY' in html
+    assert '<span class="muted">(open &amp; waiting)</span> <span class="muted">&lt;b&gt;shop&lt;/b&gt;</span>' in html
+    assert "<script>x" not in html and "<b>shop" not in html
+    assert '<span class="badge">Call</span> no source\n     <span class="muted"></span></li>' in html
+    empty = page(client, support, CustomerFactory()).content.decode()
+    assert "No interactions yet." in empty
+
+
 def test_it_masks_the_page_for_support_and_offers_no_edit(client, support, vip):
     html = page(client, support, vip).content.decode()
     assert "138****8000" in html and "13800138000" not in html
