@@ -510,6 +510,11 @@ def page(workers: int, threads: int, users: int, seconds: float, think_ms: int) 
                 )
                 + "request = function()\n  n = n + 1\n"
                 f'  return wrk.format("GET", paths[(n % #paths) + 1], {{["Cookie"] = "{cookie}"}})\nend\n'
+                # wrk's --latency table has no p95: print it (and the non-2xx count) at the end.
+                "done = function(summary, latency, requests)\n"
+                '  io.write(string.format("p95 %.1f ms; non-2xx or errors %d\\n", latency:percentile(95) / 1000,\n'
+                "    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))\n"
+                "end\n"
             )
             result = subprocess.run(
                 [
