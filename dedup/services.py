@@ -1131,6 +1131,22 @@ def candidates_assign(*, candidate_ids: Iterable[int], assignee, acting_user) ->
     )
 
 
+def _pending_candidates_locked(ids: list[int]) -> list[MatchCandidate]:
+    """The candidates ``ids``, locked; refused unless every one still exists and is pending."""
+    candidates = list(
+        MatchCandidate.objects.select_for_update(of=("self",))
+        .select_related("decided_by")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    if len(candidates) != len(ids):
+        raise CandidateDecidedError(_("Some of these candidates no longer exist; reload the queue."))
+    for candidate in candidates:
+        if candidate.status != CandidateStatus.PENDING:
+            raise CandidateDecidedError(_decided_message(candidate))
+    return candidates
+
+
 @transaction.atomic
 def cluster_approve(
     *,
@@ -1145,17 +1161,7 @@ def cluster_approve(
     Every candidate must still be pending, and no two of the customers may have been said to
     be different people."""
     ids = sorted(set(candidate_ids))
-    candidates = list(
-        MatchCandidate.objects.select_for_update(of=("self",))
-        .select_related("decided_by")
-        .filter(pk__in=ids)
-        .order_by("pk")
-    )
-    if len(candidates) != len(ids):
-        raise CandidateDecidedError(_("Some of these candidates no longer exist; reload the queue."))
-    for candidate in candidates:
-        if candidate.status != CandidateStatus.PENDING:
-            raise CandidateDecidedError(_decided_message(candidate))
+    candidates = _pending_candidates_locked(ids)
     if len(candidates) == 1:
         return candidate_approve(
             candidate=candidates[0],
@@ -1197,17 +1203,7 @@ def cluster_approve(
 def cluster_reject(*, candidate_ids: Iterable[int], acting_user, note: str = "") -> list[MatchCandidate]:  # noqa: ANN001
     """Reject every candidate of a group (all remembered). Refuses if any was decided meanwhile."""
     ids = sorted(set(candidate_ids))
-    candidates = list(
-        MatchCandidate.objects.select_for_update(of=("self",))
-        .select_related("decided_by")
-        .filter(pk__in=ids)
-        .order_by("pk")
-    )
-    if len(candidates) != len(ids):
-        raise CandidateDecidedError(_("Some of these candidates no longer exist; reload the queue."))
-    for candidate in candidates:
-        if candidate.status != CandidateStatus.PENDING:
-            raise CandidateDecidedError(_decided_message(candidate))
+    candidates = _pending_candidates_locked(ids)
     return [candidate_reject(candidate=c, acting_user=acting_user, note=note) for c in candidates]
 
 

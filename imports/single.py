@@ -48,9 +48,7 @@ from imports.cleaning.frame import clean_columns
 from imports.history import history_objects
 from imports.linking import customer_row
 from imports.models import ImportRun, ImportRunChange, ImportRunIssue
-
-# The key writers.PostgresWriter.lock_source takes exclusively per source (batches).
-SOURCE_LOCK_CLASS = 0x637268
+from imports.writers import SOURCE_LOCK_CLASS
 
 #
 # The data dictionary, cached per process

@@ -35,6 +35,8 @@ from imports.linking import (
 )
 from imports.models import ImportRunChange, ImportRunIssue
 
+# Advisory-lock class of a source's writers: batches take it exclusively, single pushes shared (imports.single).
+SOURCE_LOCK_CLASS = 0x637268
 BATCH = 500
 
 
@@ -291,7 +293,7 @@ class PostgresWriter:
     def lock_source(self, source_id: int) -> None:
         """One writer per source at a time: classification and upsert see the same rows."""
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x637268, source_id])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SOURCE_LOCK_CLASS, source_id])
 
     def existing(self, source_id: int, keys: list[str]) -> dict[str, Existing]:
         with connection.cursor() as cursor:

@@ -20,7 +20,7 @@ from imports.choices import ChangeAction, IssueKind, RunKind
 from imports.connectors import push
 from imports.models import ImportRun, ImportRunChange, ImportRunIssue, MappingTemplate, PushRequest
 from imports.services import import_run_rollback
-from imports.single import SOURCE_LOCK_CLASS
+from imports.writers import SOURCE_LOCK_CLASS
 from tests.conftest import make_user
 from tests.factories import SourceFactory
 from tests.imports.connectors.test_push import api_for, post
@@ -298,6 +298,8 @@ def _in_threads(n: int, fn) -> list:  # noqa: ANN001
     return results
 
 
+# Concurrency of pushes needs row locks and advisory locks, which only PostgreSQL has (SQLite takes one
+# writer at a time, so nothing can race there). CI's second pass runs these against the real PostgreSQL.
 postgres_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="row locks and advisory locks")
 
 
