@@ -32,7 +32,8 @@ CHANNELS: dict[str, Channel] = {
             "api",
             "user",
             "accounts.policy.present_customer",
-            "/api/v1/customers/, /api/v1/customers/<id>/ and its source records (present_values)",
+            "/api/v1/customers/, /api/v1/customers/<id>/ (GET, and the record a PATCH answers with) and its "
+            "source records (present_values)",
         ),
         Channel(
             "search",

@@ -32,6 +32,8 @@ def field_value_clean(name: str, value: Any) -> Any:  # noqa: ANN401
 
     if value is None or value == "":
         return None if Customer._meta.get_field(name).null else ("" if name != "tags" else [])
+    if isinstance(value, list | tuple):
+        value = ", ".join(str(v) for v in value)  # the list cleaner takes text, as from a form
     definition = FieldDefinition.objects.filter(name=name).only("field_type").first()
     field_type = definition.field_type if definition else ""
     cleaned = cleaner_for(name, field_type)(value)
@@ -132,12 +134,9 @@ def customer_value_restore(
         )
     if field not in EDITABLE_FIELDS:
         raise ValidationError({field: _("This field cannot be edited.")})
-    value = getattr(row, field)
-    if isinstance(value, list):
-        value = ", ".join(str(v) for v in value)  # the tags cleaner takes text, as from a form
     return customer_update(
         customer_id=customer_id,
-        values={field: value},
+        values={field: getattr(row, field)},
         expected_version=expected_version,
         acting_user=acting_user,
         channel=ChangeChannel.WEB,

@@ -104,6 +104,13 @@ class CustomerDetailSerializer(CustomerSerializer):
         return InteractionSerializer(interactions, many=True, context=self.context).data
 
 
+class CustomerEditSerializer(serializers.Serializer):
+    """A partial edit: data-dictionary values by field name, and the version they were read at."""
+
+    values = serializers.DictField(child=serializers.JSONField(), allow_empty=False)
+    version = serializers.IntegerField(min_value=1, required=False)
+
+
 class TombstoneSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField()

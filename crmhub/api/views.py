@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, viewsets
+from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from crmhub import outbox, selectors
+from crmhub import editing, outbox, selectors
 from crmhub.api.permissions import CanReadChangeFeed
 from crmhub.api.serializers import (
     ChangeEventSerializer,
     CustomerDetailSerializer,
+    CustomerEditSerializer,
     CustomerSerializer,
     InteractionSerializer,
     SourceRecordSerializer,
 )
-from crmhub.choices import CustomerStatus
+from crmhub.choices import ChangeChannel, CustomerStatus
 from crmhub.models import Interaction, SourceRecord
+
+
+class StaleVersion(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "stale_version"
+    default_detail = "The customer changed since you read it."
 
 
 class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
     """Golden records. ``?q=`` searches by mobile (any format), email, ID number, member
     number, name (characters, pinyin, sound-alikes, typos) or company: at most 200 results,
-    best first unless ``ordering`` is given."""
+    best first unless ``ordering`` is given. ``PATCH`` edits a record (fields the caller may
+    edit only), guarded by the version the caller read."""
 
     serializer_class = CustomerSerializer
     filterset_fields: list[str] = []
+    http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):  # noqa: ANN201
         from rest_framework.exceptions import ValidationError
@@ -66,7 +77,70 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
         if requested.pk != int(pk):
             # An old id of a merged customer: answer with the survivor, and say so.
             data = dict(data, requested_id=int(pk), requested_status=CustomerStatus.MERGED, merged_into=requested.pk)
-        return Response(data)
+        return Response(data, headers={"ETag": f'"{requested.version}"'})
+
+    @extend_schema(
+        request=CustomerEditSerializer,
+        responses=CustomerSerializer,
+        parameters=[
+            OpenApiParameter(
+                "If-Match",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description='The ETag of the read (e.g. "3"); or send "version" in the body',
+            )
+        ],
+    )
+    def partial_update(self, request, pk=None):  # noqa: ANN001, ANN201
+        """Set some of a customer's values, as a person's edit through ``crmhub.editing``: the
+        same cleaning, permission and version checks as the customer page, recorded in history
+        (channel API) and announced on the change feed. 409 when the record changed since the
+        version given, or when the id is a merged record (edit the survivor instead)."""
+        customer_id = _int_or_404(pk)
+        customer = selectors.customer_get(user=request.user, pk=customer_id)
+        if customer.pk != customer_id:
+            raise StaleVersion(
+                _("Customer %(id)s was merged into %(survivor)s; edit that record instead.")
+                % {"id": customer_id, "survivor": customer.pk}
+            )
+        payload = CustomerEditSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        version = payload.validated_data.get("version") or _if_match_version(request)
+        if version is None:
+            raise exceptions.ValidationError(
+                {"version": [_("Send the version you read, in the body or as an If-Match header.")]}
+            )
+        try:
+            customer = editing.customer_update(
+                customer_id=customer.pk,
+                values=payload.validated_data["values"],
+                expected_version=version,
+                acting_user=request.user,
+                channel=ChangeChannel.API,
+                ref=request.headers.get("X-Request-Ref", "")[:100],
+            )
+        except editing.StaleVersionError as exc:
+            raise StaleVersion(" ".join(exc.messages)) from exc
+        except PermissionDenied as exc:
+            raise exceptions.PermissionDenied(str(exc) or None) from exc
+        except ValidationError as exc:
+            raise exceptions.ValidationError(
+                exc.message_dict if hasattr(exc, "error_dict") else {"values": exc.messages}
+            ) from exc
+        data = CustomerSerializer(customer, context={"request": request}).data
+        return Response(data, headers={"ETag": f'"{customer.version}"'})
+
+
+def _if_match_version(request) -> int | None:  # noqa: ANN001
+    """The version in an ``If-Match: "3"`` header (weak tags and bare numbers accepted)."""
+    tag = request.headers.get("If-Match", "").strip()
+    tag = tag.removeprefix("W/").strip('"')
+    if not tag:
+        return None
+    try:
+        return int(tag)
+    except ValueError as exc:
+        raise exceptions.ValidationError({"If-Match": [_("Not a version: %(tag)s") % {"tag": tag[:20]}]}) from exc
 
 
 class CustomerSourceRecordsViewSet(viewsets.ReadOnlyModelViewSet):
