@@ -135,7 +135,16 @@ def customer_history(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("customer-history", pk=customer.pk)
     entries = present_customer_history(request.user, customer)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    return render(request, "accounts/customer_history.html", {"customer": customer, "page": page})
+    from crmhub.forms import CustomerEditForm
+
+    context = {
+        "customer": customer,
+        "page": page,
+        # The same one-click restore as the customer page's recent changes.
+        "may_restore": set(CustomerEditForm(user=request.user, customer=customer).editable),
+        "restore_url": reverse("customer-restore", args=[customer.pk]),
+    }
+    return render(request, "accounts/customer_history.html", context)
 
 
 #

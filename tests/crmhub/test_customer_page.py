@@ -291,3 +291,18 @@ def test_tags_and_dates_restore_to_their_former_values(client, steward, vip):
     assert client.post(f"/customers/{vip.pk}/restore/", birth).status_code == 302
     vip.refresh_from_db()
     assert vip.tags == ["vip", "gold"] and vip.birth_date == dt.date(1990, 5, 17)
+
+
+def test_the_full_history_page_offers_the_same_restore_to_editors_only(client, steward, support, vip):
+    customer_update(
+        customer_id=vip.pk, values={"mobile": "13900139000"}, expected_version=vip.version, acting_user=steward
+    )
+    client.force_login(steward)
+    html = client.get(f"/customers/{vip.pk}/history/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    (form,) = [f for f in restore_forms(html) if f["field"] == "mobile"]
+    assert client.post(f"/customers/{vip.pk}/restore/", form).status_code == 302
+    vip.refresh_from_db()
+    assert vip.mobile == "+8613800138000"
+    client.force_login(support)
+    html = client.get(f"/customers/{vip.pk}/history/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert restore_forms(html) == []
