@@ -626,7 +626,6 @@ def _snap(field, value):  # noqa: ANN001, ANN202
 
 
 MERGE_CHUNK = 2000
-_TOMBSTONE_FIELDS = ["status", "merged_into", "version", "updated_at"]
 _DERIVED = {"name_pinyin", "id_number_hash"}
 
 
@@ -646,34 +645,77 @@ def customers_merge_many(
     what the merge changed — the survivor's changed fields, each tombstone's status, target
     and version, the moved rows' owners — since everything else the merge left as it was
     (``merge_undo`` restores the fields a snapshot holds)."""
+    from dedup.survivorship import SourceIndex, rules_load
+
     done: dict[int, int] = {}
+    rules, sources = rules_load(), SourceIndex()
     for start in range(0, len(clusters), MERGE_CHUNK):
-        done.update(_merge_chunk(clusters[start : start + MERGE_CHUNK], run, note, origin))
+        done.update(_merge_chunk(clusters[start : start + MERGE_CHUNK], run, note, origin, rules, sources))
     return done
 
 
+def _merge_read_columns() -> tuple[str, ...]:
+    from dedup.survivorship import CHOSEN_FIELDS
+
+    return (
+        "id",
+        "status",
+        "merged_into_id",
+        "version",
+        "tags",
+        "custom",
+        "name_pinyin",
+        "id_number_hash",
+        *CHOSEN_FIELDS,
+    )
+
+
 @transaction.atomic
-def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, origin: str) -> dict[int, int]:
+def _merge_chunk(
+    clusters: list[list[int]],
+    run: DedupRun | None,
+    note: str,
+    origin: str,
+    rules: dict,
+    sources,  # noqa: ANN001
+) -> dict[int, int]:
+    """One chunk of ``customers_merge_many``, over plain rows (no model instances): the
+    customers and their source records locked and read once, survivorship for all clusters
+    in one call, one UPDATE for the tombstones and one for the survivors, one history copy
+    for both, the moved rows by ``UPDATE ... RETURNING``, Merge rows and feed events by COPY."""
     from accounts.crypto import blind_index
     from dedup.names import pinyin
+    from dedup.survivorship import (
+        RECORD_COLUMNS,
+        _any,
+        _record_from_row,
+        golden_values_choose_many,
+        overrides_for,
+        overrides_snapshot,
+    )
 
     ids = sorted({i for members in clusters for i in members})
-    locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    columns = _merge_read_columns()
+    locked = {
+        row[0]: dict(zip(columns, row, strict=True))
+        for row in _any(Customer.objects.select_for_update(), "id", ids).order_by("pk").values_list(*columns)
+    }
     # The first id of each cluster survives; the others follow in id order.
     clusters = [
         [m[0], *sorted(set(m[1:]) - {m[0]})]
         for m in clusters
-        if len(set(m)) >= 2 and all(i in locked and locked[i].status == CustomerStatus.ACTIVE for i in m)
+        if len(set(m)) >= 2 and all(i in locked and locked[i]["status"] == CustomerStatus.ACTIVE for i in m)
     ]
     if not clusters:
         return {}
     ids = sorted({i for members in clusters for i in members})
     owner_of = {i: members[0] for members in clusters for i in members}
     # Survivorship reads the cluster's source records (locked here; moved below in SQL).
-    records_by: dict[int, list[SourceRecord]] = {}
-    for r in SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"):
-        records_by.setdefault(owner_of[r.customer_id], []).append(r)
-    from dedup.survivorship import SourceIndex, overrides_for, overrides_snapshot, rules_load
+    records_by: dict[int, list] = {}
+    for row in (
+        _any(SourceRecord.objects.select_for_update(), "customer", ids).order_by("pk").values_list(*RECORD_COLUMNS)
+    ):
+        records_by.setdefault(owner_of[row[1]], []).append(_record_from_row(row))
 
     ctx = current_change_context()
     user = ctx.user
@@ -681,87 +723,79 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     fields = {f.attname: f for f in _snapshot_fields()}
     overrides = overrides_for(ids)
     override_rows = overrides_snapshot(ids) if overrides else {}
-    rules, sources = rules_load(), SourceIndex()
-    plans: list[dict] = []
+    choices = golden_values_choose_many(clusters, locked, records_by, overrides=overrides, rules=rules, sources=sources)
     now = timezone.now()
-    merges, tombstones, announced = [], [], []
-    survivors_by_fields: dict[tuple[str, ...], list[Customer]] = {}
+    merges, announced = [], []
+    survivor_changes: dict[int, dict[str, object]] = {}
     target_of: dict[int, int] = {}
-    for members in clusters:
+    for members, (values, _origins) in zip(clusters, choices, strict=True):
         target = locked[members[0]]
         others = [locked[i] for i in members[1:]]
-        proposals, new_values, _chosen = _merge_plan(
-            target,
-            others,
-            {},
-            records=records_by.get(members[0], []),
-            overrides=overrides,
-            rules=rules,
-            sources=sources,
-            explain=False,
-        )
-        plans.append(proposals)
+        new_values = {
+            name: value
+            for name, value in values.items()
+            if value != target[name] and not (value in (None, "") and target[name] in (None, ""))
+        }
+        # Tags and custom values are united, as in ``_merge_plan``.
+        tags = list(target["tags"] or [])
+        for other in others:
+            tags += [t for t in (other["tags"] or []) if t not in tags]
+        if tags != list(target["tags"] or []):
+            new_values["tags"] = tags
+        custom = dict(target["custom"] or {})
+        for other in others:
+            for key, value in (other["custom"] or {}).items():
+                custom.setdefault(key, value)
+        if custom != (target["custom"] or {}):
+            new_values["custom"] = custom
         if "full_name" in new_values:
-            new_values["name_pinyin"] = pinyin(new_values["full_name"]) or target.name_pinyin
+            new_values["name_pinyin"] = pinyin(new_values["full_name"]) or target["name_pinyin"]
         if "id_number" in new_values:
             new_values["id_number_hash"] = blind_index(new_values["id_number"])
-        old_version = target.version
         before_target, after_target = {}, {}
         for name, value in new_values.items():
-            field = Customer._meta.get_field(name)
-            old = getattr(target, field.attname)
+            old = target[name]
             if old == value:
                 continue
-            before_target[field.attname] = _snap(field, old)
-            setattr(target, field.attname, value)
-            after_target[field.attname] = _snap(field, value)
-        target.version += 1
-        target.updated_at = now
-        survivors_by_fields.setdefault(tuple(sorted(after_target)), []).append(target)
+            before_target[name] = _snap(fields[name], old)
+            after_target[name] = _snap(fields[name], value)
+        survivor_changes[target["id"]] = {name: new_values[name] for name in after_target}
         before = {
-            "customers": {str(target.pk): {**before_target, "version": old_version}},
+            "customers": {str(target["id"]): {**before_target, "version": target["version"]}},
             "overrides": _json_safe(override_rows.get(members[0], [])),
+            "source_records": {},
+            "interactions": {},
         }
+        versions = {str(target["id"]): target["version"] + 1}
         for other in others:
-            before["customers"][str(other.pk)] = {
-                "status": other.status,
-                "merged_into_id": other.merged_into_id,
-                "version": other.version,
+            before["customers"][str(other["id"])] = {
+                "status": other["status"],
+                "merged_into_id": other["merged_into_id"],
+                "version": other["version"],
             }
-            other.status = CustomerStatus.MERGED
-            other.merged_into_id = target.pk
-            other.version += 1
-            other.updated_at = now
-            tombstones.append(other)
-            target_of[other.pk] = target.pk
+            versions[str(other["id"])] = other["version"] + 1
+            target_of[other["id"]] = target["id"]
         merges.append(
             Merge(
-                survivor_id=target.pk,
-                merged_ids=[o.pk for o in others],
+                survivor_id=target["id"],
+                merged_ids=members[1:],
                 values={},
                 before=before,
                 origin=origin,
                 run=run,
                 note=note,
                 acting_user=None,
-                after={"survivor": after_target, "versions": {str(c.pk): c.version for c in [target, *others]}},
+                after={"survivor": after_target, "versions": versions},
             )
         )
         # The feed says what the survivor's values became (derived keys are internal).
-        shown = {fields[a].name: getattr(target, a) for a in after_target if a not in _DERIVED}
-        announced.append((target.pk, [o.pk for o in others], feed_values(shown)))
+        shown = {name: value for name, value in survivor_changes[target["id"]].items() if name not in _DERIVED}
+        announced.append((target["id"], members[1:], feed_values(shown)))
     attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
     with_history = {"user": user, "attrs": attrs}
-    _update_with_history(Customer, tombstones, _TOMBSTONE_FIELDS, **with_history)
-    for changed, survivors in survivors_by_fields.items():
-        _update_with_history(
-            Customer, survivors, ["version", "updated_at", *(fields[a].name for a in changed)], **with_history
-        )
+    _customers_merge_write(target_of, survivor_changes, now=now, **with_history)
     moved_records = _move_rows(SourceRecord, target_of, **with_history)
     moved_interactions = _move_rows(Interaction, target_of, **with_history)
-    for merge in merges:
-        merge.before["source_records"] = {}
-        merge.before["interactions"] = {}
     merge_of = {m.survivor_id: m for m in merges}
     for moved, key in ((moved_records, "source_records"), (moved_interactions, "interactions")):
         for pk, owner in sorted(moved.items()):
@@ -776,10 +810,7 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     else:
         Merge.objects.bulk_create(merges, batch_size=500)
     if overrides:
-        for merge, proposals in zip(merges, plans, strict=True):
-            if merge.pk is None:
-                merge.pk = Merge.objects.filter(run=run, survivor_id=merge.survivor_id).order_by("-pk").first().pk
-            _merge_overrides(merge, locked[merge.survivor_id], proposals, {}, [], overrides, user)
+        _merge_overrides_carry(merges, choices, overrides, run)
     _announce_merges(announced)
     merged_away = list(target_of)
     MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
@@ -794,6 +825,98 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
         )
         return {m.survivor_id: by_survivor[m.survivor_id] for m in merges}
     return {m.survivor_id: m.pk for m in merges}
+
+
+def _merge_overrides_carry(merges: list[Merge], choices: list, overrides: dict, run: DedupRun | None) -> None:
+    """The survivors carry the held overrides of merged customers whose values they took
+    (``_merge_overrides`` for a batch: no steward choices there)."""
+    from dedup.models import FieldOverride
+
+    carried = []
+    for merge, (_values, origins) in zip(merges, choices, strict=True):
+        if merge.pk is None:
+            merge.pk = Merge.objects.filter(run=run, survivor_id=merge.survivor_id).order_by("-pk").first().pk
+        for name, customer_id in origins.items():
+            if customer_id == merge.survivor_id:
+                continue
+            o = overrides[customer_id][name]
+            carried.append(
+                FieldOverride(
+                    customer_id=merge.survivor_id,
+                    field=name,
+                    value=o.value,
+                    basis=o.basis,
+                    set_by_id=o.set_by_id,
+                    set_at=o.set_at,
+                    channel=ChangeChannel.MERGE,
+                    ref=f"merge:{merge.pk}",
+                )
+            )
+    if carried:
+        replaced = Q()
+        for o in carried:
+            replaced |= Q(customer_id=o.customer_id, field=o.field)
+        FieldOverride.objects.filter(replaced).delete()
+        FieldOverride.objects.bulk_create(carried)
+
+
+def _customers_merge_write(
+    target_of: dict[int, int],
+    survivor_changes: dict[int, dict[str, object]],
+    *,
+    now,  # noqa: ANN001
+    user,  # noqa: ANN001
+    attrs: dict,
+) -> None:
+    """Tombstone the merged-away customers and write the survivors' new values (every one's
+    version bumped), with one history row each. PostgreSQL: one UPDATE per kind over arrays
+    — the survivors' changed columns with a changed-flag per column, so one statement serves
+    survivors that changed different fields — and one ``INSERT ... SELECT`` of history."""
+    ids = sorted([*target_of, *survivor_changes])
+    if connection.vendor != "postgresql":
+        for pk, target in target_of.items():
+            Customer.objects.filter(pk=pk).update(
+                status=CustomerStatus.MERGED, merged_into_id=target, version=F("version") + 1, updated_at=now
+            )
+        for pk, changes in survivor_changes.items():
+            Customer.objects.filter(pk=pk).update(**changes, version=F("version") + 1, updated_at=now)
+        rows = list(Customer.objects.filter(pk__in=ids).order_by("pk"))
+        _copy_objects(Customer.history.model, _history_objects(Customer, rows, user=user, attrs=attrs))
+        return
+    qn = connection.ops.quote_name
+    table = qn(Customer._meta.db_table)
+    with connection.cursor() as cursor:
+        if target_of:
+            cursor.execute(
+                f"UPDATE {table} AS t SET status = %s, merged_into_id = v.target, version = t.version + 1, "  # noqa: S608
+                "updated_at = %s FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, target) WHERE t.id = v.id",
+                [CustomerStatus.MERGED, now, list(target_of), list(target_of.values())],
+            )
+        if survivor_changes:
+            pks = list(survivor_changes)
+            changed = sorted({name for changes in survivor_changes.values() for name in changes})
+            arrays: list[list] = [pks]
+            casts = ["bigint[]"]
+            sets = ["version = t.version + 1", "updated_at = %s"]
+            for k, name in enumerate(changed):
+                field = Customer._meta.get_field(name)
+                values = [survivor_changes[pk].get(name, _UNCHANGED) for pk in pks]
+                arrays.append([v is not _UNCHANGED for v in values])
+                arrays.append([None if v is _UNCHANGED else field.get_db_prep_save(v, connection) for v in values])
+                casts += ["boolean[]", _array_type(field)]
+                column = qn(field.column)
+                sets.append(f"{column} = CASE WHEN v.f{k} THEN v.c{k} ELSE t.{column} END")
+            names = ["id", *(f"{p}{k}" for k in range(len(changed)) for p in ("f", "c"))]
+            unnest = ", ".join(f"%s::{c}" for c in casts)
+            cursor.execute(
+                f"UPDATE {table} AS t SET {', '.join(sets)} FROM unnest({unnest}) AS v({', '.join(names)}) "  # noqa: S608
+                "WHERE t.id = v.id",
+                [now, *arrays],
+            )
+    _history_insert_select(Customer, ids, user=user, attrs=attrs)
+
+
+_UNCHANGED = object()
 
 
 @transaction.atomic
