@@ -812,10 +812,11 @@ def _merge_chunk(
     if overrides:
         _merge_overrides_carry(merges, choices, overrides, run)
     _announce_merges(announced)
-    merged_away = list(target_of)
-    MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
-        Q(left_id__in=merged_away) | Q(right_id__in=merged_away)
-    ).update(status=CandidateStatus.SUPERSEDED)
+    from dedup.clusters import candidates_touching
+
+    candidates_touching(MatchCandidate.objects.filter(status=CandidateStatus.PENDING), list(target_of)).update(
+        status=CandidateStatus.SUPERSEDED
+    )
     if any(m.pk is None for m in merges):
         # Backends that do not return ids from bulk inserts: read them back.
         by_survivor = dict(
