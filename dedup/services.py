@@ -27,7 +27,7 @@ from crmhub.models import Customer, Interaction, Source, SourceRecord
 from crmhub.outbox import Change, changes_record_bulk, feed_values
 from dedup import engine
 from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
-from dedup.clusters import clusters_refresh, clusters_refresh_run
+from dedup.clusters import candidates_touching, clusters_refresh, clusters_refresh_run
 from dedup.features import build_features, features_from_rows
 from dedup.models import DedupRun, DedupRunPart, MatchCandidate, MatchRule, Merge
 
@@ -635,11 +635,18 @@ def customers_merge_many(
     run: DedupRun | None = None,
     note: str = "",
     origin: str = MergeOrigin.AUTO,
+    processes: int = 1,
+    stats: dict | None = None,
 ) -> dict[int, int]:
     """Many merges at once, set-based (the batch run's automatic links): the same effects and
     history as ``customers_merge`` per cluster (survivor = first id), in a few queries per
     chunk of clusters instead of a few per cluster. Clusters with a customer no longer active
     are skipped. Returns survivor id → merge id.
+
+    Chunks are independent transactions over disjoint customers, so with ``processes`` > 1
+    (PostgreSQL, outside any transaction: the inline batch run) they are merged by that many
+    processes, each with its own database connection; their CPU seconds (and their
+    PostgreSQL backends', when readable) are added to ``stats``.
 
     The snapshot is lighter than ``customers_merge``'s and restores just as exactly: it holds
     what the merge changed — the survivor's changed fields, each tombstone's status, target
@@ -649,9 +656,87 @@ def customers_merge_many(
 
     done: dict[int, int] = {}
     rules, sources = rules_load(), SourceIndex()
-    for start in range(0, len(clusters), MERGE_CHUNK):
-        done.update(_merge_chunk(clusters[start : start + MERGE_CHUNK], run, note, origin, rules, sources))
+    chunks = [clusters[start : start + MERGE_CHUNK] for start in range(0, len(clusters), MERGE_CHUNK)]
+    if processes > 1 and len(chunks) > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return _merge_chunks_in_processes(chunks, run, note, origin, rules, sources, processes, stats)
+    for chunk in chunks:
+        done.update(_merge_chunk(chunk, run, note, origin, rules, sources))
     return done
+
+
+def _merge_chunks_in_processes(  # noqa: PLR0913
+    chunks: list,
+    run,  # noqa: ANN001
+    note: str,
+    origin: str,
+    rules: dict,
+    sources,  # noqa: ANN001
+    processes: int,
+    stats: dict | None,
+) -> dict:
+    """``_merge_chunk`` over a pool of forked processes, each with its own database connection
+    (see ``_forget_inherited_connections``), under the caller's change context."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = current_change_context()
+    jobs = [(chunk, run, note, origin, rules, sources, ctx.channel, ctx.ref, ctx.user) for chunk in chunks]
+    done: dict[int, int] = {}
+    with ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_forget_inherited_connections,
+    ) as pool:
+        for merged, cpu, db_cpu in pool.map(_merge_chunk_in_child, jobs):
+            done.update(merged)
+            if stats is not None:
+                stats["child_cpu_seconds"] = stats.get("child_cpu_seconds", 0.0) + cpu
+                if db_cpu is not None:
+                    stats["child_db_cpu_seconds"] = stats.get("child_db_cpu_seconds", 0.0) + db_cpu
+    return done
+
+
+_INHERITED: list = []
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child: leave the parent's database connections alone — not used, not
+    closed (closing would end the parent's session on the shared socket) and kept referenced
+    so no finaliser closes them; the pool's children leave through ``os._exit`` — and let
+    Django open the child's own."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _INHERITED.append(conn.connection)
+            conn.connection = None
+
+
+def _merge_chunk_in_child(job: tuple) -> tuple[dict[int, int], float, float | None]:
+    chunk, run, note, origin, rules, sources, channel, ref, user = job
+    cpu, db_cpu = time.process_time(), db_backend_cpu_seconds()
+    with change_context(channel=channel, ref=ref, user=user):
+        merged = _merge_chunk(chunk, run, note, origin, rules, sources)
+    db_after = db_backend_cpu_seconds()
+    return merged, time.process_time() - cpu, None if db_cpu is None or db_after is None else db_after - db_cpu
+
+
+def db_backend_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) of this connection's PostgreSQL backend, read from /proc
+    when the server runs on this machine (benchmarks); None otherwise."""
+    import os
+    from pathlib import Path
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _merge_read_columns() -> tuple[str, ...]:
@@ -812,11 +897,7 @@ def _merge_chunk(
     if overrides:
         _merge_overrides_carry(merges, choices, overrides, run)
     _announce_merges(announced)
-    from dedup.clusters import candidates_touching
-
-    candidates_touching(MatchCandidate.objects.filter(status=CandidateStatus.PENDING), list(target_of)).update(
-        status=CandidateStatus.SUPERSEDED
-    )
+    _candidates_supersede(list(target_of))
     if any(m.pk is None for m in merges):
         # Backends that do not return ids from bulk inserts: read them back.
         by_survivor = dict(
@@ -826,6 +907,21 @@ def _merge_chunk(
         )
         return {m.survivor_id: by_survivor[m.survivor_id] for m in merges}
     return {m.survivor_id: m.pk for m in merges}
+
+
+def _candidates_supersede(merged_away: list[int]) -> None:
+    """Pending candidates of merged-away customers are superseded. Their rows are locked in
+    id order first: chunks merged side by side may share a candidate (one side in each), and
+    locking in one order makes them wait for each other instead of deadlocking."""
+    pending = candidates_touching(MatchCandidate.objects.filter(status=CandidateStatus.PENDING), merged_away)
+    if connection.vendor == "postgresql":
+        pks = list(pending.order_by("pk").select_for_update().values_list("pk", flat=True))
+        if pks:
+            from dedup.survivorship import _any
+
+            _any(MatchCandidate.objects.all(), "id", pks).update(status=CandidateStatus.SUPERSEDED)
+        return
+    pending.update(status=CandidateStatus.SUPERSEDED)
 
 
 def _merge_overrides_carry(merges: list[Merge], choices: list, overrides: dict, run: DedupRun | None) -> None:
@@ -1485,9 +1581,10 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
     return len(results.left)
 
 
-def dedup_run_finish(*, run: DedupRun) -> DedupRun:
+def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
     """Gather the parts' pairs, drop remembered rejections and decided pairs, cluster the
-    automatic links with the guard, merge each cluster, and queue the rest for review."""
+    automatic links with the guard, merge each cluster, and queue the rest for review.
+    ``processes``: how many processes merge the clusters' chunks (``customers_merge_many``)."""
     config = run.rule.config()
     params = _run_params(run)
     chunks = [
@@ -1534,9 +1631,15 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
     merge_started, merge_cpu_started = time.monotonic(), time.process_time()
     cluster_seconds = merge_started - cluster_started
+    merge_stats: dict = {}
     with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
         merged = customers_merge_many(
-            clusters=clusters, run=run, note=f"automatic link by rule {run.rule.name}", origin=MergeOrigin.AUTO
+            clusters=clusters,
+            run=run,
+            note=f"automatic link by rule {run.rule.name}",
+            origin=MergeOrigin.AUTO,
+            processes=processes,
+            stats=merge_stats,
         )
     for members in clusters:
         merge_id = merged.get(members[0])
@@ -1571,6 +1674,9 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
         "candidates_seconds": round(time.monotonic() - candidates_started, 2),
         "finish_seconds": round(time.monotonic() - finish_started, 2),
         "merge_cpu_seconds": round(merge_cpu_seconds, 2),
+        "merge_processes": processes,
+        # With several processes: the merging children's CPU and their PostgreSQL backends'.
+        **{f"merge_{k}": round(v, 2) for k, v in merge_stats.items()},
         "finish_cpu_seconds": round(time.process_time() - cpu_started, 2),
     }
     run.status = RunStatus.COMPLETED
@@ -1696,8 +1802,9 @@ def _candidates_upsert(rows: list[dict]) -> None:
             cursor.execute("DROP TABLE tmp_candidates")
 
 
-def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
-    """The whole run in this process (``--inline``, tests)."""
+def dedup_run_execute_inline(*, run: DedupRun, processes: int = 1) -> DedupRun:
+    """The whole run in this process (``--inline``, tests); with ``processes`` > 1 the merges
+    are shared by that many forked processes (see ``customers_merge_many``)."""
     if not dedup_run_claim(run.pk):
         raise ValidationError(_("Run %(id)s is not queued (it is %(status)s).") % {"id": run.pk, "status": run.status})
     run.refresh_from_db()
@@ -1705,7 +1812,7 @@ def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
         dedup_run_prepare(run=run)
         for part in DedupRunPart.objects.filter(run=run).order_by("number"):
             dedup_run_score_part(part=part)
-        return dedup_run_finish(run=run)
+        return dedup_run_finish(run=run, processes=processes)
     except Exception as exc:
         dedup_run_fail(run.pk, exc)
         raise
