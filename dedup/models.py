@@ -12,6 +12,7 @@ from dedup.choices import (
     MergeOrigin,
     MergeStatus,
     OverridePolicy,
+    PartStage,
     RunStatus,
     SurvivorshipStrategy,
     SurvivorshipTieBreak,
@@ -161,6 +162,7 @@ class DedupRunPart(models.Model):
     payload = models.BinaryField(_("payload"), blank=True, default=b"")
     result = models.BinaryField(_("result"), blank=True, default=b"")
     done = models.BooleanField(_("done"), default=False)
+    stage = models.CharField(_("stage"), max_length=8, choices=PartStage.choices, default=PartStage.SCORE)
 
     class Meta:
         ordering = ["run", "number"]

@@ -26,7 +26,7 @@ from crmhub.context import change_context, current_change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
 from crmhub.outbox import Change, changes_record_bulk, feed_values
 from dedup import engine
-from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
+from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, PartStage, RunStatus
 from dedup.clusters import candidates_touching, clusters_refresh, clusters_refresh_run
 from dedup.features import build_features, features_from_rows
 from dedup.models import DedupRun, DedupRunPart, MatchCandidate, MatchRule, Merge
@@ -1584,7 +1584,33 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
 def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
     """Gather the parts' pairs, drop remembered rejections and decided pairs, cluster the
     automatic links with the guard, merge each cluster, and queue the rest for review.
-    ``processes``: how many processes merge the clusters' chunks (``customers_merge_many``)."""
+    ``processes``: how many processes merge the clusters' chunks (``customers_merge_many``).
+    On the workers the same three steps run as tasks: ``dedup_run_cluster``, one
+    ``dedup_run_merge_part`` per chunk (any worker), ``dedup_run_complete``."""
+    state = dedup_run_cluster(run=run)
+    merge_stats: dict = {}
+    cpu_started = time.process_time()
+    with change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}", user=run.created_by):
+        merged = customers_merge_many(
+            clusters=state["clusters"],
+            run=run,
+            note=_merge_note(run),
+            origin=MergeOrigin.AUTO,
+            processes=processes,
+            stats=merge_stats,
+        )
+    merge_stats["processes"] = processes
+    merge_stats["cpu_seconds"] = time.process_time() - cpu_started
+    return dedup_run_complete(run=run, state=state, merged=merged, merge_stats=merge_stats)
+
+
+def _merge_note(run: DedupRun) -> str:
+    return f"automatic link by rule {run.rule.name}"
+
+
+def dedup_run_cluster(*, run: DedupRun) -> dict:
+    """The scored parts gathered, decided pairs dropped, automatic links clustered under the
+    guard: what merging and completing the run need (picklable: the workers hand it on)."""
     config = run.rule.config()
     params = _run_params(run)
     chunks = [
@@ -1622,25 +1648,32 @@ def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
         clusters, review, split, largest = engine.cluster_links(config, params, features, res)
     else:
         clusters, review, split, largest = [], sorted(np.flatnonzero(res.action == 1).tolist()), 0, 0
+    return {
+        "res": res,
+        "clusters": clusters,
+        "review": review,
+        "split": split,
+        "largest": largest,
+        "score_seconds": score_seconds,
+        "finish_started_at": time.time() - (time.monotonic() - finish_started),
+        "cluster_seconds": time.monotonic() - cluster_started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "merge_started_at": time.time(),
+    }
 
+
+def dedup_run_complete(*, run: DedupRun, state: dict, merged: dict[int, int], merge_stats: dict) -> DedupRun:
+    """After the merges (``merged``: survivor → merge id): the linked pairs recorded, the
+    rest queued for review, the run's statistics written, the run completed."""
+    config = run.rule.config()
+    cpu_started = time.process_time()
+    res, clusters = state["res"], state["clusters"]
+    merge_seconds = time.time() - state["merge_started_at"]
     pair_index = {
         (int(a), int(b)): i for i, (a, b) in enumerate(zip(res.left.tolist(), res.right.tolist(), strict=True))
     }
     auto_merged = 0
-    ref = f"dedup_run:{run.pk}"
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
-    merge_started, merge_cpu_started = time.monotonic(), time.process_time()
-    cluster_seconds = merge_started - cluster_started
-    merge_stats: dict = {}
-    with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
-        merged = customers_merge_many(
-            clusters=clusters,
-            run=run,
-            note=f"automatic link by rule {run.rule.name}",
-            origin=MergeOrigin.AUTO,
-            processes=processes,
-            stats=merge_stats,
-        )
     for members in clusters:
         merge_id = merged.get(members[0])
         if merge_id is None:
@@ -1652,10 +1685,9 @@ def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
                 i = pair_index.get((a, b))
                 if i is not None and res.action[i] == 2 and b in member_set:
                     linked_pairs.append((a, b, merge_id))
-    merge_seconds = time.monotonic() - merge_started
-    merge_cpu_seconds = time.process_time() - merge_cpu_started
+    link_cpu = time.process_time() - cpu_started
     candidates_started = time.monotonic()
-    review_set = set(review)
+    review_set = set(state["review"])
     linked_keys = {(a, b) for a, b, _m in linked_pairs}
     candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)
     clusters_refresh_run(run)  # the review clusters around this run's candidates and merges
@@ -1664,20 +1696,21 @@ def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
     run.for_review = candidates["pending"]
     run.auto_merged = auto_merged
     run.clusters = len(clusters)
+    merge_cpu = merge_stats.pop("cpu_seconds", 0.0)
     run.stats = {
         **run.stats,
-        "split_components": split,
-        "largest_component": largest,
-        "score_seconds": score_seconds,
-        "cluster_seconds": round(cluster_seconds, 2),
+        "split_components": state["split"],
+        "largest_component": state["largest"],
+        "score_seconds": state["score_seconds"],
+        "cluster_seconds": round(state["cluster_seconds"], 2),
         "merge_seconds": round(merge_seconds, 2),
         "candidates_seconds": round(time.monotonic() - candidates_started, 2),
-        "finish_seconds": round(time.monotonic() - finish_started, 2),
-        "merge_cpu_seconds": round(merge_cpu_seconds, 2),
-        "merge_processes": processes,
-        # With several processes: the merging children's CPU and their PostgreSQL backends'.
-        **{f"merge_{k}": round(v, 2) for k, v in merge_stats.items()},
-        "finish_cpu_seconds": round(time.process_time() - cpu_started, 2),
+        "finish_seconds": round(time.time() - state["finish_started_at"], 2),
+        # CPU of the process(es) that ran each step; with merge processes or merge tasks the
+        # merging children's CPU and their PostgreSQL backends' are given apart.
+        "merge_cpu_seconds": round(merge_cpu, 2),
+        "finish_cpu_seconds": round(state["cpu_seconds"] + merge_cpu + link_cpu + time.process_time() - cpu_started, 2),
+        **{f"merge_{k}": (round(v, 2) if isinstance(v, float) else v) for k, v in merge_stats.items()},
     }
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
@@ -1685,6 +1718,66 @@ def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
     DedupRunPart.objects.filter(run=run).update(payload=b"", result=b"")
     MatchRule.objects.filter(pk=run.rule_id).update(parameters=run.parameters)
     return run
+
+
+def dedup_run_merge_parts_create(*, run: DedupRun, chunk: int | None = None) -> list[int]:
+    """Workers: cluster the run, keep the state for ``dedup_run_complete`` and cut the clusters
+    into merge parts (chunks of disjoint clusters, any worker can take any). Returns the merge
+    parts' ids; the run's part counters now count merge parts."""
+    state = dedup_run_cluster(run=run)
+    clusters = state["clusters"]
+    size = chunk or MERGE_CHUNK
+    first = (DedupRunPart.objects.filter(run=run).order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    parts = [
+        DedupRunPart(run=run, number=first + k, stage=PartStage.MERGE, payload=_pack(clusters[s : s + size]))
+        for k, s in enumerate(range(0, len(clusters), size))
+    ]
+    with transaction.atomic():
+        DedupRunPart.objects.create(
+            run=run, number=first + len(parts), stage=PartStage.STATE, payload=_pack(state), done=True
+        )
+        DedupRunPart.objects.bulk_create(parts, batch_size=50)
+        DedupRun.objects.filter(pk=run.pk).update(status=RunStatus.MERGING, parts_total=len(parts), parts_done=0)
+    return [p.pk for p in parts]
+
+
+def dedup_run_merge_part(*, part: DedupRunPart) -> int:
+    """Merge one part's clusters, exactly once: the part is locked, merged and marked done in
+    one transaction (a redelivered task finds it done). Returns the merges made."""
+    from dedup.survivorship import SourceIndex, rules_load
+
+    run = part.run
+    cpu, db_cpu = time.process_time(), db_backend_cpu_seconds()
+    with change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}", user=run.created_by):
+        with transaction.atomic():
+            if not DedupRunPart.objects.select_for_update().filter(pk=part.pk, done=False).exists():
+                return 0
+            clusters = _unpack(DedupRunPart.objects.values_list("payload", flat=True).get(pk=part.pk))
+            merged = _merge_chunk(clusters, run, _merge_note(run), MergeOrigin.AUTO, rules_load(), SourceIndex())
+            db_after = db_backend_cpu_seconds()
+            used = {
+                "cpu_seconds": time.process_time() - cpu,
+                "db_cpu_seconds": None if db_cpu is None or db_after is None else db_after - db_cpu,
+            }
+            DedupRunPart.objects.filter(pk=part.pk).update(result=_pack((merged, used)), done=True, payload=b"")
+            DedupRun.objects.filter(pk=run.pk).update(parts_done=F("parts_done") + 1)
+    return len(merged)
+
+
+def dedup_run_complete_merged(*, run: DedupRun) -> DedupRun:
+    """Workers: the merge parts are done — gather their merges and complete the run."""
+    state_blob = DedupRunPart.objects.filter(run=run, stage=PartStage.STATE).values_list("payload", flat=True).get()
+    state = _unpack(state_blob)
+    merged: dict[int, int] = {}
+    merge_stats: dict = {"tasks": 0}
+    for blob in DedupRunPart.objects.filter(run=run, stage=PartStage.MERGE).values_list("result", flat=True):
+        part_merged, used = _unpack(blob)
+        merged.update(part_merged)
+        merge_stats["tasks"] += 1
+        merge_stats["child_cpu_seconds"] = merge_stats.get("child_cpu_seconds", 0.0) + used["cpu_seconds"]
+        if used["db_cpu_seconds"] is not None:
+            merge_stats["child_db_cpu_seconds"] = merge_stats.get("child_db_cpu_seconds", 0.0) + used["db_cpu_seconds"]
+    return dedup_run_complete(run=run, state=state, merged=merged, merge_stats=merge_stats)
 
 
 def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys) -> dict:  # noqa: ANN001

@@ -237,3 +237,38 @@ def test_merging_chunks_in_several_processes_gives_what_one_process_gives(monkey
     assert after_undo[0] == before[0]
     mine = {k for k, v in before[1].items() if v in ids}
     assert {k: after_undo[1][k] for k in mine} == {k: before[1][k] for k in mine}
+
+
+@pytest.mark.django_db
+def test_merging_in_parts_as_the_workers_do_gives_what_the_inline_run_gives(people):
+    """The workers' path: cluster, one merge part per chunk (here one cluster each, taken in
+    reverse order as any worker may), then complete — the same merges and queue as inline."""
+    from dedup.choices import PartStage
+
+    run = services.dedup_run_create()
+    assert services.dedup_run_claim(run.pk)
+    run.refresh_from_db()
+    services.dedup_run_prepare(run=run)
+    for part in run.parts.all():
+        services.dedup_run_score_part(part=part)
+    part_ids = services.dedup_run_merge_parts_create(run=run, chunk=1)
+    run.refresh_from_db()
+    assert (run.status, run.parts_total, run.parts_done) == (RunStatus.MERGING, 3, 0)
+    for part_id in reversed(part_ids):
+        part = run.parts.get(pk=part_id)
+        assert services.dedup_run_merge_part(part=part) == 1
+        assert services.dedup_run_merge_part(part=part) == 0  # a redelivered task merges nothing
+    run.refresh_from_db()
+    assert run.parts_done == 3 and run.parts.filter(stage=PartStage.MERGE, done=True).count() == 3
+    run = services.dedup_run_complete_merged(run=run)
+    assert run.status == RunStatus.COMPLETED
+    assert (run.auto_merged, run.for_review, run.stats["merge_tasks"]) == (3, 1, 3)
+    survivors = {k: Customer.objects.get(pk=c.pk).merged_into_id or c.pk for k, c in people.items()}
+    assert survivors["A1"] == survivors["A3"] == people["A1"].pk
+    assert survivors["C2"] == survivors["C1"]
+    linked = MatchCandidate.objects.filter(status=CandidateStatus.AUTO_MERGED)
+    assert {(c.left_id, c.right_id) for c in linked} >= {(people["A1"].pk, people["A3"].pk)}
+    assert all(c.merge_id for c in linked)
+    pending = MatchCandidate.objects.get(status=CandidateStatus.PENDING)
+    assert (pending.left_id, pending.right_id) == (people["A1"].pk, people["A2"].pk)
+    assert not run.parts.exclude(payload=b"").exists()  # personal values do not linger
