@@ -90,6 +90,7 @@ def main() -> None:
                         "merge_processes",
                         "merge_child_cpu_seconds",
                         "merge_child_db_cpu_seconds",
+                        "merge_child_peak_rss_mb",
                     )
                 },
                 "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),

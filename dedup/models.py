@@ -54,7 +54,7 @@ class MatchRule(models.Model):
         _("auto-link threshold"), default=0.9999, help_text=_("Match probability at or above which records merge.")
     )
     review_threshold = models.FloatField(
-        _("review threshold"), default=0.80, help_text=_("Match probability from which a pair goes to review.")
+        _("review threshold"), default=0.98, help_text=_("Match probability from which a pair goes to review.")
     )
     max_block_size = models.PositiveIntegerField(_("largest block"), default=10)
     max_cluster_size = models.PositiveIntegerField(_("largest cluster"), default=20)

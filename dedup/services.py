@@ -3,6 +3,7 @@ batch runs (in parts any worker can take) and real-time matching of arriving rec
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import pickle
@@ -676,24 +677,35 @@ def _merge_chunks_in_processes(  # noqa: PLR0913
 ) -> dict:
     """``_merge_chunk`` over a pool of forked processes, each with its own database connection
     (see ``_forget_inherited_connections``), under the caller's change context."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     ctx = current_change_context()
     jobs = [(chunk, run, note, origin, rules, sources, ctx.channel, ctx.ref, ctx.user) for chunk in chunks]
     done: dict[int, int] = {}
+    # The parent holds the run's scores (GBs at 1M records): frozen, the children's garbage
+    # collector never walks them, so their pages stay shared instead of being copied.
+    gc.freeze()
+    try:
+        _merge_pool_run(jobs, processes, done, stats)
+    finally:
+        gc.unfreeze()
+    return done
+
+
+def _merge_pool_run(jobs: list, processes: int, done: dict, stats: dict | None) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(
         max_workers=processes,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_forget_inherited_connections,
     ) as pool:
-        for merged, cpu, db_cpu in pool.map(_merge_chunk_in_child, jobs):
+        for merged, cpu, db_cpu, peak_rss_mb in pool.map(_merge_chunk_in_child, jobs):
             done.update(merged)
             if stats is not None:
                 stats["child_cpu_seconds"] = stats.get("child_cpu_seconds", 0.0) + cpu
+                stats["child_peak_rss_mb"] = max(stats.get("child_peak_rss_mb", 0.0), peak_rss_mb)
                 if db_cpu is not None:
                     stats["child_db_cpu_seconds"] = stats.get("child_db_cpu_seconds", 0.0) + db_cpu
-    return done
 
 
 _INHERITED: list = []
@@ -712,13 +724,22 @@ def _forget_inherited_connections() -> None:
             conn.connection = None
 
 
-def _merge_chunk_in_child(job: tuple) -> tuple[dict[int, int], float, float | None]:
+def _merge_chunk_in_child(job: tuple) -> tuple[dict[int, int], float, float | None, float]:
+    """One chunk in a pool's child: its merges, the CPU seconds it cost (the child's and its
+    PostgreSQL backend's) and the child's peak RSS in MB (shared pages included)."""
+    import resource
+
     chunk, run, note, origin, rules, sources, channel, ref, user = job
     cpu, db_cpu = time.process_time(), db_backend_cpu_seconds()
     with change_context(channel=channel, ref=ref, user=user):
         merged = _merge_chunk(chunk, run, note, origin, rules, sources)
     db_after = db_backend_cpu_seconds()
-    return merged, time.process_time() - cpu, None if db_cpu is None or db_after is None else db_after - db_cpu
+    return (
+        merged,
+        time.process_time() - cpu,
+        None if db_cpu is None or db_after is None else db_after - db_cpu,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
 
 
 def db_backend_cpu_seconds() -> float | None:
