@@ -4,20 +4,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('dedup', '0007_fewer_candidate_indexes'),
+        ("dedup", "0007_fewer_candidate_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deduprunpart',
-            name='stage',
-            field=models.CharField(choices=[('score', 'Scoring'), ('merge', 'Merging'), ('state', 'Clustered run')], default='score', max_length=8, verbose_name='stage'),
+            model_name="deduprunpart",
+            name="stage",
+            field=models.CharField(
+                choices=[("score", "Scoring"), ("merge", "Merging"), ("state", "Clustered run")],
+                default="score",
+                max_length=8,
+                verbose_name="stage",
+            ),
         ),
         migrations.AlterField(
-            model_name='deduprun',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Queued'), ('running', 'Scoring'), ('clustering', 'Clustering and merging'), ('merging', 'Merging'), ('writing', 'Writing candidates'), ('completed', 'Completed'), ('failed', 'Failed')], default='pending', max_length=16, verbose_name='status'),
+            model_name="deduprun",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Queued"),
+                    ("running", "Scoring"),
+                    ("clustering", "Clustering and merging"),
+                    ("merging", "Merging"),
+                    ("writing", "Writing candidates"),
+                    ("completed", "Completed"),
+                    ("failed", "Failed"),
+                ],
+                default="pending",
+                max_length=16,
+                verbose_name="status",
+            ),
         ),
     ]
