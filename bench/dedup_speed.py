@@ -5,8 +5,10 @@ real-time matching of one arriving record.
         python bench/dedup_speed.py --records 100000 --generate
 
 ``--generate`` writes a fresh labelled data set first (bench/dedup_generate.py). The batch run is
-``dedup_run --inline`` in this process (so its peak RSS is this process's); with ``--worker`` it
-is queued to the running Celery workers instead and only the wall time is reported. Afterwards
+``dedup_run --inline --processes N`` in this process (its peak RSS is this process's; the merge
+parts go to ``N`` forked processes, default this machine's cores, whose CPU, PostgreSQL CPU and
+peak RSS the run's statistics give); with ``--worker`` it is queued to the running Celery workers
+instead and the wall time and the CPU the run's steps recorded are reported. Afterwards
 ``--arrivals`` new records (half near-copies of existing people, half strangers) are created as an
 import creates them and matched one at a time with ``records_match``.
 """
