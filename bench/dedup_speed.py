@@ -5,8 +5,10 @@ real-time matching of one arriving record.
         python bench/dedup_speed.py --records 100000 --generate
 
 ``--generate`` writes a fresh labelled data set first (bench/dedup_generate.py). The batch run is
-``dedup_run --inline`` in this process (so its peak RSS is this process's); with ``--worker`` it
-is queued to the running Celery workers instead and only the wall time is reported. Afterwards
+``dedup_run --inline --processes N`` in this process (its peak RSS is this process's; the merge
+parts go to ``N`` forked processes, default this machine's cores, whose CPU, PostgreSQL CPU and
+peak RSS the run's statistics give); with ``--worker`` it is queued to the running Celery workers
+instead and the wall time and the CPU the run's steps recorded are reported. Afterwards
 ``--arrivals`` new records (half near-copies of existing people, half strangers) are created as an
 import creates them and matched one at a time with ``records_match``.
 """
@@ -37,6 +39,12 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help="run the batch on the Celery workers")
     parser.add_argument("--arrivals", type=int, default=300)
     parser.add_argument("--skip-batch", action="store_true")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="inline: processes merging the clusters (default: this machine's cores)",
+    )
     args = parser.parse_args()
     out: dict = {"records": args.records}
     if args.generate:
@@ -58,7 +66,8 @@ def main() -> None:
         db_cpu_before = _db_backend_cpu()
         started = time.monotonic()
         buf = io.StringIO()
-        call_command("dedup_run", *([] if args.worker else ["--inline"]), stdout=buf)
+        inline = ["--inline", "--processes", str(args.processes)]
+        call_command("dedup_run", *([] if args.worker else inline), stdout=buf)
         wall = time.monotonic() - started
         summary = json.loads(buf.getvalue().strip().splitlines()[-1])
         run = DedupRun.objects.get(pk=summary["run"])
@@ -80,11 +89,18 @@ def main() -> None:
                         "prepare_cpu_seconds",
                         "merge_cpu_seconds",
                         "finish_cpu_seconds",
+                        "merge_processes",
+                        "merge_child_cpu_seconds",
+                        "merge_child_db_cpu_seconds",
+                        "merge_child_peak_rss_mb",
                     )
                 },
                 "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
                 # PostgreSQL runs on the same machine: its backend's CPU is part of the cost too.
                 "cpu_seconds_db_backend": _round(_db_backend_cpu(), db_cpu_before),
+                # Merging processes (--processes > 1) and their backends.
+                "cpu_seconds_merge_children": run.stats.get("merge_child_cpu_seconds", 0.0),
+                "cpu_seconds_merge_children_db": run.stats.get("merge_child_db_cpu_seconds", 0.0),
                 "largest_component": run.stats.get("largest_component"),
                 "blocking": {k: run.stats["blocking"][k] for k in ("largest_block", "sub_blocked", "skipped_records")},
             }

@@ -17,12 +17,23 @@ class RunStatus(models.TextChoices):
     PENDING = "pending", _("Queued")
     RUNNING = "running", _("Scoring")
     CLUSTERING = "clustering", _("Clustering and merging")
+    MERGING = "merging", _("Merging")
+    WRITING = "writing", _("Writing candidates")
     COMPLETED = "completed", _("Completed")
     FAILED = "failed", _("Failed")
 
     @classmethod
     def terminal(cls) -> set[str]:
         return {cls.COMPLETED, cls.FAILED}
+
+
+class PartStage(models.TextChoices):
+    """What a run part holds: pairs to score, clusters to merge, or the clustered run's state
+    that completing it needs."""
+
+    SCORE = "score", _("Scoring")
+    MERGE = "merge", _("Merging")
+    STATE = "state", _("Clustered run")
 
 
 class MergeStatus(models.TextChoices):

@@ -29,7 +29,7 @@ DEFAULT_CONFIG: dict = {
         "member_no": {},
     },
     "auto_threshold": 0.9999,
-    "review_threshold": 0.80,
+    "review_threshold": 0.98,
     "max_block": 10,
     "max_cluster": 20,
     "learn": True,

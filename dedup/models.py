@@ -12,6 +12,7 @@ from dedup.choices import (
     MergeOrigin,
     MergeStatus,
     OverridePolicy,
+    PartStage,
     RunStatus,
     SurvivorshipStrategy,
     SurvivorshipTieBreak,
@@ -53,7 +54,7 @@ class MatchRule(models.Model):
         _("auto-link threshold"), default=0.9999, help_text=_("Match probability at or above which records merge.")
     )
     review_threshold = models.FloatField(
-        _("review threshold"), default=0.80, help_text=_("Match probability from which a pair goes to review.")
+        _("review threshold"), default=0.98, help_text=_("Match probability from which a pair goes to review.")
     )
     max_block_size = models.PositiveIntegerField(_("largest block"), default=10)
     max_cluster_size = models.PositiveIntegerField(_("largest cluster"), default=20)
@@ -161,6 +162,7 @@ class DedupRunPart(models.Model):
     payload = models.BinaryField(_("payload"), blank=True, default=b"")
     result = models.BinaryField(_("result"), blank=True, default=b"")
     done = models.BooleanField(_("done"), default=False)
+    stage = models.CharField(_("stage"), max_length=8, choices=PartStage.choices, default=PartStage.SCORE)
 
     class Meta:
         ordering = ["run", "number"]
@@ -176,7 +178,10 @@ class MatchCandidate(models.Model):
     """Two golden records that may be the same person, with the matcher's score and
     per-field explanation. ``left_id < right_id`` keeps each pair unique."""
 
-    left = models.ForeignKey("crmhub.Customer", verbose_name=_("left"), on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (left, right) pair index serves lookups by left.
+    left = models.ForeignKey(
+        "crmhub.Customer", verbose_name=_("left"), on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     right = models.ForeignKey("crmhub.Customer", verbose_name=_("right"), on_delete=models.CASCADE, related_name="+")
     score = models.FloatField(_("score"))
     rule = models.CharField(_("rule"), max_length=100, blank=True)
@@ -186,7 +191,7 @@ class MatchCandidate(models.Model):
         DedupRun, verbose_name=_("run"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     status = models.CharField(
-        _("status"), max_length=16, choices=CandidateStatus.choices, default=CandidateStatus.PENDING, db_index=True
+        _("status"), max_length=16, choices=CandidateStatus.choices, default=CandidateStatus.PENDING
     )
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -195,6 +200,7 @@ class MatchCandidate(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
     )
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -203,6 +209,7 @@ class MatchCandidate(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
     )
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
     note = models.TextField(_("note"), blank=True)
@@ -233,6 +240,14 @@ class MatchCandidate(models.Model):
                 fields=["cluster_created", "cluster"], name="dedup_mc_queue_age", condition=models.Q(status="pending")
             ),
             models.Index(fields=["cluster"], name="dedup_mc_queue_cluster", condition=models.Q(status="pending")),
+            # A batch run inserts up to ~0.5M candidates at 1M records and every index costs
+            # on each: status without the LIKE twin ``db_index`` adds, the user columns
+            # (empty on nearly every row) indexed only where set.
+            models.Index(fields=["status"], name="dedup_mc_status"),
+            models.Index(fields=["assignee"], name="dedup_mc_assignee", condition=models.Q(assignee__isnull=False)),
+            models.Index(
+                fields=["decided_by"], name="dedup_mc_decided_by", condition=models.Q(decided_by__isnull=False)
+            ),
         ]
         constraints = [
             models.UniqueConstraint(fields=["left", "right"], name="dedup_matchcandidate_unique_pair"),

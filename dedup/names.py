@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import opencc
 from pypinyin import Style, lazy_pinyin
+from pypinyin.constants import PHRASES_DICT
+from pypinyin.constants import RE_HANS as _HANS
 
 _T2S = opencc.OpenCC("t2s")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -121,7 +123,23 @@ def pinyin(text: str) -> str:
     text = fold(text)
     if not text or not has_cjk(text):
         return ""
+    if _HANS.match(text) and not _holds_phrase(text):
+        # No phrase of pypinyin's dictionary inside: pypinyin would read the characters one by
+        # one, so their cached readings give its answer ~10x faster (a test holds them equal).
+        return "".join(_char_pinyin(c) for c in text)
     return "".join(lazy_pinyin(text, style=Style.NORMAL, errors="ignore"))
+
+
+@lru_cache(maxsize=50_000)
+def _char_pinyin(char: str) -> str:
+    return "".join(lazy_pinyin(char, style=Style.NORMAL, errors="ignore"))
+
+
+def _holds_phrase(text: str) -> bool:
+    """Whether a word of pypinyin's phrase dictionary (whose readings may differ from the
+    characters', 曾经 / 重庆) occurs in ``text``."""
+    n = len(text)
+    return any(text[i:j] in PHRASES_DICT for i in range(n - 1) for j in range(i + 2, n + 1))
 
 
 @lru_cache(maxsize=200_000)

@@ -3,6 +3,7 @@ batch runs (in parts any worker can take) and real-time matching of arriving rec
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import pickle
@@ -26,8 +27,8 @@ from crmhub.context import change_context, current_change_context
 from crmhub.models import Customer, Interaction, Source, SourceRecord
 from crmhub.outbox import Change, changes_record_bulk, feed_values
 from dedup import engine
-from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, RunStatus
-from dedup.clusters import clusters_refresh, clusters_refresh_run
+from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, PartStage, RunStatus
+from dedup.clusters import candidates_touching, clusters_refresh, clusters_refresh_run
 from dedup.features import build_features, features_from_rows
 from dedup.models import DedupRun, DedupRunPart, MatchCandidate, MatchRule, Merge
 
@@ -626,7 +627,6 @@ def _snap(field, value):  # noqa: ANN001, ANN202
 
 
 MERGE_CHUNK = 2000
-_TOMBSTONE_FIELDS = ["status", "merged_into", "version", "updated_at"]
 _DERIVED = {"name_pinyin", "id_number_hash"}
 
 
@@ -636,44 +636,192 @@ def customers_merge_many(
     run: DedupRun | None = None,
     note: str = "",
     origin: str = MergeOrigin.AUTO,
+    processes: int = 1,
+    stats: dict | None = None,
 ) -> dict[int, int]:
     """Many merges at once, set-based (the batch run's automatic links): the same effects and
     history as ``customers_merge`` per cluster (survivor = first id), in a few queries per
     chunk of clusters instead of a few per cluster. Clusters with a customer no longer active
     are skipped. Returns survivor id → merge id.
 
+    Chunks are independent transactions over disjoint customers, so with ``processes`` > 1
+    (PostgreSQL, outside any transaction: the inline batch run) they are merged by that many
+    processes, each with its own database connection; their CPU seconds (and their
+    PostgreSQL backends', when readable) are added to ``stats``.
+
     The snapshot is lighter than ``customers_merge``'s and restores just as exactly: it holds
     what the merge changed — the survivor's changed fields, each tombstone's status, target
     and version, the moved rows' owners — since everything else the merge left as it was
     (``merge_undo`` restores the fields a snapshot holds)."""
+    from dedup.survivorship import SourceIndex, rules_load
+
     done: dict[int, int] = {}
-    for start in range(0, len(clusters), MERGE_CHUNK):
-        done.update(_merge_chunk(clusters[start : start + MERGE_CHUNK], run, note, origin))
+    rules, sources = rules_load(), SourceIndex()
+    chunks = [clusters[start : start + MERGE_CHUNK] for start in range(0, len(clusters), MERGE_CHUNK)]
+    if processes > 1 and len(chunks) > 1 and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        return _merge_chunks_in_processes(chunks, run, note, origin, rules, sources, processes, stats)
+    for chunk in chunks:
+        done.update(_merge_chunk(chunk, run, note, origin, rules, sources))
     return done
 
 
+def _merge_chunks_in_processes(  # noqa: PLR0913
+    chunks: list,
+    run,  # noqa: ANN001
+    note: str,
+    origin: str,
+    rules: dict,
+    sources,  # noqa: ANN001
+    processes: int,
+    stats: dict | None,
+) -> dict:
+    """``_merge_chunk`` over a pool of forked processes, each with its own database connection
+    (see ``_forget_inherited_connections``), under the caller's change context."""
+    ctx = current_change_context()
+    jobs = [(chunk, run, note, origin, rules, sources, ctx.channel, ctx.ref, ctx.user) for chunk in chunks]
+    done: dict[int, int] = {}
+    # The parent holds the run's scores (GBs at 1M records): frozen, the children's garbage
+    # collector never walks them, so their pages stay shared instead of being copied.
+    gc.freeze()
+    try:
+        _merge_pool_run(jobs, processes, done, stats)
+    finally:
+        gc.unfreeze()
+    return done
+
+
+def _merge_pool_run(jobs: list, processes: int, done: dict, stats: dict | None) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_forget_inherited_connections,
+    ) as pool:
+        for merged, cpu, db_cpu, peak_rss_mb in pool.map(_merge_chunk_in_child, jobs):
+            done.update(merged)
+            if stats is not None:
+                stats["child_cpu_seconds"] = stats.get("child_cpu_seconds", 0.0) + cpu
+                stats["child_peak_rss_mb"] = max(stats.get("child_peak_rss_mb", 0.0), peak_rss_mb)
+                if db_cpu is not None:
+                    stats["child_db_cpu_seconds"] = stats.get("child_db_cpu_seconds", 0.0) + db_cpu
+
+
+_INHERITED: list = []
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked child: leave the parent's database connections alone — not used, not
+    closed (closing would end the parent's session on the shared socket) and kept referenced
+    so no finaliser closes them; the pool's children leave through ``os._exit`` — and let
+    Django open the child's own."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _INHERITED.append(conn.connection)
+            conn.connection = None
+
+
+def _merge_chunk_in_child(job: tuple) -> tuple[dict[int, int], float, float | None, float]:
+    """One chunk in a pool's child: its merges, the CPU seconds it cost (the child's and its
+    PostgreSQL backend's) and the child's peak RSS in MB (shared pages included)."""
+    import resource
+
+    chunk, run, note, origin, rules, sources, channel, ref, user = job
+    cpu, db_cpu = time.process_time(), db_backend_cpu_seconds()
+    with change_context(channel=channel, ref=ref, user=user):
+        merged = _merge_chunk(chunk, run, note, origin, rules, sources)
+    db_after = db_backend_cpu_seconds()
+    return (
+        merged,
+        time.process_time() - cpu,
+        None if db_cpu is None or db_after is None else db_after - db_cpu,
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+
+
+def db_backend_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) of this connection's PostgreSQL backend, read from /proc
+    when the server runs on this machine (benchmarks); None otherwise."""
+    import os
+    from pathlib import Path
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _merge_read_columns() -> tuple[str, ...]:
+    from dedup.survivorship import CHOSEN_FIELDS
+
+    return (
+        "id",
+        "status",
+        "merged_into_id",
+        "version",
+        "tags",
+        "custom",
+        "name_pinyin",
+        "id_number_hash",
+        *CHOSEN_FIELDS,
+    )
+
+
 @transaction.atomic
-def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, origin: str) -> dict[int, int]:
+def _merge_chunk(
+    clusters: list[list[int]],
+    run: DedupRun | None,
+    note: str,
+    origin: str,
+    rules: dict,
+    sources,  # noqa: ANN001
+) -> dict[int, int]:
+    """One chunk of ``customers_merge_many``, over plain rows (no model instances): the
+    customers and their source records locked and read once, survivorship for all clusters
+    in one call, one UPDATE for the tombstones and one for the survivors, one history copy
+    for both, the moved rows by ``UPDATE ... RETURNING``, Merge rows and feed events by COPY."""
     from accounts.crypto import blind_index
     from dedup.names import pinyin
+    from dedup.survivorship import (
+        RECORD_COLUMNS,
+        _any,
+        _record_from_row,
+        golden_values_choose_many,
+        overrides_for,
+        overrides_snapshot,
+    )
 
     ids = sorted({i for members in clusters for i in members})
-    locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+    columns = _merge_read_columns()
+    locked = {
+        row[0]: dict(zip(columns, row, strict=True))
+        for row in _any(Customer.objects.select_for_update(), "id", ids).order_by("pk").values_list(*columns)
+    }
     # The first id of each cluster survives; the others follow in id order.
     clusters = [
         [m[0], *sorted(set(m[1:]) - {m[0]})]
         for m in clusters
-        if len(set(m)) >= 2 and all(i in locked and locked[i].status == CustomerStatus.ACTIVE for i in m)
+        if len(set(m)) >= 2 and all(i in locked and locked[i]["status"] == CustomerStatus.ACTIVE for i in m)
     ]
     if not clusters:
         return {}
     ids = sorted({i for members in clusters for i in members})
     owner_of = {i: members[0] for members in clusters for i in members}
     # Survivorship reads the cluster's source records (locked here; moved below in SQL).
-    records_by: dict[int, list[SourceRecord]] = {}
-    for r in SourceRecord.objects.select_for_update().filter(customer_id__in=ids).order_by("pk"):
-        records_by.setdefault(owner_of[r.customer_id], []).append(r)
-    from dedup.survivorship import SourceIndex, overrides_for, overrides_snapshot, rules_load
+    records_by: dict[int, list] = {}
+    for row in (
+        _any(SourceRecord.objects.select_for_update(), "customer", ids).order_by("pk").values_list(*RECORD_COLUMNS)
+    ):
+        records_by.setdefault(owner_of[row[1]], []).append(_record_from_row(row))
 
     ctx = current_change_context()
     user = ctx.user
@@ -681,87 +829,79 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     fields = {f.attname: f for f in _snapshot_fields()}
     overrides = overrides_for(ids)
     override_rows = overrides_snapshot(ids) if overrides else {}
-    rules, sources = rules_load(), SourceIndex()
-    plans: list[dict] = []
+    choices = golden_values_choose_many(clusters, locked, records_by, overrides=overrides, rules=rules, sources=sources)
     now = timezone.now()
-    merges, tombstones, announced = [], [], []
-    survivors_by_fields: dict[tuple[str, ...], list[Customer]] = {}
+    merges, announced = [], []
+    survivor_changes: dict[int, dict[str, object]] = {}
     target_of: dict[int, int] = {}
-    for members in clusters:
+    for members, (values, _origins) in zip(clusters, choices, strict=True):
         target = locked[members[0]]
         others = [locked[i] for i in members[1:]]
-        proposals, new_values, _chosen = _merge_plan(
-            target,
-            others,
-            {},
-            records=records_by.get(members[0], []),
-            overrides=overrides,
-            rules=rules,
-            sources=sources,
-            explain=False,
-        )
-        plans.append(proposals)
+        new_values = {
+            name: value
+            for name, value in values.items()
+            if value != target[name] and not (value in (None, "") and target[name] in (None, ""))
+        }
+        # Tags and custom values are united, as in ``_merge_plan``.
+        tags = list(target["tags"] or [])
+        for other in others:
+            tags += [t for t in (other["tags"] or []) if t not in tags]
+        if tags != list(target["tags"] or []):
+            new_values["tags"] = tags
+        custom = dict(target["custom"] or {})
+        for other in others:
+            for key, value in (other["custom"] or {}).items():
+                custom.setdefault(key, value)
+        if custom != (target["custom"] or {}):
+            new_values["custom"] = custom
         if "full_name" in new_values:
-            new_values["name_pinyin"] = pinyin(new_values["full_name"]) or target.name_pinyin
+            new_values["name_pinyin"] = pinyin(new_values["full_name"]) or target["name_pinyin"]
         if "id_number" in new_values:
             new_values["id_number_hash"] = blind_index(new_values["id_number"])
-        old_version = target.version
         before_target, after_target = {}, {}
         for name, value in new_values.items():
-            field = Customer._meta.get_field(name)
-            old = getattr(target, field.attname)
+            old = target[name]
             if old == value:
                 continue
-            before_target[field.attname] = _snap(field, old)
-            setattr(target, field.attname, value)
-            after_target[field.attname] = _snap(field, value)
-        target.version += 1
-        target.updated_at = now
-        survivors_by_fields.setdefault(tuple(sorted(after_target)), []).append(target)
+            before_target[name] = _snap(fields[name], old)
+            after_target[name] = _snap(fields[name], value)
+        survivor_changes[target["id"]] = {name: new_values[name] for name in after_target}
         before = {
-            "customers": {str(target.pk): {**before_target, "version": old_version}},
+            "customers": {str(target["id"]): {**before_target, "version": target["version"]}},
             "overrides": _json_safe(override_rows.get(members[0], [])),
+            "source_records": {},
+            "interactions": {},
         }
+        versions = {str(target["id"]): target["version"] + 1}
         for other in others:
-            before["customers"][str(other.pk)] = {
-                "status": other.status,
-                "merged_into_id": other.merged_into_id,
-                "version": other.version,
+            before["customers"][str(other["id"])] = {
+                "status": other["status"],
+                "merged_into_id": other["merged_into_id"],
+                "version": other["version"],
             }
-            other.status = CustomerStatus.MERGED
-            other.merged_into_id = target.pk
-            other.version += 1
-            other.updated_at = now
-            tombstones.append(other)
-            target_of[other.pk] = target.pk
+            versions[str(other["id"])] = other["version"] + 1
+            target_of[other["id"]] = target["id"]
         merges.append(
             Merge(
-                survivor_id=target.pk,
-                merged_ids=[o.pk for o in others],
+                survivor_id=target["id"],
+                merged_ids=members[1:],
                 values={},
                 before=before,
                 origin=origin,
                 run=run,
                 note=note,
                 acting_user=None,
-                after={"survivor": after_target, "versions": {str(c.pk): c.version for c in [target, *others]}},
+                after={"survivor": after_target, "versions": versions},
             )
         )
         # The feed says what the survivor's values became (derived keys are internal).
-        shown = {fields[a].name: getattr(target, a) for a in after_target if a not in _DERIVED}
-        announced.append((target.pk, [o.pk for o in others], feed_values(shown)))
+        shown = {name: value for name, value in survivor_changes[target["id"]].items() if name not in _DERIVED}
+        announced.append((target["id"], members[1:], feed_values(shown)))
     attrs = {"change_channel": ChangeChannel.MERGE, "change_ref": ref[:200]}
     with_history = {"user": user, "attrs": attrs}
-    _update_with_history(Customer, tombstones, _TOMBSTONE_FIELDS, **with_history)
-    for changed, survivors in survivors_by_fields.items():
-        _update_with_history(
-            Customer, survivors, ["version", "updated_at", *(fields[a].name for a in changed)], **with_history
-        )
+    _customers_merge_write(target_of, survivor_changes, now=now, **with_history)
     moved_records = _move_rows(SourceRecord, target_of, **with_history)
     moved_interactions = _move_rows(Interaction, target_of, **with_history)
-    for merge in merges:
-        merge.before["source_records"] = {}
-        merge.before["interactions"] = {}
     merge_of = {m.survivor_id: m for m in merges}
     for moved, key in ((moved_records, "source_records"), (moved_interactions, "interactions")):
         for pk, owner in sorted(moved.items()):
@@ -776,15 +916,9 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
     else:
         Merge.objects.bulk_create(merges, batch_size=500)
     if overrides:
-        for merge, proposals in zip(merges, plans, strict=True):
-            if merge.pk is None:
-                merge.pk = Merge.objects.filter(run=run, survivor_id=merge.survivor_id).order_by("-pk").first().pk
-            _merge_overrides(merge, locked[merge.survivor_id], proposals, {}, [], overrides, user)
+        _merge_overrides_carry(merges, choices, overrides, run)
     _announce_merges(announced)
-    merged_away = list(target_of)
-    MatchCandidate.objects.filter(status=CandidateStatus.PENDING).filter(
-        Q(left_id__in=merged_away) | Q(right_id__in=merged_away)
-    ).update(status=CandidateStatus.SUPERSEDED)
+    _candidates_supersede(list(target_of))
     if any(m.pk is None for m in merges):
         # Backends that do not return ids from bulk inserts: read them back.
         by_survivor = dict(
@@ -794,6 +928,113 @@ def _merge_chunk(clusters: list[list[int]], run: DedupRun | None, note: str, ori
         )
         return {m.survivor_id: by_survivor[m.survivor_id] for m in merges}
     return {m.survivor_id: m.pk for m in merges}
+
+
+def _candidates_supersede(merged_away: list[int]) -> None:
+    """Pending candidates of merged-away customers are superseded. Their rows are locked in
+    id order first: chunks merged side by side may share a candidate (one side in each), and
+    locking in one order makes them wait for each other instead of deadlocking."""
+    pending = candidates_touching(MatchCandidate.objects.filter(status=CandidateStatus.PENDING), merged_away)
+    if connection.vendor == "postgresql":
+        pks = list(pending.order_by("pk").select_for_update().values_list("pk", flat=True))
+        if pks:
+            from dedup.survivorship import _any
+
+            _any(MatchCandidate.objects.all(), "id", pks).update(status=CandidateStatus.SUPERSEDED)
+        return
+    pending.update(status=CandidateStatus.SUPERSEDED)
+
+
+def _merge_overrides_carry(merges: list[Merge], choices: list, overrides: dict, run: DedupRun | None) -> None:
+    """The survivors carry the held overrides of merged customers whose values they took
+    (``_merge_overrides`` for a batch: no steward choices there)."""
+    from dedup.models import FieldOverride
+
+    carried = []
+    for merge, (_values, origins) in zip(merges, choices, strict=True):
+        if merge.pk is None:
+            merge.pk = Merge.objects.filter(run=run, survivor_id=merge.survivor_id).order_by("-pk").first().pk
+        for name, customer_id in origins.items():
+            if customer_id == merge.survivor_id:
+                continue
+            o = overrides[customer_id][name]
+            carried.append(
+                FieldOverride(
+                    customer_id=merge.survivor_id,
+                    field=name,
+                    value=o.value,
+                    basis=o.basis,
+                    set_by_id=o.set_by_id,
+                    set_at=o.set_at,
+                    channel=ChangeChannel.MERGE,
+                    ref=f"merge:{merge.pk}",
+                )
+            )
+    if carried:
+        replaced = Q()
+        for o in carried:
+            replaced |= Q(customer_id=o.customer_id, field=o.field)
+        FieldOverride.objects.filter(replaced).delete()
+        FieldOverride.objects.bulk_create(carried)
+
+
+def _customers_merge_write(
+    target_of: dict[int, int],
+    survivor_changes: dict[int, dict[str, object]],
+    *,
+    now,  # noqa: ANN001
+    user,  # noqa: ANN001
+    attrs: dict,
+) -> None:
+    """Tombstone the merged-away customers and write the survivors' new values (every one's
+    version bumped), with one history row each. PostgreSQL: one UPDATE per kind over arrays
+    — the survivors' changed columns with a changed-flag per column, so one statement serves
+    survivors that changed different fields — and one ``INSERT ... SELECT`` of history."""
+    ids = sorted([*target_of, *survivor_changes])
+    if connection.vendor != "postgresql":
+        for pk, target in target_of.items():
+            Customer.objects.filter(pk=pk).update(
+                status=CustomerStatus.MERGED, merged_into_id=target, version=F("version") + 1, updated_at=now
+            )
+        for pk, changes in survivor_changes.items():
+            Customer.objects.filter(pk=pk).update(**changes, version=F("version") + 1, updated_at=now)
+        rows = list(Customer.objects.filter(pk__in=ids).order_by("pk"))
+        _copy_objects(Customer.history.model, _history_objects(Customer, rows, user=user, attrs=attrs))
+        return
+    qn = connection.ops.quote_name
+    table = qn(Customer._meta.db_table)
+    with connection.cursor() as cursor:
+        if target_of:
+            cursor.execute(
+                f"UPDATE {table} AS t SET status = %s, merged_into_id = v.target, version = t.version + 1, "  # noqa: S608
+                "updated_at = %s FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, target) WHERE t.id = v.id",
+                [CustomerStatus.MERGED, now, list(target_of), list(target_of.values())],
+            )
+        if survivor_changes:
+            pks = list(survivor_changes)
+            changed = sorted({name for changes in survivor_changes.values() for name in changes})
+            arrays: list[list] = [pks]
+            casts = ["bigint[]"]
+            sets = ["version = t.version + 1", "updated_at = %s"]
+            for k, name in enumerate(changed):
+                field = Customer._meta.get_field(name)
+                values = [survivor_changes[pk].get(name, _UNCHANGED) for pk in pks]
+                arrays.append([v is not _UNCHANGED for v in values])
+                arrays.append([None if v is _UNCHANGED else field.get_db_prep_save(v, connection) for v in values])
+                casts += ["boolean[]", _array_type(field)]
+                column = qn(field.column)
+                sets.append(f"{column} = CASE WHEN v.f{k} THEN v.c{k} ELSE t.{column} END")
+            names = ["id", *(f"{p}{k}" for k in range(len(changed)) for p in ("f", "c"))]
+            unnest = ", ".join(f"%s::{c}" for c in casts)
+            cursor.execute(
+                f"UPDATE {table} AS t SET {', '.join(sets)} FROM unnest({unnest}) AS v({', '.join(names)}) "  # noqa: S608
+                "WHERE t.id = v.id",
+                [now, *arrays],
+            )
+    _history_insert_select(Customer, ids, user=user, attrs=attrs)
+
+
+_UNCHANGED = object()
 
 
 @transaction.atomic
@@ -1361,9 +1602,36 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
     return len(results.left)
 
 
-def dedup_run_finish(*, run: DedupRun) -> DedupRun:
+def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
     """Gather the parts' pairs, drop remembered rejections and decided pairs, cluster the
-    automatic links with the guard, merge each cluster, and queue the rest for review."""
+    automatic links with the guard, merge each cluster, and queue the rest for review.
+    ``processes``: how many processes merge the clusters' chunks (``customers_merge_many``).
+    On the workers the same three steps run as tasks: ``dedup_run_cluster``, one
+    ``dedup_run_merge_part`` per chunk (any worker), ``dedup_run_complete``."""
+    state = dedup_run_cluster(run=run)
+    merge_stats: dict = {}
+    cpu_started = time.process_time()
+    with change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}", user=run.created_by):
+        merged = customers_merge_many(
+            clusters=state["clusters"],
+            run=run,
+            note=_merge_note(run),
+            origin=MergeOrigin.AUTO,
+            processes=processes,
+            stats=merge_stats,
+        )
+    merge_stats["processes"] = processes
+    merge_stats["cpu_seconds"] = time.process_time() - cpu_started
+    return dedup_run_complete(run=run, state=state, merged=merged, merge_stats=merge_stats)
+
+
+def _merge_note(run: DedupRun) -> str:
+    return f"automatic link by rule {run.rule.name}"
+
+
+def dedup_run_cluster(*, run: DedupRun) -> dict:
+    """The scored parts gathered, decided pairs dropped, automatic links clustered under the
+    guard: what merging and completing the run need (picklable: the workers hand it on)."""
     config = run.rule.config()
     params = _run_params(run)
     chunks = [
@@ -1401,19 +1669,32 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
         clusters, review, split, largest = engine.cluster_links(config, params, features, res)
     else:
         clusters, review, split, largest = [], sorted(np.flatnonzero(res.action == 1).tolist()), 0, 0
+    return {
+        "res": res,
+        "clusters": clusters,
+        "review": review,
+        "split": split,
+        "largest": largest,
+        "score_seconds": score_seconds,
+        "finish_started_at": time.time() - (time.monotonic() - finish_started),
+        "cluster_seconds": time.monotonic() - cluster_started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "merge_started_at": time.time(),
+    }
 
+
+def dedup_run_complete(*, run: DedupRun, state: dict, merged: dict[int, int], merge_stats: dict) -> DedupRun:
+    """After the merges (``merged``: survivor → merge id): the linked pairs recorded, the
+    rest queued for review, the run's statistics written, the run completed."""
+    config = run.rule.config()
+    cpu_started = time.process_time()
+    res, clusters = state["res"], state["clusters"]
+    merge_seconds = time.time() - state["merge_started_at"]
     pair_index = {
         (int(a), int(b)): i for i, (a, b) in enumerate(zip(res.left.tolist(), res.right.tolist(), strict=True))
     }
     auto_merged = 0
-    ref = f"dedup_run:{run.pk}"
     linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
-    merge_started, merge_cpu_started = time.monotonic(), time.process_time()
-    cluster_seconds = merge_started - cluster_started
-    with change_context(channel=ChangeChannel.MERGE, ref=ref, user=run.created_by):
-        merged = customers_merge_many(
-            clusters=clusters, run=run, note=f"automatic link by rule {run.rule.name}", origin=MergeOrigin.AUTO
-        )
     for members in clusters:
         merge_id = merged.get(members[0])
         if merge_id is None:
@@ -1425,10 +1706,9 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
                 i = pair_index.get((a, b))
                 if i is not None and res.action[i] == 2 and b in member_set:
                     linked_pairs.append((a, b, merge_id))
-    merge_seconds = time.monotonic() - merge_started
-    merge_cpu_seconds = time.process_time() - merge_cpu_started
+    link_cpu = time.process_time() - cpu_started
     candidates_started = time.monotonic()
-    review_set = set(review)
+    review_set = set(state["review"])
     linked_keys = {(a, b) for a, b, _m in linked_pairs}
     candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)
     clusters_refresh_run(run)  # the review clusters around this run's candidates and merges
@@ -1437,17 +1717,21 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     run.for_review = candidates["pending"]
     run.auto_merged = auto_merged
     run.clusters = len(clusters)
+    merge_cpu = merge_stats.pop("cpu_seconds", 0.0)
     run.stats = {
         **run.stats,
-        "split_components": split,
-        "largest_component": largest,
-        "score_seconds": score_seconds,
-        "cluster_seconds": round(cluster_seconds, 2),
+        "split_components": state["split"],
+        "largest_component": state["largest"],
+        "score_seconds": state["score_seconds"],
+        "cluster_seconds": round(state["cluster_seconds"], 2),
         "merge_seconds": round(merge_seconds, 2),
         "candidates_seconds": round(time.monotonic() - candidates_started, 2),
-        "finish_seconds": round(time.monotonic() - finish_started, 2),
-        "merge_cpu_seconds": round(merge_cpu_seconds, 2),
-        "finish_cpu_seconds": round(time.process_time() - cpu_started, 2),
+        "finish_seconds": round(time.time() - state["finish_started_at"], 2),
+        # CPU of the process(es) that ran each step; with merge processes or merge tasks the
+        # merging children's CPU and their PostgreSQL backends' are given apart.
+        "merge_cpu_seconds": round(merge_cpu, 2),
+        "finish_cpu_seconds": round(state["cpu_seconds"] + merge_cpu + link_cpu + time.process_time() - cpu_started, 2),
+        **{f"merge_{k}": (round(v, 2) if isinstance(v, float) else v) for k, v in merge_stats.items()},
     }
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
@@ -1455,6 +1739,66 @@ def dedup_run_finish(*, run: DedupRun) -> DedupRun:
     DedupRunPart.objects.filter(run=run).update(payload=b"", result=b"")
     MatchRule.objects.filter(pk=run.rule_id).update(parameters=run.parameters)
     return run
+
+
+def dedup_run_merge_parts_create(*, run: DedupRun, chunk: int | None = None) -> list[int]:
+    """Workers: cluster the run, keep the state for ``dedup_run_complete`` and cut the clusters
+    into merge parts (chunks of disjoint clusters, any worker can take any). Returns the merge
+    parts' ids; the run's part counters now count merge parts."""
+    state = dedup_run_cluster(run=run)
+    clusters = state["clusters"]
+    size = chunk or MERGE_CHUNK
+    first = (DedupRunPart.objects.filter(run=run).order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    parts = [
+        DedupRunPart(run=run, number=first + k, stage=PartStage.MERGE, payload=_pack(clusters[s : s + size]))
+        for k, s in enumerate(range(0, len(clusters), size))
+    ]
+    with transaction.atomic():
+        DedupRunPart.objects.create(
+            run=run, number=first + len(parts), stage=PartStage.STATE, payload=_pack(state), done=True
+        )
+        DedupRunPart.objects.bulk_create(parts, batch_size=50)
+        DedupRun.objects.filter(pk=run.pk).update(status=RunStatus.MERGING, parts_total=len(parts), parts_done=0)
+    return [p.pk for p in parts]
+
+
+def dedup_run_merge_part(*, part: DedupRunPart) -> int:
+    """Merge one part's clusters, exactly once: the part is locked, merged and marked done in
+    one transaction (a redelivered task finds it done). Returns the merges made."""
+    from dedup.survivorship import SourceIndex, rules_load
+
+    run = part.run
+    cpu, db_cpu = time.process_time(), db_backend_cpu_seconds()
+    with change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}", user=run.created_by):
+        with transaction.atomic():
+            if not DedupRunPart.objects.select_for_update().filter(pk=part.pk, done=False).exists():
+                return 0
+            clusters = _unpack(DedupRunPart.objects.values_list("payload", flat=True).get(pk=part.pk))
+            merged = _merge_chunk(clusters, run, _merge_note(run), MergeOrigin.AUTO, rules_load(), SourceIndex())
+            db_after = db_backend_cpu_seconds()
+            used = {
+                "cpu_seconds": time.process_time() - cpu,
+                "db_cpu_seconds": None if db_cpu is None or db_after is None else db_after - db_cpu,
+            }
+            DedupRunPart.objects.filter(pk=part.pk).update(result=_pack((merged, used)), done=True, payload=b"")
+            DedupRun.objects.filter(pk=run.pk).update(parts_done=F("parts_done") + 1)
+    return len(merged)
+
+
+def dedup_run_complete_merged(*, run: DedupRun) -> DedupRun:
+    """Workers: the merge parts are done — gather their merges and complete the run."""
+    state_blob = DedupRunPart.objects.filter(run=run, stage=PartStage.STATE).values_list("payload", flat=True).get()
+    state = _unpack(state_blob)
+    merged: dict[int, int] = {}
+    merge_stats: dict = {"tasks": 0}
+    for blob in DedupRunPart.objects.filter(run=run, stage=PartStage.MERGE).values_list("result", flat=True):
+        part_merged, used = _unpack(blob)
+        merged.update(part_merged)
+        merge_stats["tasks"] += 1
+        merge_stats["child_cpu_seconds"] = merge_stats.get("child_cpu_seconds", 0.0) + used["cpu_seconds"]
+        if used["db_cpu_seconds"] is not None:
+            merge_stats["child_db_cpu_seconds"] = merge_stats.get("child_db_cpu_seconds", 0.0) + used["db_cpu_seconds"]
+    return dedup_run_complete(run=run, state=state, merged=merged, merge_stats=merge_stats)
 
 
 def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys) -> dict:  # noqa: ANN001
@@ -1572,8 +1916,9 @@ def _candidates_upsert(rows: list[dict]) -> None:
             cursor.execute("DROP TABLE tmp_candidates")
 
 
-def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
-    """The whole run in this process (``--inline``, tests)."""
+def dedup_run_execute_inline(*, run: DedupRun, processes: int = 1) -> DedupRun:
+    """The whole run in this process (``--inline``, tests); with ``processes`` > 1 the merges
+    are shared by that many forked processes (see ``customers_merge_many``)."""
     if not dedup_run_claim(run.pk):
         raise ValidationError(_("Run %(id)s is not queued (it is %(status)s).") % {"id": run.pk, "status": run.status})
     run.refresh_from_db()
@@ -1581,7 +1926,7 @@ def dedup_run_execute_inline(*, run: DedupRun) -> DedupRun:
         dedup_run_prepare(run=run)
         for part in DedupRunPart.objects.filter(run=run).order_by("number"):
             dedup_run_score_part(part=part)
-        return dedup_run_finish(run=run)
+        return dedup_run_finish(run=run, processes=processes)
     except Exception as exc:
         dedup_run_fail(run.pk, exc)
         raise

@@ -440,6 +440,59 @@ def golden_values_propose(
     return out
 
 
+def golden_values_choose_many(
+    clusters: list[list[int]],
+    customers: dict[int, dict[str, Any]],
+    records: dict[int, list[_Record]],
+    *,
+    overrides: dict[int, dict[str, Override]],
+    rules: dict[str, Rule],
+    sources: SourceIndex,
+) -> list[tuple[dict[str, Any], dict[str, int]]]:
+    """``golden_values_propose`` for many clusters at once, from plain rows (batch merges).
+
+    ``clusters`` list the survivor first, then the others in id order; ``customers`` hold each
+    member's chosen fields (id → {field: value}); ``records`` the cluster's linked source
+    records by survivor id, in record id order. Per cluster: (the value of every chosen
+    field, field → customer whose held override gave it). The values are exactly those
+    ``golden_values_propose`` gives (a test holds the two equal); no proposal objects, no
+    reasons, and records that agree on a field need no rule."""
+    out: list[tuple[dict[str, Any], dict[str, int]]] = []
+    for members in clusters:
+        survivor_id = members[0]
+        recs = [r for r in records.get(survivor_id, ()) if r.customer_id in customers]
+        held_by = [(cid, overrides[cid]) for cid in members if cid in overrides]
+        values: dict[str, Any] = {}
+        origins: dict[str, int] = {}
+        for name in CHOSEN_FIELDS:
+            present = [r for r in recs if name in r.values]
+            if held_by:
+                held = [o[name] for _cid, o in held_by if name in o]
+                if held:
+                    candidates = [r.candidate(name) for r in present]
+                    held = [o for o in held if override_holds(rules[name], o, candidates)]
+                    if held:
+                        chosen = held[0] if held[0].customer_id == survivor_id else max(held, key=lambda o: o.set_at)
+                        values[name] = _override_value(chosen)
+                        origins[name] = chosen.customer_id
+                        continue
+            if present:
+                first = present[0].values[name]
+                if all(type(r.values[name]) is type(first) and r.values[name] == first for r in present[1:]):
+                    values[name] = first  # they agree: whichever wins, the value is this
+                else:
+                    values[name] = choose(rules[name], [r.candidate(name) for r in present], sources).value
+                continue
+            own = customers[survivor_id][name]
+            if _blank(own):
+                donor = next((customers[c][name] for c in members[1:] if not _blank(customers[c][name])), None)
+                values[name] = own if donor is None else donor
+            else:
+                values[name] = own
+        out.append((values, origins))
+    return out
+
+
 #
 # Overrides
 #

@@ -2,9 +2,13 @@
 
 A run is split so that any worker can take any piece: ``dedup_run_start`` prepares the
 parts (blocking and learning), one ``dedup_run_score_part`` per part scores its pairs, and
-the part that completes the set hands over to one ``dedup_run_finish`` (clustering and
-merging). The hand-over is a compare-and-swap on the run row, not a Celery chord, so it
-needs no result backend and survives a worker being killed mid-way (tasks are acked late).
+the part that completes the set hands over to one ``dedup_run_finish``, which clusters and
+cuts the clusters into merge parts; one ``dedup_run_merge_part`` per chunk of clusters
+merges them (clusters are disjoint, so the workers do not contend), and the merge part that
+completes the set hands over to one ``dedup_run_complete`` (the review queue). Each hand-over
+is a compare-and-swap on the run row, not a Celery chord, so it needs no result backend and
+survives a worker being killed mid-way (tasks are acked late; a merge part is merged and
+marked done in one transaction).
 """
 
 from __future__ import annotations
@@ -73,7 +77,60 @@ def dedup_run_finish(run_id: int) -> None:
     if run is None:
         return
     try:
-        services.dedup_run_finish(run=run)
+        part_ids = services.dedup_run_merge_parts_create(run=run)
+    except Exception as exc:
+        services.dedup_run_fail(run_id, exc)
+        raise
+    if not part_ids:
+        _hand_over_merged(run_id)
+        return
+    for part_id in part_ids:
+        transaction.on_commit(lambda part_id=part_id: dedup_run_merge_part.delay(part_id))
+
+
+@shared_task(name="dedup.run_merge_part", acks_late=True)
+def dedup_run_merge_part(part_id: int) -> None:
+    from dedup import services
+    from dedup.choices import PartStage, RunStatus
+    from dedup.models import DedupRunPart
+
+    part = (
+        DedupRunPart.objects.select_related("run", "run__rule", "run__created_by")
+        .filter(pk=part_id, stage=PartStage.MERGE)
+        .first()
+    )
+    if part is None or part.run.status != RunStatus.MERGING:
+        return
+    try:
+        services.dedup_run_merge_part(part=part)
+    except Exception as exc:
+        services.dedup_run_fail(part.run_id, exc)
+        raise
+    _hand_over_merged(part.run_id)
+
+
+def _hand_over_merged(run_id: int) -> None:
+    from dedup.choices import RunStatus
+    from dedup.models import DedupRun
+
+    claimed = DedupRun.objects.filter(pk=run_id, status=RunStatus.MERGING, parts_done__gte=F("parts_total")).update(
+        status=RunStatus.WRITING
+    )
+    if claimed:
+        transaction.on_commit(lambda: dedup_run_complete.delay(run_id))
+
+
+@shared_task(name="dedup.run_complete", acks_late=True)
+def dedup_run_complete(run_id: int) -> None:
+    from dedup import services
+    from dedup.choices import RunStatus
+    from dedup.models import DedupRun
+
+    run = DedupRun.objects.select_related("rule", "created_by").filter(pk=run_id, status=RunStatus.WRITING).first()
+    if run is None:
+        return
+    try:
+        services.dedup_run_complete_merged(run=run)
     except Exception as exc:
         services.dedup_run_fail(run_id, exc)
         raise

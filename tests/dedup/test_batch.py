@@ -168,3 +168,107 @@ def test_undoing_a_set_based_merge_restores_exactly_the_original_state(people):
     assert after_undo[2] == before[2]
     # The other cluster's merge is untouched.
     assert Customer.objects.get(pk=people["D2"].pk).merged_into_id == people["D1"].pk
+
+
+def _merge_outcome(clusters):  # noqa: ANN001, ANN202
+    """What merging ``clusters`` left, relative to each cluster (ids replaced by positions)."""
+    out = []
+    for members in clusters:
+        position = {pk: k for k, pk in enumerate(members)}
+        rows = {c.pk: c for c in Customer.objects.filter(pk__in=members)}
+        merge = Merge.objects.get(survivor_id=members[0])
+        out.append(
+            {
+                "customers": [
+                    (
+                        rows[pk].status,
+                        position.get(rows[pk].merged_into_id),
+                        rows[pk].version,
+                        rows[pk].full_name,
+                        rows[pk].email,
+                        rows[pk].mobile,
+                        rows[pk].city,
+                    )
+                    for pk in members
+                ],
+                "history": [Customer.history.filter(id=pk).count() for pk in members],
+                "records": SourceRecord.objects.filter(customer_id=members[0]).count(),
+                "record_history": SourceRecord.history.filter(customer_id=members[0]).count(),
+                "merged": [position[m] for m in merge.merged_ids],
+                "after": merge.after["survivor"],
+            }
+        )
+    return out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_merging_chunks_in_several_processes_gives_what_one_process_gives(monkeypatch):
+    """The inline batch run merges its chunks in forked processes (PostgreSQL, outside any
+    transaction, so this test commits for real): same merges, values, history and exact undo
+    as merging them one after the other."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("process-parallel merges run on PostgreSQL only (SQLite merges in one process)")
+    monkeypatch.setattr(services, "MERGE_CHUNK", 2)
+    source = make_source("pos")
+
+    def clusters(tag: str) -> list[list[int]]:
+        out = []
+        for k in range(7):
+            a = add_person(source, f"{tag}{k}a", full_name="赵敏", mobile=f"+86139000000{k:02d}")
+            b = add_person(source, f"{tag}{k}b", full_name="趙敏", email=f"zm{k}@qq.com", city="成都")
+            c = add_person(source, f"{tag}{k}c", full_name="赵敏", mobile=f"+86139000000{k:02d}")
+            out.append([a.pk, b.pk] if k % 2 else [a.pk, b.pk, c.pk])
+        return out
+
+    serial, parallel = clusters("S"), clusters("P")
+    ids = [i for m in parallel for i in m]
+    before = _state(ids)
+    stats: dict = {}
+    one = services.customers_merge_many(clusters=serial)
+    two = services.customers_merge_many(clusters=parallel, processes=2, stats=stats)
+    assert stats["child_cpu_seconds"] > 0  # the chunks were merged by the children
+    assert set(one) == {m[0] for m in serial} and set(two) == {m[0] for m in parallel}
+    assert _merge_outcome(parallel) == _merge_outcome(serial)
+    for members in parallel:
+        services.merge_undo(merge=Merge.objects.get(pk=two[members[0]]))
+    after_undo = _state(ids)
+    assert after_undo[0] == before[0]
+    mine = {k for k, v in before[1].items() if v in ids}
+    assert {k: after_undo[1][k] for k in mine} == {k: before[1][k] for k in mine}
+
+
+@pytest.mark.django_db
+def test_merging_in_parts_as_the_workers_do_gives_what_the_inline_run_gives(people):
+    """The workers' path: cluster, one merge part per chunk (here one cluster each, taken in
+    reverse order as any worker may), then complete — the same merges and queue as inline."""
+    from dedup.choices import PartStage
+
+    run = services.dedup_run_create()
+    assert services.dedup_run_claim(run.pk)
+    run.refresh_from_db()
+    services.dedup_run_prepare(run=run)
+    for part in run.parts.all():
+        services.dedup_run_score_part(part=part)
+    part_ids = services.dedup_run_merge_parts_create(run=run, chunk=1)
+    run.refresh_from_db()
+    assert (run.status, run.parts_total, run.parts_done) == (RunStatus.MERGING, 3, 0)
+    for part_id in reversed(part_ids):
+        part = run.parts.get(pk=part_id)
+        assert services.dedup_run_merge_part(part=part) == 1
+        assert services.dedup_run_merge_part(part=part) == 0  # a redelivered task merges nothing
+    run.refresh_from_db()
+    assert run.parts_done == 3 and run.parts.filter(stage=PartStage.MERGE, done=True).count() == 3
+    run = services.dedup_run_complete_merged(run=run)
+    assert run.status == RunStatus.COMPLETED
+    assert (run.auto_merged, run.for_review, run.stats["merge_tasks"]) == (3, 1, 3)
+    survivors = {k: Customer.objects.get(pk=c.pk).merged_into_id or c.pk for k, c in people.items()}
+    assert survivors["A1"] == survivors["A3"] == people["A1"].pk
+    assert survivors["C2"] == survivors["C1"]
+    linked = MatchCandidate.objects.filter(status=CandidateStatus.AUTO_MERGED)
+    assert {(c.left_id, c.right_id) for c in linked} >= {(people["A1"].pk, people["A3"].pk)}
+    assert all(c.merge_id for c in linked)
+    pending = MatchCandidate.objects.get(status=CandidateStatus.PENDING)
+    assert (pending.left_id, pending.right_id) == (people["A1"].pk, people["A2"].pk)
+    assert not run.parts.exclude(payload=b"").exists()  # personal values do not linger

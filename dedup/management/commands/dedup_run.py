@@ -1,4 +1,4 @@
-"""``manage.py dedup_run [--rule NAME] [--source CODE] [--inline]``: run duplicate detection
+"""``manage.py dedup_run [--rule NAME] [--source CODE] [--inline [--processes N]]``: run duplicate detection
 and print ``{"run", "records", "candidates", "auto_merged", "for_review", "seconds"}``."""
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--rule", default=None, help="Match rule name (default: the default rule).")
         parser.add_argument("--source", default="", help="Only pairs involving records of this source.")
         parser.add_argument("--inline", action="store_true", help="Run in this process instead of on a worker.")
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="With --inline: merge the clusters' chunks in this many processes (PostgreSQL).",
+        )
 
     def handle(self, *args, **options) -> None:  # noqa: ANN002, ANN003
         try:
@@ -38,7 +44,7 @@ class Command(BaseCommand):
                     transaction.on_commit(lambda: dedup_run_start.delay(run.pk))
             if options["inline"]:
                 with change_context(channel=ChangeChannel.COMMAND, ref=f"dedup_run:{run.pk}"):
-                    run = services.dedup_run_execute_inline(run=run)
+                    run = services.dedup_run_execute_inline(run=run, processes=options["processes"])
             else:
                 run = wait_until(
                     lambda: DedupRun.objects.get(pk=run.pk),
