@@ -1,7 +1,7 @@
 """Latency of real-time matching (``dedup.services.records_match``, one arriving record per
 call) against a database that already holds the customers, without a batch run.
 
-    export DATABASE_URL=postgres://postgres@127.0.0.1:5432/crmhub_dedup_rt_bench
+    export DATABASE_URL=postgres://postgres@127.0.0.1:5432/crmhub_dedup_rt_bench CRMHUB_VAR_DIR=/tmp/var_rt
     python manage.py migrate
     python bench/dedup_generate.py --records 1000000 --reset      # once: the existing customers
     nice -n 5 python bench/dedup_realtime.py --arrivals 300 --seed 1
@@ -14,14 +14,14 @@ customers (same name, mobile, birth date, gender and city; the e-mail dropped ha
 namesakes to score. Each run changes the database a little (the near-copies merge), so use another
 ``--seed`` for each run; the copies' originals and the strangers follow from it.
 
-Printed as JSON: p50/p95/max wall time overall and per outcome, statements per call (counted with
-``connection.execute_wrapper``: every statement sent through Django's cursors; a COPY is not
-seen, so the old merge path's COPY of its merge row adds one to what it shows), the CPU seconds of this process
-and of its PostgreSQL backend (read from /proc: the server runs on the same machine) over the timed
-calls (in total, and per call from /proc/PID/schedstat: CPU of this process plus its backend,
-which is what a call costs on a quiet machine apart from waiting for the commit's fsync), and the
-load average before and after. ``--profile PATH`` writes a pyinstrument call tree of
-the timed calls to PATH (pyinstrument is a dev tool, not a requirement).
+Printed as JSON: p50/p95/max wall time overall, per outcome and per kind of arrival; statements per
+call (counted with ``connection.execute_wrapper``: every statement sent through Django's cursors —
+a COPY is not seen, so the old merge path's COPY of its merge row adds one to what it shows); CPU
+of this process and of its PostgreSQL backend (the server runs on the same machine): in total over
+the timed calls (/proc/PID/stat), and per call (/proc/PID/schedstat, nanoseconds) as ``cpu_ms_p50``
+/ ``cpu_ms_p95`` of their sum, which is what a call costs whatever the load apart from waiting for
+the commit's fsync; and the load average before and after. ``--profile PATH`` writes a pyinstrument
+call tree of the timed calls to PATH (pyinstrument is a dev tool, not a requirement).
 """
 
 from __future__ import annotations
