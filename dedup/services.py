@@ -29,7 +29,7 @@ from crmhub.outbox import Change, changes_record_bulk, feed_values
 from dedup import engine
 from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, PartStage, RunStatus
 from dedup.clusters import candidates_touching, clusters_refresh, clusters_refresh_run
-from dedup.features import build_features, features_from_rows
+from dedup.features import build_features
 from dedup.models import DedupRun, DedupRunPart, MatchCandidate, MatchRule, Merge
 
 logger = logging.getLogger(__name__)
@@ -85,17 +85,6 @@ def customer_frame(*, ids: Iterable[int] | None = None, queryset=None) -> pd.Dat
     df = pd.DataFrame.from_records(rows, columns=[*FEATURE_SOURCE_COLUMNS, "id_flagged"])
     df["id_valid"] = ~df["id_flagged"].fillna(False).astype(bool)
     return df.drop(columns=["id_flagged"])
-
-
-def customer_rows(ids: Iterable[int]) -> list[dict]:
-    """The matching columns of a few customers as dicts (real time: no DataFrame overhead)."""
-    rows = (
-        Customer.objects.filter(pk__in=list(ids))
-        .annotate(id_flagged=ExpressionWrapper(Q(quality_flags__has_key="id_number"), output_field=BooleanField()))
-        .order_by("id")
-        .values(*FEATURE_SOURCE_COLUMNS, "id_flagged")
-    )
-    return [{**row, "id_valid": not row.pop("id_flagged")} for row in rows]
 
 
 def rule_get(name: str | None = None) -> MatchRule:
@@ -1976,57 +1965,56 @@ def records_match(*, source_record_ids: list[int], rule: MatchRule | None = None
     sound-alike name with the same birth date — never by scanning. A deterministic or
     above-threshold match merges the new customer into the existing one; a review-band
     match becomes a pending candidate. Returns counts and, per record, what happened.
+
+    The rule, its parameters and what a merge reads besides the customers are kept per
+    process and checked against a fingerprint read with the records (``dedup.realtime``).
     """
-    rule = rule or rule_get(None)
-    config, params = _realtime_params(rule)
-    records = list(
-        SourceRecord.objects.filter(pk__in=source_record_ids, customer__isnull=False).select_related("customer")
-    )
-    outcome = {"records": len(records), "merged": 0, "for_review": 0, "unmatched": 0, "results": []}
-    for record in records:
+    from dedup import realtime
+
+    arrivals = realtime.arrivals_load(source_record_ids)
+    outcome = {"records": len(arrivals), "merged": 0, "for_review": 0, "unmatched": 0, "results": []}
+    if not arrivals:
+        return outcome
+    state = realtime.state_for(arrivals[0].stamp)
+    if rule is None and state.rule is not None:
+        rule, (config, params) = state.rule, (state.config, state.params)
+    else:
+        rule = rule or rule_get(None)  # without an active rule: says why
+        config, params = _realtime_params(rule)
+    for arrival in arrivals:
         with transaction.atomic():  # one commit per record, whatever it writes
-            result = _match_one(record, config, params, rule, acting_user)
+            result = _match_one(arrival, config, params, rule, acting_user, state)
         outcome["results"].append(result)
         outcome[{"merged": "merged", "review": "for_review"}.get(result["action"], "unmatched")] += 1
     return outcome
 
 
-def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_user) -> dict:  # noqa: ANN001
-    customer = record.customer
-    base = {"source_record": record.pk, "customer": record.customer_id}
-    if customer.status != CustomerStatus.ACTIVE:
-        survivors = _surviving_ids({record.customer_id})
-        return {**base, "customer": survivors[record.customer_id], "action": "none", "reason": "customer not active"}
-    conditions = Q()
-    for column in ("mobile", "email", "id_number_hash", "wechat_unionid", "member_no"):
-        value = getattr(customer, column)
-        if value:
-            conditions |= Q(**{column: value})
-    if customer.name_pinyin and customer.birth_date:
-        conditions |= Q(name_pinyin=customer.name_pinyin, birth_date=customer.birth_date)
+def _match_one(arrival, config, params, rule: MatchRule, acting_user, state) -> dict:  # noqa: ANN001
+    from dedup import realtime
+
+    customer_id = arrival.customer_id
+    base = {"source_record": arrival.record_id, "customer": customer_id}
+    if arrival.status != CustomerStatus.ACTIVE:
+        survivors = _surviving_ids({customer_id})
+        return {**base, "customer": survivors[customer_id], "action": "none", "reason": "customer not active"}
+    found = realtime.candidates_load(arrival)
     # Every branch is an indexed column (full_name has no index: it would force a scan).
-    if not conditions:
+    if found is None:
         return {**base, "action": "none", "reason": "no matching keys"}
-    others = list(
-        Customer.objects.active()
-        .filter(conditions)
-        .exclude(pk=customer.pk)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:200]
-    )
+    others = found.others
     if not others:
         return {**base, "action": "none", "reason": "no candidates"}
-    frame = features_from_rows(customer_rows([customer.pk, *others]))
-    me = int(np.flatnonzero(frame["id"].to_numpy() == customer.pk)[0])
-    other_pos = np.flatnonzero(frame["id"].to_numpy() != customer.pk)
-    pairs = np.stack([np.full(len(other_pos), me), other_pos], axis=1)
-    res = engine.score_pair_positions(config, params, frame, pairs, keep_all=True)
-    rejected = rejected_pairs({customer.pk, *others})
+    # Features and scores of the customer against its few candidates only.
+    res = realtime.score_against(config, params, found.mine, others)
+    if not (res.action > 0).any():
+        return {**base, "action": "none", "reason": "below review threshold"}
+    # A rejection outlives merges (rejected_pairs maps it to survivors); none touches them: none applies.
+    rejected = rejected_pairs({customer_id, *(o["id"] for o in others)}) if found.rejections else set()
     order = np.argsort(-res.score, kind="stable")
     best = None
     for i in order:
         other = int(res.right[i])
-        key = (min(customer.pk, other), max(customer.pk, other))
+        key = (min(customer_id, other), max(customer_id, other))
         if key in rejected or res.action[i] == 0:
             continue
         best = i
@@ -2034,44 +2022,30 @@ def _match_one(record: SourceRecord, config, params, rule: MatchRule, acting_use
     if best is None:
         return {**base, "action": "none", "reason": "below review threshold"}
     other = int(res.right[best])
-    explanation_rows = engine.explanation(config, res.levels[best], res.contributions[best])
-    left, right = min(customer.pk, other), max(customer.pk, other)
+    left, right = min(customer_id, other), max(customer_id, other)
+    values = {
+        "left_id": left,
+        "right_id": right,
+        "score": float(res.score[best]),
+        "rule": rule.name,
+        "reason": str(res.reason[best]),
+        "explanation": engine.explanation(config, res.levels[best], res.contributions[best]),
+    }
     if res.action[best] == 2:
-        # The set-based merge path: the same snapshot and history as customers_merge, fewer queries.
-        with change_context(channel=ChangeChannel.MERGE, ref=f"source_record:{record.pk}", user=acting_user):
-            merged = customers_merge_many(
-                clusters=[[other, customer.pk]],
+        with change_context(channel=ChangeChannel.MERGE, ref=f"source_record:{arrival.record_id}", user=acting_user):
+            merged = realtime.merge_pair(
+                survivor_id=other,
+                merged_id=customer_id,
+                candidate={**values, "status": CandidateStatus.AUTO_MERGED, "decided_at": timezone.now()},
                 origin=MergeOrigin.REALTIME,
                 note=f"real-time match by rule {rule.name}",
+                state=state,
             )
-        if other not in merged:
+        if merged.merge_id is None:
             return {**base, "action": "none", "reason": "candidate no longer active"}
-        merge = Merge(pk=merged[other])
-        MatchCandidate.objects.update_or_create(
-            left_id=left,
-            right_id=right,
-            defaults={
-                "score": float(res.score[best]),
-                "rule": rule.name,
-                "reason": str(res.reason[best]),
-                "status": CandidateStatus.AUTO_MERGED,
-                "merge": merge,
-                "decided_at": timezone.now(),
-                "explanation": explanation_rows,
-            },
-        )
-        clusters_refresh([left, right])
-        return {**base, "customer": other, "action": "merged", "merge": merge.pk, "score": float(res.score[best])}
-    candidate, _created = MatchCandidate.objects.update_or_create(
-        left_id=left,
-        right_id=right,
-        defaults={
-            "score": float(res.score[best]),
-            "rule": rule.name,
-            "reason": str(res.reason[best]),
-            "status": CandidateStatus.PENDING,
-            "explanation": explanation_rows,
-        },
-    )
+        if merged.clusters_touched:
+            clusters_refresh([left, right])
+        return {**base, "customer": other, "action": "merged", "merge": merged.merge_id, "score": values["score"]}
+    candidate_id = realtime.candidate_upsert({**values, "status": CandidateStatus.PENDING})
     clusters_refresh([left, right])
-    return {**base, "action": "review", "candidate": candidate.pk, "score": float(res.score[best])}
+    return {**base, "action": "review", "candidate": candidate_id, "score": values["score"]}
