@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -178,20 +178,44 @@ def _mysql_date(text: str) -> Any:
     return convert_date(text)
 
 
+# MariaDB type codes (MySQLdb.constants.FIELD_TYPE) of the temporal columns mysqlclient hands
+# over as text, to be parsed a column at a time (``_temporal_column``).
+MYSQL_DATE, MYSQL_TIMESTAMP, MYSQL_DATETIME = 10, 7, 12
+_PARSE_ONE = {MYSQL_DATE: _mysql_date, MYSQL_TIMESTAMP: _mysql_datetime, MYSQL_DATETIME: _mysql_datetime}
+
+
 def _mysqldb_conversions() -> dict:
-    """mysqlclient's conversions with PyMySQL's values for dates and times: the same rows give the
+    """mysqlclient's conversions, PyMySQL's values for dates and times: the same rows give the
     same cells, and the same cursor, whichever driver reads them (mysqlclient would give None for
-    a zero date, PyMySQL its text)."""
+    a zero date, PyMySQL its text). DATE/DATETIME/TIMESTAMP stay text here (``str`` is a C call,
+    not a Python function per value) and are parsed a column at a time by ``_temporal_column``."""
     from MySQLdb.constants import FIELD_TYPE
     from MySQLdb.converters import conversions
 
     return {
         **conversions,
-        FIELD_TYPE.DATETIME: _mysql_datetime,
-        FIELD_TYPE.TIMESTAMP: _mysql_datetime,
-        FIELD_TYPE.DATE: _mysql_date,
+        FIELD_TYPE.DATETIME: str,
+        FIELD_TYPE.TIMESTAMP: str,
+        FIELD_TYPE.DATE: str,
         FIELD_TYPE.TIME: convert_timedelta,
     }
+
+
+def _temporal_column(texts: Sequence[str | None], type_code: int) -> list[Any]:
+    """PyMySQL's values for a column of DATE/DATETIME/TIMESTAMP texts: one C-level pass of
+    ``fromisoformat`` when every value has the shape MariaDB sends valid dates in, else (zero or
+    invalid dates, which PyMySQL keeps as text) value by value as PyMySQL parses them."""
+    date = type_code == MYSQL_DATE
+    present = [t for t in texts if t is not None] if None in texts else texts
+    lengths = set(map(len, present))
+    if lengths and (lengths == {10} if date else min(lengths) >= 19):
+        try:
+            parsed = iter(map(dt.date.fromisoformat if date else dt.datetime.fromisoformat, present))
+            return list(parsed) if present is texts else [None if t is None else next(parsed) for t in texts]
+        except ValueError:
+            pass
+    one = _PARSE_ONE[type_code]
+    return [None if t is None else one(t) for t in texts]
 
 
 def _page_size(config: dict[str, Any]) -> int:
@@ -299,17 +323,19 @@ class SqlConnector(Connector):
         return engine
 
     @contextmanager
-    def _reader(self) -> Iterator[Callable[[str, dict[str, Any]], tuple[list[str], list[tuple]]]]:
+    def _reader(self) -> Iterator[Callable[[str, dict[str, Any]], tuple[list[str], list[list[Any]], int]]]:
         """A function reading one query in its own read-only transaction (rolled back once read),
-        over one connection kept for the whole sync: a page costs its query, not a new connection."""
+        over one connection kept for the whole sync: a page costs its query, not a new connection.
+        It returns the column names, the values column by column, and the number of rows."""
         from sqlalchemy import exc as sa_exc
         from sqlalchemy import text
 
         engine = self._engine()
         postgres = engine.dialect.name == "postgresql"
+        text_dates = engine.dialect.driver == "mysqldb"  # see _mysqldb_conversions
         seconds = self.config["statement_timeout"]
 
-        def read_on(conn, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:  # noqa: ANN001
+        def read_on(conn, sql: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]], int]:  # noqa: ANN001
             try:
                 if postgres:
                     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
@@ -319,12 +345,18 @@ class SqlConnector(Connector):
                     conn.exec_driver_sql("START TRANSACTION READ ONLY")
                 result = conn.execute(text(sql), params)
                 columns = list(result.keys())
+                types = [d[1] for d in result.cursor.description]
                 rows = result.cursor.fetchall()  # the driver's tuples: no Row object per row
                 result.close()
                 conn.rollback()
-                return columns, rows
             except sa_exc.DBAPIError as exc:
                 raise ConnectorError(self._explain(exc)) from None
+            values: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+            if text_dates:
+                for i, type_code in enumerate(types):
+                    if type_code in _PARSE_ONE:
+                        values[i] = _temporal_column(values[i], type_code)
+            return columns, values, len(rows)
 
         try:
             with engine.connect() as conn:
@@ -337,8 +369,10 @@ class SqlConnector(Connector):
             engine.dispose()
 
     def _read(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
+        """Column names and rows of one query (test connection)."""
         with self._reader() as read:
-            return read(sql, params)
+            columns, values, _n = read(sql, params)
+        return columns, list(zip(*values, strict=True))
 
     def _explain(self, exc: Exception) -> str:
         """The driver's error, without the URL (it may carry the password) and without row values."""
@@ -424,22 +458,20 @@ class SqlConnector(Connector):
         with self._reader() as read:
             while True:
                 sql, params = self.page_query(page_rows, after)
-                columns, rows = read(sql, params)
-                if not rows:
+                columns, values, size = read(sql, params)
+                if not size:
                     return
                 missing = [c for c in order if c not in columns]
                 if missing:
                     raise ConnectorError(f"the result has no column {', '.join(missing)}")
-                positions = [columns.index(c) for c in order]
-                last = rows[-1]
-                if any(last[p] is None for p in positions):
+                after = [values[columns.index(c)][-1] for c in order]
+                if any(v is None for v in after):
                     raise ConnectorError(
                         "a row has an empty cursor or key column; such rows cannot be read incrementally"
                     )
-                after = [last[p] for p in positions]
                 cursor = {"columns": order, "after": [cursor_value_dump(v) for v in after]}
                 # Column by column: one pass of C per column instead of a call per cell.
-                cells = [column_text(values) for values in zip(*rows, strict=True)]
-                yield Page(columns=columns, cells=cells, size=len(rows), cursor=cursor)
-                if len(rows) < page_rows:
+                cells = [column_text(column) for column in values]
+                yield Page(columns=columns, cells=cells, size=size, cursor=cursor)
+                if size < page_rows:
                     return
