@@ -235,7 +235,7 @@ CRMHUB_WORKER_WAIT_SECONDS = env_int("CRMHUB_WORKER_WAIT_SECONDS", 10)
 
 #
 # Cache, shared by every process of the site (the API's throttle counts): CACHE_URL, else the
-# Celery broker's Redis, else files under VAR_DIR (see crmhub.cache and docs/configuration.md).
+# Celery broker's Redis, else files under VAR_DIR (see crmhub.cache and the README's configuration table).
 #
 CACHES = cache_settings(cache_url=env_str("CACHE_URL"), broker_url=CELERY_BROKER_URL, var_dir=VAR_DIR)
 
