@@ -5,9 +5,9 @@
 
 Fills ``test.bench_conn_customers`` in MariaDB (root@127.0.0.1, dropped afterwards), then measures,
 from empty crmhub tables: (1) the connector alone reading every page (keyset pagination in
-read-only transactions) into the pipeline's frames, (2) the first full sync through the import pipeline (inline, the
-product path: connector pages -> cleaning -> upsert -> history -> change log), (3) an
-incremental sync after 1 % of the rows changed (only those are read), and with
+read-only transactions) into the pipeline's frames, (2) the first full sync through the import
+pipeline (inline, the product path: connector pages -> cleaning -> upsert -> history -> change
+log), (3) an incremental sync after 1 % of the rows changed (only those are read), and with
 ``--compare-file`` (4) a file import of the same rows (the connector's cells written to a CSV
 first, not timed), from empty tables again: what a sync costs on top of the pipeline.
 
