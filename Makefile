@@ -6,10 +6,13 @@ ADDR ?= 127.0.0.1:8000
 
 .PHONY: install run web worker migrate demo test test-fast lint messages bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-mysql.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@# Optional C driver for the MariaDB/MySQL connectors; it needs libmariadb-dev and pkg-config to build.
+	$(BIN)/python -m pip install --quiet -r requirements-mysql.txt 2>/dev/null || \
+		echo "mysqlclient not built (apt-get install libmariadb-dev pkg-config): MariaDB/MySQL connectors use PyMySQL"
 	touch $@
 
 install: $(VENV)/.installed

@@ -15,6 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from crmhub.cache import cache_settings
 from crmhub.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -231,6 +232,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CRMHUB_WORKER_HEARTBEAT_SECONDS = env_int("CRMHUB_WORKER_HEARTBEAT_SECONDS", 1 if TESTING else 5)
 # How long command-line tools wait for a worker before saying none is answering.
 CRMHUB_WORKER_WAIT_SECONDS = env_int("CRMHUB_WORKER_WAIT_SECONDS", 10)
+
+#
+# Cache, shared by every process of the site (the API's throttle counts): CACHE_URL, else the
+# Celery broker's Redis, else files under VAR_DIR (see crmhub.cache and the README's configuration table).
+#
+CACHES = cache_settings(cache_url=env_str("CACHE_URL"), broker_url=CELERY_BROKER_URL, var_dir=VAR_DIR)
 
 #
 # REST API

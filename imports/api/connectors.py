@@ -22,18 +22,19 @@ from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts.models import ApiTokenScope
+from crmhub.api.throttling import SharedScopedRateThrottle
 from crmhub.models import Source
 from imports.api.serializers import ImportRunSerializer
 from imports.connectors import REGISTRY, push, selectors, services
 from imports.models import Connector
 
 
-class PushThrottle(ScopedRateThrottle):
-    """Per API client (per address for webhooks), at the ``push`` rate."""
+class PushThrottle(SharedScopedRateThrottle):
+    """Per API client (per address for webhooks), at the ``push`` rate, counted across every
+    process of the site (crmhub.cache)."""
 
 
 class RefusedError(exceptions.APIException):

@@ -35,7 +35,7 @@ class ConnectorForm(forms.Form):
         required=False,
         widget=forms.PasswordInput(render_value=False),
         help_text=_(
-            "SQL: the SQLAlchemy URL, e.g. mysql+pymysql://user:password@host/db. REST: the auth header "
+            "SQL: the SQLAlchemy URL, e.g. mysql://user:password@host/db. REST: the auth header "
             "value, e.g. Bearer TOKEN. Stored encrypted; leave empty to keep the stored one."
         ),
     )

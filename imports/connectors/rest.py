@@ -275,7 +275,12 @@ class RestConnector(Connector):
             else:
                 state = {"since": since, "resume": nxt, "newest": newest}
             columns = list(dict.fromkeys(c for r in rows for c in r))
-            yield Page(columns=columns, rows=[[cell_text(r.get(c)) for c in columns] for r in rows], cursor=state)
+            yield Page(
+                columns=columns,
+                cells=[[cell_text(r.get(c)) for r in rows] for c in columns],
+                size=len(rows),
+                cursor=state,
+            )
             if nxt is None:
                 return
             position = nxt

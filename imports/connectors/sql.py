@@ -10,11 +10,14 @@ written out as ORs, which both PostgreSQL and MariaDB turn into an index range.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlglot
+from pymysql.converters import convert_date, convert_datetime, convert_timedelta
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
@@ -24,6 +27,7 @@ from imports.connectors.base import (
     Page,
     Preview,
     cell_text,
+    column_text,
     cursor_value_dump,
     cursor_value_load,
     register_connector,
@@ -103,9 +107,7 @@ DENIED_NODES = (
 def _backend(url: str) -> str:
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     if scheme not in SUPPORTED:
-        raise ConnectorError(
-            f"unsupported database {scheme!r}: use postgresql://, mysql+pymysql:// or mariadb+pymysql://"
-        )
+        raise ConnectorError(f"unsupported database {scheme!r}: use postgresql://, mysql:// or mariadb://")
     return scheme
 
 
@@ -143,6 +145,77 @@ def validate_select(sql: str, *, dialect: str) -> str:
             if name in DENIED_FUNCTIONS:
                 raise ConnectorError(f"the function {name}() is not allowed in a connector query")
     return text
+
+
+def mysql_driver() -> str:
+    """The driver for a MariaDB/MySQL URL that names none: mysqlclient (C, module MySQLdb) when it
+    is installed (it needs libmariadb to build), else PyMySQL (pure Python, always installed).
+    Reading a row costs mysqlclient about a quarter of PyMySQL's CPU."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        return "pymysql"
+    return "mysqldb"
+
+
+def _mysql_datetime(text: str) -> Any:
+    """A DATETIME/TIMESTAMP value as PyMySQL gives it (illegal dates stay text), its common shape
+    parsed in C."""
+    if len(text) >= 19 and text[10] == " ":
+        try:
+            return dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return convert_datetime(text)
+
+
+def _mysql_date(text: str) -> Any:
+    if len(text) == 10:
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    return convert_date(text)
+
+
+# MariaDB type codes (MySQLdb.constants.FIELD_TYPE) of the temporal columns mysqlclient hands
+# over as text, to be parsed a column at a time (``_temporal_column``).
+MYSQL_DATE, MYSQL_TIMESTAMP, MYSQL_DATETIME = 10, 7, 12
+_PARSE_ONE = {MYSQL_DATE: _mysql_date, MYSQL_TIMESTAMP: _mysql_datetime, MYSQL_DATETIME: _mysql_datetime}
+
+
+def _mysqldb_conversions() -> dict:
+    """mysqlclient's conversions, PyMySQL's values for dates and times: the same rows give the
+    same cells, and the same cursor, whichever driver reads them (mysqlclient would give None for
+    a zero date, PyMySQL its text). DATE/DATETIME/TIMESTAMP stay text here (``str`` is a C call,
+    not a Python function per value) and are parsed a column at a time by ``_temporal_column``."""
+    from MySQLdb.constants import FIELD_TYPE
+    from MySQLdb.converters import conversions
+
+    return {
+        **conversions,
+        FIELD_TYPE.DATETIME: str,
+        FIELD_TYPE.TIMESTAMP: str,
+        FIELD_TYPE.DATE: str,
+        FIELD_TYPE.TIME: convert_timedelta,
+    }
+
+
+def _temporal_column(texts: Sequence[str | None], type_code: int) -> list[Any]:
+    """PyMySQL's values for a column of DATE/DATETIME/TIMESTAMP texts: one C-level pass of
+    ``fromisoformat`` when every value has the shape MariaDB sends valid dates in, else (zero or
+    invalid dates, which PyMySQL keeps as text) value by value as PyMySQL parses them."""
+    date = type_code == MYSQL_DATE
+    present = [t for t in texts if t is not None] if None in texts else texts
+    lengths = set(map(len, present))
+    if lengths and (lengths == {10} if date else min(lengths) >= 19):
+        try:
+            parsed = iter(map(dt.date.fromisoformat if date else dt.datetime.fromisoformat, present))
+            return list(parsed) if present is texts else [None if t is None else next(parsed) for t in texts]
+        except ValueError:
+            pass
+    one = _PARSE_ONE[type_code]
+    return [None if t is None else one(t) for t in texts]
 
 
 def _page_size(config: dict[str, Any]) -> int:
@@ -216,22 +289,32 @@ class SqlConnector(Connector):
         backend = _backend(self.secret)
         url = make_url(self.secret)
         timeout = self.config["connect_timeout"]
+        long_read = self.config["statement_timeout"] + timeout
         if backend == "postgresql":
             if url.drivername == "postgresql":
                 url = url.set(drivername="postgresql+psycopg")
             args: dict[str, Any] = {"connect_timeout": timeout}
         else:
             if "+" not in url.drivername:
-                url = url.set(drivername=f"{url.drivername}+pymysql")
-            # PyMySQL's connect_timeout covers only the TCP connect: the handshake reads under
-            # read_timeout, so that starts short (a server that accepts but never answers)
-            # and is lengthened past the statement timeout once connected.
-            args = {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
+                url = url.set(drivername=f"{url.drivername}+{mysql_driver()}")
+            if url.get_driver_name() == "mysqldb":
+                # libmariadb's connect timeout covers the handshake too; reads may last the statement.
+                args = {
+                    "connect_timeout": timeout,
+                    "read_timeout": long_read,
+                    "write_timeout": timeout,
+                    "conv": _mysqldb_conversions(),
+                }
+                if "charset" not in url.query:
+                    args["charset"] = "utf8mb4"  # PyMySQL's default; mysqlclient's is the server's
+            else:
+                # PyMySQL's connect_timeout covers only the TCP connect: the handshake reads under
+                # read_timeout, so that starts short (a server that accepts but never answers)
+                # and is lengthened past the statement timeout once connected.
+                args = {"connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout}
         engine = create_engine(url, poolclass=NullPool, connect_args=args)
-        if backend != "postgresql":
+        if backend != "postgresql" and url.get_driver_name() == "pymysql":
             from sqlalchemy import event
-
-            long_read = self.config["statement_timeout"] + timeout
 
             @event.listens_for(engine, "connect")
             def _lengthen_read_timeout(dbapi_connection, _record) -> None:  # noqa: ANN001
@@ -239,30 +322,57 @@ class SqlConnector(Connector):
 
         return engine
 
-    def _read(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
+    @contextmanager
+    def _reader(self) -> Iterator[Callable[[str, dict[str, Any]], tuple[list[str], list[list[Any]], int]]]:
+        """A function reading one query in its own read-only transaction (rolled back once read),
+        over one connection kept for the whole sync: a page costs its query, not a new connection.
+        It returns the column names, the values column by column, and the number of rows."""
         from sqlalchemy import exc as sa_exc
         from sqlalchemy import text
 
         engine = self._engine()
+        postgres = engine.dialect.name == "postgresql"
+        text_dates = engine.dialect.driver == "mysqldb"  # see _mysqldb_conversions
         seconds = self.config["statement_timeout"]
-        try:
-            with engine.connect() as conn:
-                if engine.dialect.name == "postgresql":
+
+        def read_on(conn, sql: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]], int]:  # noqa: ANN001
+            try:
+                if postgres:
                     conn.exec_driver_sql("SET TRANSACTION READ ONLY")
                     conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(seconds * 1000)}")
                     conn.exec_driver_sql("SET LOCAL lock_timeout = 5000")
                 else:
-                    conn.exec_driver_sql(f"SET SESSION max_statement_time = {int(seconds)}")
                     conn.exec_driver_sql("START TRANSACTION READ ONLY")
                 result = conn.execute(text(sql), params)
                 columns = list(result.keys())
-                rows = [tuple(r) for r in result.fetchall()]
+                types = [d[1] for d in result.cursor.description]
+                rows = result.cursor.fetchall()  # the driver's tuples: no Row object per row
+                result.close()
                 conn.rollback()
-                return columns, rows
+            except sa_exc.DBAPIError as exc:
+                raise ConnectorError(self._explain(exc)) from None
+            values: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+            if text_dates:
+                for i, type_code in enumerate(types):
+                    if type_code in _PARSE_ONE:
+                        values[i] = _temporal_column(values[i], type_code)
+            return columns, values, len(rows)
+
+        try:
+            with engine.connect() as conn:
+                if not postgres:
+                    conn.exec_driver_sql(f"SET SESSION max_statement_time = {int(seconds)}")
+                yield lambda sql, params: read_on(conn, sql, params)
         except sa_exc.DBAPIError as exc:
             raise ConnectorError(self._explain(exc)) from None
         finally:
             engine.dispose()
+
+    def _read(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
+        """Column names and rows of one query (test connection)."""
+        with self._reader() as read:
+            columns, values, _n = read(sql, params)
+        return columns, list(zip(*values, strict=True))
 
     def _explain(self, exc: Exception) -> str:
         """The driver's error, without the URL (it may carry the password) and without row values."""
@@ -279,7 +389,15 @@ class SqlConnector(Connector):
         except Exception:  # noqa: BLE001, S110
             pass
         low = text.lower()
-        if "timeout" in low or "timed out" in low or "canceling statement" in low or "max_statement_time" in low:
+        # libmariadb reports a silent server as a lost connection while reading its greeting
+        silent = "lost connection" in low and ("handshake" in low or "system error: 110" in low)
+        if (
+            "timeout" in low
+            or "timed out" in low
+            or "canceling statement" in low
+            or "max_statement_time" in low
+            or silent
+        ):
             hint = "the database did not answer in time"
         elif "access denied" in low or "authentication failed" in low or "password" in low:
             hint = "the database refused the credentials"
@@ -337,20 +455,23 @@ class SqlConnector(Connector):
     def pages(self, page_rows: int) -> Iterator[Page]:
         after = [cursor_value_load(v) for v in self.cursor["after"]] if self.cursor else None
         order = self._order_columns()
-        while True:
-            sql, params = self.page_query(page_rows, after)
-            columns, rows = self._read(sql, params)
-            if not rows:
-                return
-            missing = [c for c in order if c not in columns]
-            if missing:
-                raise ConnectorError(f"the result has no column {', '.join(missing)}")
-            positions = [columns.index(c) for c in order]
-            last = rows[-1]
-            if any(last[p] is None for p in positions):
-                raise ConnectorError("a row has an empty cursor or key column; such rows cannot be read incrementally")
-            after = [last[p] for p in positions]
-            cursor = {"columns": order, "after": [cursor_value_dump(v) for v in after]}
-            yield Page(columns=columns, rows=[[cell_text(v) for v in r] for r in rows], cursor=cursor)
-            if len(rows) < page_rows:
-                return
+        with self._reader() as read:
+            while True:
+                sql, params = self.page_query(page_rows, after)
+                columns, values, size = read(sql, params)
+                if not size:
+                    return
+                missing = [c for c in order if c not in columns]
+                if missing:
+                    raise ConnectorError(f"the result has no column {', '.join(missing)}")
+                after = [values[columns.index(c)][-1] for c in order]
+                if any(v is None for v in after):
+                    raise ConnectorError(
+                        "a row has an empty cursor or key column; such rows cannot be read incrementally"
+                    )
+                cursor = {"columns": order, "after": [cursor_value_dump(v) for v in after]}
+                # Column by column: one pass of C per column instead of a call per cell.
+                cells = [column_text(column) for column in values]
+                yield Page(columns=columns, cells=cells, size=size, cursor=cursor)
+                if size < page_rows:
+                    return
