@@ -60,6 +60,9 @@ class Issue:
     raw: dict[str, Any]
     reasons: dict[str, str]
     kind: str = IssueKind.ERROR
+    sealed_raw: dict[str, Any] | None = (
+        None  # ``raw`` sealed already (a stored row's own copy), else sealed when stored
+    )
 
 
 @dataclass
@@ -366,7 +369,10 @@ class ImportPipeline:
                     t.sample("unchanged", {"row": row.row_number, "key": row.key})
             if row.flags:
                 t.invalid += 1
-                issues.append(Issue(row.row_number, row.key, row.raw, self._reasons(row.flags), IssueKind.INVALID))
+                sealed_raw = row.sealed_raw if row.sealed else None
+                issues.append(
+                    Issue(row.row_number, row.key, row.raw, self._reasons(row.flags), IssueKind.INVALID, sealed_raw)
+                )
         self._sample_updates(changed)
         t.rows += len(rows) + sum(1 for i in issues if i.kind == IssueKind.ERROR)
         t.created += len(new)
@@ -437,7 +443,11 @@ class ImportPipeline:
                     i.row_number,
                     i.kind,
                     i.key,
-                    seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw,
+                    i.raw
+                    if not self.secret_headers
+                    else i.sealed_raw
+                    if i.sealed_raw is not None
+                    else seal_values(i.raw, self.secret_headers),
                     i.reasons,
                 )
                 for i in kept

@@ -63,6 +63,7 @@ def name_text(value: Any) -> tuple[str, bool]:  # noqa: ANN401
     return text, False
 
 
+@lru_cache(maxsize=200_000)
 def split_name(full_name: str) -> tuple[str, str]:
     """(family name, given name). Chinese: surname first, compound surnames recognised;
     Western: 'Given Family', or 'Family, Given' with a comma."""
