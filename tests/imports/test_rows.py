@@ -68,7 +68,7 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
         "地址": UGLY[FieldType.ADDRESS] + AWKWARD,
         "标签": ["vip;new", "VIP，高价值;VIP", "", "a|b/c", "、"],
         "短信许可": UGLY[FieldType.BOOLEAN],
-        "积分": ["1,234", "1.5", "", "x", "nan", "12"],
+        "积分": ["1,234", "1.5", "", "x", "nan", "-inf", "12"],
         "会员等级": UGLY[FieldType.TEXT] + AWKWARD,
         "备注": ["", "", "=cmd|' /C calc'!A0", *AWKWARD],
     }
