@@ -60,9 +60,8 @@ class Issue:
     raw: dict[str, Any]
     reasons: dict[str, str]
     kind: str = IssueKind.ERROR
-    sealed_raw: dict[str, Any] | None = (
-        None  # ``raw`` sealed already (a stored row's own copy), else sealed when stored
-    )
+    # ``raw`` sealed already (a stored row's own copy), else it is sealed when stored
+    sealed_raw: dict[str, Any] | None = None
 
 
 @dataclass
