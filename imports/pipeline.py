@@ -10,7 +10,6 @@ Between chunks the run's cancel flag is checked.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,15 +22,16 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt, seal_values, secret_field_names
+from accounts.crypto import CIPHERTEXT_PREFIX, encrypt, seal_values, secret_field_names
 from crmhub.context import current_change_context
 from crmhub.models import FieldDefinition, SourceRecord
 from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
-from imports.cleaning.frame import clean_columns
+from imports.cleaning.frame import clean_frame
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
 from imports.models import ImportRun
 from imports.readers import FileLayout, iter_chunks
+from imports.rows import ChunkColumns
 from imports.writers import Existing, PreparedRow, writer_for_connection
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected")
@@ -60,6 +60,8 @@ class Issue:
     raw: dict[str, Any]
     reasons: dict[str, str]
     kind: str = IssueKind.ERROR
+    # ``raw`` sealed already (a stored row's own copy), else it is sealed when stored
+    sealed_raw: dict[str, Any] | None = None
 
 
 @dataclass
@@ -114,6 +116,7 @@ class ImportPipeline:
         self.secret_headers = {h for h, f in self.mapping.items() if f in self.secret_fields}
         self.header_of = {f: h for h, f in self.mapping.items()}
         self.seen: dict[str, int] = {}
+        self.extras_memos: dict[str, dict] = {}  # see imports.rows.ChunkColumns
         # Keys of people erased at their request are refused (read here: prepare runs in a thread).
         self.erased_hashes = erased_key_hashes(run.source_id)
         self.tally = Tally()
@@ -247,44 +250,41 @@ class ImportPipeline:
         return joined.where(complete, "").tolist()
 
     def prepare(self, frame: pd.DataFrame, first_row: int) -> tuple[list[PreparedRow], list[Issue]]:
+        """The chunk's rows to write and its rows refused (no key, a key too long, erased or
+        seen before). Cleaning, JSON texts, content hashes, sealing and the writer's staging
+        fields are built a column at a time (``imports.rows``)."""
         headers = list(frame.columns)
         mapped = {h: f for h, f in self.mapping.items() if h in frame.columns}
-        values, flags = clean_columns(frame, mapped, self.field_types, dayfirst=self.dayfirst)
-        names = list(values)
-        value_columns = [values[n] for n in names]
-        flag_columns = [flags[n] for n in names]
+        values, flags = clean_frame(frame, mapped, self.field_types, dayfirst=self.dayfirst)
         keys = self._keys(frame)
-        matrix = frame.to_numpy().tolist()
-        per_row_values = list(zip(*value_columns, strict=True)) if names else [()] * len(matrix)
-        per_row_flags = list(zip(*flag_columns, strict=True)) if names else [()] * len(matrix)
-        digest_of = blind_indexer()
-        dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
-        rows: list[PreparedRow] = []
+        chunk = ChunkColumns(
+            headers,
+            [frame.iloc[:, j].to_numpy(dtype=object) for j in range(len(headers))],
+            values,
+            flags,
+            secret_headers=self.secret_headers,
+            secret_fields=self.secret_fields,
+            extras_memos=self.extras_memos,
+        )
         issues: list[Issue] = []
+        kept: list[int] = []
+        row_numbers: list[int] = []
         key_label = ", ".join(self.key_columns)
         seen = self.seen
         erased = erased_among(self.erased_hashes, keys)
-        # Work for the writer done here, ahead (prepare runs in a helper thread while the
-        # previous chunk is written): sealing, and what a new golden customer needs from Python.
-        ahead = not self.run.dry_run
-        ciphers: dict[str, str] = {}
-        extras = (
-            getattr(self.writer, "customer_extras", None) if getattr(self.writer, "customers_in_sql", False) else None
-        )
-        for i, cells in enumerate(matrix):
+        for i, key in enumerate(keys):
             row_number = first_row + i
-            raw = {h: v for h, v in zip(headers, cells, strict=False) if v != ""}
-            key = keys[i]
             if not key:
                 reason = (
                     (_("the key column %(column)s is empty") % {"column": key_label})
                     if self.key_columns
                     else _("no key column was chosen")
                 )
-                issues.append(Issue(row_number, "", raw, {"": reason}))
+                issues.append(Issue(row_number, "", chunk.raw(i), {"": reason}))
                 continue
             if len(key) > 255:
-                issues.append(Issue(row_number, key[:255], raw, {"": _("the key is longer than 255 characters")}))
+                reason = _("the key is longer than 255 characters")
+                issues.append(Issue(row_number, key[:255], chunk.raw(i), {"": reason}))
                 continue
             if key in erased:
                 reason = _("this key belongs to a person whose data was erased at their request; not stored")
@@ -296,36 +296,27 @@ class ImportPipeline:
                     Issue(
                         row_number,
                         key,
-                        raw,
+                        chunk.raw(i),
                         {"": _("the key appears again; its first row is %(row)s") % {"row": first}},
                     )
                 )
                 continue
             seen[key] = row_number
-            normalized = {
-                n: v for n, v in zip(names, per_row_values[i], strict=False) if v is not None and v != "" and v != []
-            }
-            row_flags = {n: f for n, f in zip(names, per_row_flags[i], strict=False) if f}
-            # The hash is of the JSON of [raw, normalized]: built from the two texts, which the
-            # writer stores as they are when the row has no secret value.
-            raw_json, normalized_json = dumps(raw), dumps(normalized)
-            digest = digest_of(f"[{raw_json},{normalized_json}]")
-            rows.append(
-                PreparedRow(
-                    row_number,
-                    key,
-                    raw,
-                    normalized,
-                    row_flags,
-                    digest,
-                    sealed_raw_json=raw_json,
-                    sealed_normalized_json=normalized_json,
-                )
-            )
-            if ahead:
-                self._seal(rows[-1], ciphers)
-                if extras is not None:
-                    rows[-1].customer_extras = extras(normalized, row_flags)
+            kept.append(i)
+            row_numbers.append(row_number)
+        # Work for the writer done here, ahead (prepare runs in a helper thread while the
+        # previous chunk is written): sealing, the staging fields, and what a new golden
+        # customer needs from Python.
+        ahead = not self.run.dry_run
+        in_sql = getattr(self.writer, "customers_in_sql", False)
+        rows = chunk.prepared_rows(
+            kept,
+            keys,
+            row_numbers,
+            seal=ahead,
+            stage=ahead and getattr(self.writer, "stages_copy_text", False),
+            extras=getattr(self.writer, "customer_extras", None) if ahead and in_sql else None,
+        )
         return rows, issues
 
     def _seal(self, row: PreparedRow, ciphers: dict[str, str]) -> None:
@@ -377,7 +368,10 @@ class ImportPipeline:
                     t.sample("unchanged", {"row": row.row_number, "key": row.key})
             if row.flags:
                 t.invalid += 1
-                issues.append(Issue(row.row_number, row.key, row.raw, self._reasons(row.flags), IssueKind.INVALID))
+                sealed_raw = row.sealed_raw if row.sealed else None
+                issues.append(
+                    Issue(row.row_number, row.key, row.raw, self._reasons(row.flags), IssueKind.INVALID, sealed_raw)
+                )
         self._sample_updates(changed)
         t.rows += len(rows) + sum(1 for i in issues if i.kind == IssueKind.ERROR)
         t.created += len(new)
@@ -448,7 +442,11 @@ class ImportPipeline:
                     i.row_number,
                     i.kind,
                     i.key,
-                    seal_values(i.raw, self.secret_headers) if self.secret_headers else i.raw,
+                    i.raw
+                    if not self.secret_headers
+                    else i.sealed_raw
+                    if i.sealed_raw is not None
+                    else seal_values(i.raw, self.secret_headers),
                     i.reasons,
                 )
                 for i in kept

@@ -12,7 +12,8 @@ also store the rows of the run's error report (``store_issues``: COPY on Postgre
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,21 +41,101 @@ SOURCE_LOCK_CLASS = 0x637268
 BATCH = 500
 
 
-@dataclass
 class PreparedRow:
-    row_number: int
-    key: str
-    raw: dict[str, Any]  # plaintext, {header: value}
-    normalized: dict[str, Any]  # plaintext, {field: value}
-    flags: dict[str, str]
-    record_hash: str
-    sealed_raw: dict[str, Any] = field(default_factory=dict)
-    sealed_normalized: dict[str, Any] = field(default_factory=dict)
-    # JSON texts of the sealed dicts when the pipeline has them already (else written from the dicts)
-    sealed_raw_json: str | None = None
-    sealed_normalized_json: str | None = None
-    sealed: bool = False
-    customer_extras: tuple | None = None  # linking.CustomerExtras of the row, when computed ahead
+    """A row ready to be classified and written: key, flags, content hash, and what the writer
+    stores. ``raw`` / ``normalized`` are plaintext dicts; rows of a chunk prepared column-wise
+    (``imports.rows``) build them on first use from the chunk's columns (``chunk``, ``at``),
+    since most rows are written from texts made ahead and never need them. ``sealed_raw`` /
+    ``sealed_normalized`` are their copies with secret values encrypted (after ``sealed``)."""
+
+    __slots__ = (
+        "row_number",
+        "key",
+        "flags",
+        "record_hash",
+        "sealed_raw_json",
+        "sealed_normalized_json",
+        "sealed",
+        "customer_extras",
+        "stage_fields",
+        "stage_extras",
+        "_raw",
+        "_normalized",
+        "_sealed_raw",
+        "_sealed_normalized",
+        "_chunk",
+        "_at",
+    )
+
+    def __init__(
+        self,
+        row_number: int,
+        key: str,
+        raw: dict[str, Any] | None,
+        normalized: dict[str, Any] | None,
+        flags: dict[str, str],
+        record_hash: str,
+        *,
+        sealed_raw_json: str | None = None,
+        sealed_normalized_json: str | None = None,
+        chunk: Any = None,  # noqa: ANN401 - imports.rows.ChunkColumns
+        at: int = 0,
+    ) -> None:
+        self.row_number = row_number
+        self.key = key
+        self._raw = raw  # plaintext, {header: value}
+        self._normalized = normalized  # plaintext, {field: value}
+        self.flags = flags
+        self.record_hash = record_hash
+        # JSON texts of the sealed dicts when the pipeline has them already (else written from the dicts)
+        self.sealed_raw_json = sealed_raw_json
+        self.sealed_normalized_json = sealed_normalized_json
+        self.sealed = False
+        self.customer_extras: tuple | None = None  # linking.CustomerExtras of the row, when computed ahead
+        # The row's staging COPY fields when made ahead (``imports.rows``): from source_key to
+        # record_hash, and the customer extras (pinyin to fields).
+        self.stage_fields: str | None = None
+        self.stage_extras: str | None = None
+        self._sealed_raw: dict[str, Any] | None = None
+        self._sealed_normalized: dict[str, Any] | None = None
+        self._chunk = chunk
+        self._at = at
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        if self._raw is None:
+            self._raw = self._chunk.raw(self._at)
+        return self._raw
+
+    @property
+    def normalized(self) -> dict[str, Any]:
+        if self._normalized is None:
+            self._normalized = self._chunk.normalized(self._at)
+        return self._normalized
+
+    @property
+    def sealed_raw(self) -> dict[str, Any]:
+        if self._sealed_raw is None:
+            if not self.sealed:
+                return {}
+            self._sealed_raw = self._chunk.seal(self.raw, self._chunk.secret_headers)
+        return self._sealed_raw
+
+    @sealed_raw.setter
+    def sealed_raw(self, value: dict[str, Any]) -> None:
+        self._sealed_raw = value
+
+    @property
+    def sealed_normalized(self) -> dict[str, Any]:
+        if self._sealed_normalized is None:
+            if not self.sealed:
+                return {}
+            self._sealed_normalized = self._chunk.seal(self.normalized, self._chunk.secret_fields)
+        return self._sealed_normalized
+
+    @sealed_normalized.setter
+    def sealed_normalized(self, value: dict[str, Any]) -> None:
+        self._sealed_normalized = value
 
 
 @dataclass(frozen=True)
@@ -257,7 +338,80 @@ STAGE_COLUMNS = (
 )
 
 
+#
+# The staging table's COPY text
+#
+
+# COPY's text format: these characters are written as escapes (as psycopg's write_row does).
+_COPY_SPECIAL = re.compile("[\b\t\n\v\f\r\\\\]")
+_COPY_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r", "\\": "\\\\"}
+_NO_EXTRAS = "\\N\t\\N\t\\N\t\\N"
+
+
+def copy_text(value: str) -> str:
+    """``value`` as a field of COPY's text format."""
+    if _COPY_SPECIAL.search(value) is None:
+        return value
+    return _COPY_SPECIAL.sub(lambda m: _COPY_ESCAPES[m[0]], value)
+
+
+def copy_json(text: str) -> str:
+    """A JSON text as a COPY field: JSON escapes every control character, so only its
+    backslashes need doubling."""
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def stage_fields(row: PreparedRow) -> str:
+    """The row's staging fields from source_key to record_hash (made ahead by ``imports.rows``)."""
+    if row.stage_fields is not None:
+        return row.stage_fields
+    return "\t".join(
+        (
+            copy_text(row.key),
+            copy_json(row.sealed_raw_json or _dumps(row.sealed_raw)),
+            copy_json(row.sealed_normalized_json or _dumps(row.sealed_normalized)),
+            copy_json(_dumps(row.flags)) if row.flags else "{}",
+            row.record_hash,
+        )
+    )
+
+
+def extras_fields(extras: tuple) -> str:
+    """``linking.CustomerExtras`` (pinyin, ID blind index, birth date, fields) as COPY fields."""
+    pinyin, id_hash, birth, fields = extras
+    return "\t".join((copy_text(pinyin), id_hash, "\\N" if birth is None else birth.isoformat(), copy_text(fields)))
+
+
+def stage_copy_text(
+    new_ids: list[int],
+    new: list[PreparedRow],
+    customers: list[tuple[int, bool]],
+    changed: list[tuple[PreparedRow, Existing]],
+    *,
+    extras: CustomerExtras | None,
+) -> str:
+    """The COPY text (``STAGE_COLUMNS``) of a chunk's new records (their ids, and their
+    customers' ids and whether they are new) and changed ones. ``extras`` computes the
+    customer extras of rows that do not carry them (None: the customers are not built in SQL)."""
+    lines = []
+    for pk, row, (customer_id, created) in zip(new_ids, new, customers, strict=True):
+        if extras is None:
+            extra = _NO_EXTRAS
+        elif row.stage_extras is not None:
+            extra = row.stage_extras
+        else:
+            extra = extras_fields(row.customer_extras or extras(row.normalized, row.flags))
+        lines.append(f"{pk}\tt\t{customer_id}\t{'t' if created else 'f'}\t{stage_fields(row)}\t{extra}\n")
+    for row, existing in changed:
+        customer_id = "\\N" if existing.customer_id is None else existing.customer_id
+        lines.append(f"{existing.pk}\tf\t{customer_id}\tf\t{stage_fields(row)}\t{_NO_EXTRAS}\n")
+    return "".join(lines)
+
+
 class PostgresWriter:
+    # The pipeline makes each row's staging COPY fields ahead, in its prepare thread.
+    stages_copy_text = True
+
     def __init__(self) -> None:
         self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
@@ -344,9 +498,9 @@ class PostgresWriter:
         in_sql = self.customers_in_sql
         if in_sql:
             customer_ids = self._allocate(Customer._meta.db_table, len(new))
-            linked = [(row, Link(customer_id, True)) for row, customer_id in zip(new, customer_ids, strict=True)]
+            customers = [(customer_id, True) for customer_id in customer_ids]
         else:
-            linked = _linked(new, self)
+            customers = [(link.customer_id, link.created) for _row, link in _linked(new, self)]
         with connection.cursor() as cursor:
             if self._new_customer_ids:
                 cursor.execute(
@@ -359,46 +513,12 @@ class PostgresWriter:
             if new or changed:
                 new_ids = self._allocate(SourceRecord._meta.db_table, len(new))
                 cursor.execute(STAGE_DDL)
-                extras = self.customer_extras
                 with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
-                    write_row = copy.write_row
-                    for pk, (row, link) in zip(new_ids, linked, strict=True):
-                        write_row(
-                            [
-                                pk,
-                                True,
-                                link.customer_id,
-                                link.created,
-                                row.key,
-                                row.sealed_raw_json or _dumps(row.sealed_raw),
-                                row.sealed_normalized_json or _dumps(row.sealed_normalized),
-                                _dumps(row.flags) if row.flags else "{}",
-                                row.record_hash,
-                                *(
-                                    (row.customer_extras or extras(row.normalized, row.flags))
-                                    if in_sql
-                                    else (None, None, None, None)
-                                ),
-                            ]
+                    copy.write(
+                        stage_copy_text(
+                            new_ids, new, customers, changed, extras=self.customer_extras if in_sql else None
                         )
-                    for row, existing in changed:
-                        write_row(
-                            [
-                                existing.pk,
-                                False,
-                                existing.customer_id,
-                                False,
-                                row.key,
-                                row.sealed_raw_json or _dumps(row.sealed_raw),
-                                row.sealed_normalized_json or _dumps(row.sealed_normalized),
-                                _dumps(row.flags) if row.flags else "{}",
-                                row.record_hash,
-                                None,
-                                None,
-                                None,
-                                None,
-                            ]
-                        )
+                    )
                 params = {"run": run_id, "source": source_id, "now": now}
                 if in_sql and new:
                     self._insert_customers(cursor, ctx, now)

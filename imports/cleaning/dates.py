@@ -27,13 +27,34 @@ def _make(year: int, month: int, day: int) -> date | None:
         return None
 
 
-@lru_cache(maxsize=100_000)
 def clean_date(value: Any, dayfirst: bool = False) -> Cleaned:  # noqa: ANN401
     """ISO date string, or the value kept and flagged."""
+    try:
+        text, reason = parse_date(value, dayfirst)
+    except TypeError:  # an unhashable value
+        text, reason = parse_date.__wrapped__(value, dayfirst)
+    return Cleaned(text, date_reason_message(reason) if reason else "")
+
+
+NOT_A_DATE, IMPLAUSIBLE = "not a date", "implausible"
+
+
+def date_reason_message(reason: str) -> str:
+    """The flag of a ``parse_date`` reason, in the active language."""
+    if reason == NOT_A_DATE:
+        return _("not a date this importer understands")
+    return _("the date is out of the plausible range")
+
+
+# Memoised: dates repeat. The flag is kept as a reason code, translated by the caller (the
+# message depends on the active language, and looking that up costs more than the parse).
+@lru_cache(maxsize=100_000)
+def parse_date(value: Any, dayfirst: bool = False) -> tuple[str, str]:  # noqa: ANN401
+    """(ISO date, '') or (the value kept, NOT_A_DATE / IMPLAUSIBLE)."""
     if blank(value):
-        return Cleaned("")
+        return "", ""
     if isinstance(value, date):
-        return Cleaned(value.isoformat()[:10])
+        return value.isoformat()[:10], ""
     text = to_halfwidth(str(value)).strip()
     parsed: date | None = None
     if m := _YMD.match(text):
@@ -49,7 +70,7 @@ def clean_date(value: Any, dayfirst: bool = False) -> Cleaned:  # noqa: ANN401
         if 1 <= serial <= 2958465:  # Excel's range: 1900-01-01 .. 9999-12-31
             parsed = EXCEL_EPOCH + timedelta(days=serial)
     if parsed is None:
-        return Cleaned(str(value).strip(), _("not a date this importer understands"))
+        return str(value).strip(), NOT_A_DATE
     if parsed.year < 1850 or parsed > date.today() + timedelta(days=366 * 5):
-        return Cleaned(str(value).strip(), _("the date is out of the plausible range"))
-    return Cleaned(parsed.isoformat())
+        return str(value).strip(), IMPLAUSIBLE
+    return parsed.isoformat(), ""

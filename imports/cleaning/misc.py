@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -96,5 +97,7 @@ def clean_number(value: Any) -> Cleaned:  # noqa: ANN401
     try:
         number = float(text)
     except ValueError:
+        return Cleaned(str(value).strip(), _("not a number"))
+    if not math.isfinite(number):  # 'nan', 'inf': JSON (and PostgreSQL's jsonb) has no such numbers
         return Cleaned(str(value).strip(), _("not a number"))
     return Cleaned(int(number) if number.is_integer() and "." not in text else number)

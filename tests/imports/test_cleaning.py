@@ -182,6 +182,7 @@ def test_it_cleans_the_small_types():
     assert clean_tags("VIP，高价值;VIP") == (["VIP", "高价值"], "")
     assert clean_country("中国") == ("CN", "") and clean_country("jp") == ("JP", "") and clean_country("Atlantis").flag
     assert clean_number("1,234") == (1234, "") and clean_number("x").flag
+    assert clean_number("nan").flag and clean_number("-Infinity") == ("-Infinity", clean_number("inf").flag)
     assert clean_text("  a   b ") == ("a b", "")
 
 

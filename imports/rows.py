@@ -1,0 +1,338 @@
+"""A chunk's prepared rows, built a column at a time.
+
+Every stored row needs the JSON texts of its raw cells and its normalized values (for the
+keyed content hash, and sealed for the writer), its flags, and on PostgreSQL its line of the
+staging COPY and what a new golden customer needs from Python (``linking.CustomerExtras``).
+Built row by row that is two dicts, three ``json.dumps`` and a dozen small calls per row;
+here the same texts are put together column by column: each value is JSON-encoded once
+(``encode_basestring`` for text), the fragments ``"key":value`` are concatenated over whole
+columns with numpy, secret values are sealed once per distinct value, and what repeats
+(pinyin, dates, flag texts, which fields a customer gets) is computed per distinct value.
+
+The texts are byte for byte what ``json.dumps(..., sort_keys=True)`` gives for the row's dicts,
+so content hashes are unchanged (tests/imports/test_rows.py builds both and compares them).
+The dicts themselves are built only for the rows that need them (flagged rows for the error
+report, samples, the portable writer): ``PreparedRow.raw`` / ``.normalized`` are lazy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from json.encoder import encode_basestring
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt
+from imports.writers import PreparedRow, copy_json, copy_text
+
+# The encoder of the content hash's JSON (``ImportPipeline.prepare`` and ``single.prepare_one``).
+dumps_sorted = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+# The encoder the writers use for flags (insertion order kept).
+dumps_flags = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+def _is_text(column: np.ndarray) -> bool:
+    return pd.api.types.infer_dtype(column, skipna=False) in ("string", "empty")
+
+
+def value_texts(column: np.ndarray) -> list[str]:
+    """The JSON text of each value, as the encoder writes it inside an object."""
+    if _is_text(column):
+        return list(map(encode_basestring, column))
+    return [encode_basestring(v) if isinstance(v, str) else dumps_sorted(v) for v in column]
+
+
+def present_mask(column: np.ndarray, *, normalized: bool) -> np.ndarray:
+    """The rows whose value goes into the object: raw cells other than '', normalized values
+    other than None, '' and []."""
+    if _is_text(column):
+        return column != ""
+    if not normalized:
+        return np.fromiter((v != "" for v in column), dtype=bool, count=len(column))
+    return np.fromiter((v is not None and v != "" and v != [] for v in column), dtype=bool, count=len(column))
+
+
+def row_patterns(masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped by which of ``masks`` they are in: each row's group number, and a row of
+    each group (bits packed into integers, 62 masks to a word, groups found by hashing)."""
+    n = len(masks[0])
+    group_of, groups = np.zeros(n, dtype=np.int64), 1
+    for start in range(0, len(masks), 62):
+        word = np.zeros(n, dtype=np.int64)
+        for bit, mask in enumerate(masks[start : start + 62]):
+            word |= mask.astype(np.int64) << bit
+        codes, distinct = pd.factorize(word)
+        group_of, uniques = pd.factorize(group_of * len(distinct) + codes)
+        groups = len(uniques)
+    firsts = np.zeros(groups, dtype=np.intp)
+    firsts[group_of[::-1]] = np.arange(n - 1, -1, -1)
+    return group_of, firsts
+
+
+# Memos of values that repeat start again past this size.
+MEMO_LIMIT = 200_000
+
+# What JSON escapes inside a string (ensure_ascii=False): quotes, backslashes, control characters.
+_NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f]')
+
+
+def object_texts(items: Sequence[tuple[str, np.ndarray, np.ndarray]], n: int) -> list[str]:
+    """The JSON text of one object per row, keys sorted: ``items`` are (key, column of values,
+    mask of the rows that have the key).
+
+    Rows that have the same keys share a template (``{"a":"%s","b":%s}``) that is filled per
+    row by one ``%`` formatting: a text column that needs no escaping goes in as it is, other
+    columns as their JSON texts."""
+    slots: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for key, column, present in sorted(items, key=lambda item: item[0]):
+        label = encode_basestring(key).replace("%", "%%") + ":"
+        if _is_text(column) and _NEEDS_ESCAPE.search("".join(column.tolist())) is None:
+            slots.append((label + '"%s"', column, present))
+        else:
+            texts = np.full(n, "", dtype=object)
+            at = np.flatnonzero(present)
+            texts[at] = value_texts(column[at])
+            slots.append((label + "%s", texts, present))
+    out = np.full(n, "{}", dtype=object)
+    if not slots or not n:
+        return out.tolist()
+    group_of, firsts = row_patterns([p for _s, _c, p in slots])
+    order = np.argsort(group_of, kind="stable")
+    ends = np.cumsum(np.bincount(group_of, minlength=len(firsts)))
+    start = 0
+    for first, end in zip(firsts.tolist(), ends.tolist(), strict=True):
+        rows = order[start:end]
+        start = end
+        present = [slot for slot in slots if slot[2][first]]
+        if not present or not len(rows):
+            continue
+        template = "{" + ",".join(label for label, _c, _p in present) + "}"
+        columns = [column.take(rows) for _l, column, _p in present]
+        out[rows] = np.fromiter(map(template.__mod__, zip(*columns, strict=True)), dtype=object, count=len(rows))
+    return out.tolist()
+
+
+class ChunkColumns:
+    """The columns of one chunk (raw cells by header, normalized values and flags by field),
+    from which the rows' dicts are built when something asks for them."""
+
+    def __init__(
+        self,
+        headers: list[str],
+        cells: list[np.ndarray],
+        values: dict[str, np.ndarray],
+        flags: dict[str, np.ndarray],
+        *,
+        secret_headers: set[str],
+        secret_fields: set[str],
+        extras_memos: dict[str, dict] | None = None,
+    ) -> None:
+        self.headers = headers
+        self.cells = cells
+        self.names = list(values)
+        self.values = [values[n] for n in self.names]
+        self.flags = [flags[n] for n in self.names]
+        self.secret_headers = secret_headers
+        self.secret_fields = secret_fields
+        self.ciphers: dict[str, str] = {}  # plaintext → ciphertext, so each secret value is encrypted once
+        # The customer extras' texts of names and birth dates by value, kept by the pipeline from chunk to chunk.
+        self.extras_memos = {} if extras_memos is None else extras_memos
+
+    def raw(self, i: int) -> dict[str, Any]:
+        return {h: column[i] for h, column in zip(self.headers, self.cells, strict=True) if column[i] != ""}
+
+    def normalized(self, i: int) -> dict[str, Any]:
+        out = {}
+        for name, column in zip(self.names, self.values, strict=True):
+            v = column[i]
+            if v is not None and v != "" and v != []:
+                out[name] = v
+        return out
+
+    def row_flags(self, i: int) -> dict[str, str]:
+        return {name: column[i] for name, column in zip(self.names, self.flags, strict=True) if column[i]}
+
+    def seal(self, values: dict[str, Any], secret_names: set[str]) -> dict[str, Any]:
+        """``accounts.crypto.seal_values`` with this chunk's ciphertexts: the copy of a value in
+        the raw cells, in the normalized values and in their JSON texts is the same ciphertext."""
+        names = secret_names & values.keys() if secret_names else ()
+        if not names:
+            return values
+        out = dict(values)
+        for name in names:
+            out[name] = self._sealed_value(out[name])
+        return out
+
+    def _sealed_value(self, value: Any) -> Any:  # noqa: ANN401
+        if isinstance(value, str) and value and not value.startswith(CIPHERTEXT_PREFIX):
+            sealed = self.ciphers.get(value)
+            if sealed is None:
+                sealed = self.ciphers[value] = encrypt(value)
+            return sealed
+        return value
+
+    def _sealed_column(self, column: np.ndarray, present: np.ndarray) -> np.ndarray:
+        out = column.copy()
+        at = np.flatnonzero(present)
+        if len(at):
+            codes, distinct = pd.factorize(column[at], use_na_sentinel=False)
+            sealed = np.fromiter((self._sealed_value(v) for v in distinct), dtype=object, count=len(distinct))
+            out[at] = sealed.take(codes)
+        return out
+
+    def _sealed_texts(
+        self, items: list[tuple[str, np.ndarray, np.ndarray]], secret: set[str], texts: list[str]
+    ) -> list[str]:
+        """``texts`` with the secret values sealed: rebuilt for the rows that have one."""
+        secret_masks = [p for name, _c, p in items if name in secret]
+        if not secret_masks:
+            return texts
+        rows = np.flatnonzero(np.logical_or.reduce(secret_masks))
+        if not len(rows):
+            return texts
+        sealed_items = [
+            (name, self._sealed_column(c.take(rows), p.take(rows)) if name in secret else c.take(rows), p.take(rows))
+            for name, c, p in items
+        ]
+        out = list(texts)
+        for i, text in zip(rows.tolist(), object_texts(sealed_items, len(rows)), strict=True):
+            out[i] = text
+        return out
+
+    #
+    # The rows
+    #
+
+    def prepared_rows(
+        self,
+        kept: list[int],
+        keys: list[str],
+        row_numbers: list[int],
+        *,
+        seal: bool,
+        stage: bool,
+        extras: Callable[[dict, dict], tuple] | None,
+    ) -> list[PreparedRow]:
+        """A ``PreparedRow`` for each of the chunk's rows at ``kept``: content hash, flags, and
+        (``seal``) the sealed JSON texts, (``stage``) its staging COPY fields, (``extras``) the
+        new customer's extras as COPY fields."""
+        n = len(kept)
+        if not n:
+            return []
+        at = np.asarray(kept, dtype=np.intp)
+        raw_items = [(h, c.take(at), None) for h, c in zip(self.headers, self.cells, strict=True)]
+        raw_items = [(h, c, present_mask(c, normalized=False)) for h, c, _p in raw_items]
+        value_items = [(name, c.take(at), None) for name, c in zip(self.names, self.values, strict=True)]
+        value_items = [(name, c, present_mask(c, normalized=True)) for name, c, _p in value_items]
+        raw_json = object_texts(raw_items, n)
+        normalized_json = object_texts(value_items, n)
+        digest = blind_indexer()
+        hashes = [digest(f"[{r},{v}]") for r, v in zip(raw_json, normalized_json, strict=True)]
+        flag_columns = [f.take(at) for f in self.flags]
+        flags, flags_json = self._flags(flag_columns, n)
+
+        sealed_raw_json, sealed_normalized_json = raw_json, normalized_json
+        if seal:
+            sealed_raw_json = self._sealed_texts(raw_items, self.secret_headers, raw_json)
+            sealed_normalized_json = self._sealed_texts(value_items, self.secret_fields, normalized_json)
+        stage_fields: list[str] | None = None
+        if stage:
+            stage_fields = [
+                f"{copy_text(key)}\t{copy_json(r)}\t{copy_json(v)}\t{copy_json(f)}\t{h}"
+                for key, r, v, f, h in zip(
+                    (keys[i] for i in kept), sealed_raw_json, sealed_normalized_json, flags_json, hashes, strict=True
+                )
+            ]
+        extras_fields = (
+            self._customer_extras(extras, kept, value_items, flag_columns, flags, self.extras_memos)
+            if extras is not None
+            else None
+        )
+
+        rows: list[PreparedRow] = []
+        append = rows.append
+        for j, i in enumerate(kept):
+            row = PreparedRow(row_numbers[j], keys[i], None, None, flags[j], hashes[j], chunk=self, at=i)
+            if seal:
+                row.sealed_raw_json = sealed_raw_json[j]
+                row.sealed_normalized_json = sealed_normalized_json[j]
+                row.sealed = True
+            if stage_fields is not None:
+                row.stage_fields = stage_fields[j]
+            if extras_fields is not None:
+                row.stage_extras = extras_fields[j]
+            append(row)
+        return rows
+
+    def _flags(self, columns: list[np.ndarray], n: int) -> tuple[list[dict[str, str]], list[str]]:
+        """Each row's flags ({field: reason}, fields in the chunk's order) and their JSON text."""
+        flagged = np.zeros(n, dtype=bool)
+        for column in columns:
+            flagged |= column != ""
+        flags: list[dict[str, str]] = [{} for _ in range(n)]
+        texts = ["{}"] * n
+        encoded: dict[str, str] = {}
+        for j in np.flatnonzero(flagged).tolist():
+            row = {name: column[j] for name, column in zip(self.names, columns, strict=True) if column[j]}
+            flags[j] = row
+            parts = []
+            for name, reason in row.items():
+                text = encoded.get(reason)
+                if text is None:
+                    text = encoded[reason] = dumps_flags(reason)
+                parts.append(f"{encode_basestring(name)}:{text}")
+            texts[j] = "{" + ",".join(parts) + "}"
+        return flags, texts
+
+    def _customer_extras(
+        self,
+        extras: Callable[[dict, dict], tuple],
+        kept: list[int],
+        value_items: list[tuple[str, np.ndarray, np.ndarray]],
+        flag_columns: list[np.ndarray],
+        flags: list[dict[str, str]],
+        memos: dict[str, dict],
+    ) -> list[str]:
+        """``extras(normalized, flags)`` of every row — (pinyin, ID blind index, birth date,
+        fields) — as COPY fields. ``extras`` itself is called once per distinct name, birth
+        date and set of valid fields; only the ID number's blind index is computed per row.
+        ``memos`` keeps the texts of names and birth dates from chunk to chunk."""
+        n = len(kept)
+        valid = {name: present & (f == "") for (name, _c, present), f in zip(value_items, flag_columns, strict=True)}
+        column = {name: c for name, c, _p in value_items}
+
+        def per_distinct(name: str, part: int, to_text: Callable[[Any], str]) -> list[str]:
+            if name not in column:
+                return [to_text(extras({}, {})[part])] * n
+            memo = memos.get(name)
+            if memo is None or len(memo) > MEMO_LIMIT:
+                memo = memos[name] = {}
+            cells = np.where(valid[name], column[name], None)
+            codes, distinct = pd.factorize(cells, use_na_sentinel=False)
+            texts = []
+            for value in distinct:
+                text = memo.get(value)
+                if text is None:
+                    text = memo[value] = to_text(extras({} if value is None else {name: value}, {})[part])
+                texts.append(text)
+            return np.asarray(texts, dtype=object).take(codes).tolist()
+
+        pinyins = per_distinct("full_name", 0, copy_text)
+        births = per_distinct("birth_date", 2, lambda d: "\\N" if d is None else d.isoformat())
+        if "id_number" in column:
+            digest = blind_indexer()
+            ids, valid_ids = column["id_number"], valid["id_number"]
+            id_hashes = [digest(v) if ok and isinstance(v, str) else "" for v, ok in zip(ids, valid_ids, strict=True)]
+        else:
+            id_hashes = [""] * n
+        # Which fields a new customer gets depends on the row's valid fields and whether its
+        # birth date parses: one call per distinct combination, on a row that has it.
+        has_birth = np.fromiter((b != "\\N" for b in births), dtype=bool, count=n)
+        codes, firsts = row_patterns([*(valid[name] for name, _c, _p in value_items), has_birth])
+        fields = [copy_text(extras(self.normalized(kept[j]), flags[j])[3]) for j in firsts.tolist()]
+        field_texts = np.asarray(fields, dtype=object).take(codes).tolist()
+        return [f"{p}\t{h}\t{b}\t{f}" for p, h, b, f in zip(pinyins, id_hashes, births, field_texts, strict=True)]
