@@ -261,6 +261,7 @@ class PostgresWriter:
     def __init__(self) -> None:
         self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
+        self._sequences: dict[str, str] = {}
         # Golden customers and their events are built in SQL from the staged records when
         # that gives what ``customer_row`` gives (see ``customers_sql_possible``).
         self.customers_in_sql = customers_sql_possible(secret_field_names())
@@ -304,14 +305,17 @@ class PostgresWriter:
             )
             return {key: Existing(pk, h, c) for key, pk, h, c in cursor.fetchall()}
 
-    @staticmethod
-    def _allocate(table: str, n: int) -> list[int]:
+    def _allocate(self, table: str, n: int) -> list[int]:
+        """``n`` ids from the table's sequence. The sequence is named once: looking it up in
+        every ``nextval`` (pg_get_serial_sequence per row) cost 16 µs an id."""
         if not n:
             return []
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)", [table, n]
-            )
+            sequence = self._sequences.get(table)
+            if sequence is None:
+                cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+                sequence = self._sequences[table] = cursor.fetchone()[0]
+            cursor.execute("SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)", [sequence, n])
             return cursor.fetchone()[0]
 
     def create_customers(self, rows: list[dict[str, Any]]) -> list[int]:
