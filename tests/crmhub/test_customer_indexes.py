@@ -28,18 +28,20 @@ def customers(django_user_model):  # noqa: ANN001, ANN201
     """2,000 customers, the mostly-empty columns set on 1 in 20 and 1 in 20 merged, analysed: enough
     rows for the planner to choose between reading the table and an index as it would at scale."""
     owner = make_user(django_user_model, "sales1", "sales")
+
+    def mostly_empty(n: int) -> dict:
+        if n % 20:
+            return {}
+        values = {"member_no": f"M{n}", "wechat_unionid": f"U{n}", "id_number_hash": f"h{n}"}
+        return {**values, "team": "east", "region": "sh", "owner": owner}
+
     rows = [
         Customer(
             full_name=f"客户{n}",
             name_pinyin=f"kehu{n}",
             mobile=f"+86138{n:08d}",
             email=f"user{n}@example.com",
-            **(
-                {"member_no": f"M{n}", "wechat_unionid": f"U{n}", "id_number_hash": f"h{n}", "team": "east"}
-                | {"region": "sh", "owner": owner}
-                if n % 20 == 0
-                else {}
-            ),
+            **mostly_empty(n),
         )
         for n in range(2000)
     ]
