@@ -40,6 +40,8 @@ TABLES = [
     "crmhub_historicalcustomer",
     "crmhub_interaction",
     "crmhub_customer",
+    # The pipeline's "created" events: emptied too, so that every run starts from the same tables.
+    "crmhub_changeevent",
 ]
 
 

@@ -158,21 +158,19 @@ class Customer(models.Model):
     full_name = models.CharField(_("full name"), max_length=200, blank=True)
     family_name = models.CharField(_("family name"), max_length=100, blank=True)
     given_name = models.CharField(_("given name"), max_length=100, blank=True)
-    name_pinyin = models.CharField(_("name in pinyin"), max_length=200, blank=True, db_index=True)
+    name_pinyin = models.CharField(_("name in pinyin"), max_length=200, blank=True)
     gender = models.CharField(_("gender"), max_length=1, choices=Gender.choices, blank=True)
     birth_date = models.DateField(_("birth date"), null=True, blank=True)
     # Contact
-    mobile = models.CharField(_("mobile"), max_length=32, blank=True, db_index=True)
+    mobile = models.CharField(_("mobile"), max_length=32, blank=True)
     phone = models.CharField(_("phone"), max_length=32, blank=True)
-    email = models.CharField(_("email"), max_length=254, blank=True, db_index=True)
+    email = models.CharField(_("email"), max_length=254, blank=True)
     # Identity (id_number is secret: encrypted at rest, found through its blind index)
     id_number = EncryptedTextField(_("ID number"), blank=True)
-    id_number_hash = models.CharField(
-        _("ID number blind index"), max_length=64, blank=True, db_index=True, editable=False
-    )
-    member_no = models.CharField(_("member number"), max_length=64, blank=True, db_index=True)
+    id_number_hash = models.CharField(_("ID number blind index"), max_length=64, blank=True, editable=False)
+    member_no = models.CharField(_("member number"), max_length=64, blank=True)
     wechat_openid = models.CharField(_("WeChat openid"), max_length=64, blank=True)
-    wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True, db_index=True)
+    wechat_unionid = models.CharField(_("WeChat unionid"), max_length=64, blank=True)
     # Work
     company = models.CharField(_("company"), max_length=200, blank=True)
     job_title = models.CharField(_("job title"), max_length=100, blank=True)
@@ -191,11 +189,15 @@ class Customer(models.Model):
     # Admin-defined fields of the data dictionary, by FieldDefinition.name
     custom = models.JSONField(_("custom fields"), default=dict, blank=True)
     # Stewardship
-    status = models.CharField(
-        _("status"), max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE, db_index=True
-    )
+    status = models.CharField(_("status"), max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE)
     merged_into = models.ForeignKey(
-        "self", verbose_name=_("merged into"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "self",
+        verbose_name=_("merged into"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # Meta.indexes: tombstones only
     )
     version = models.PositiveIntegerField(_("version"), default=1)
     quality_flags = models.JSONField(_("data-quality flags"), default=dict, blank=True)
@@ -207,9 +209,10 @@ class Customer(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="owned_customers",
+        db_index=False,  # Meta.indexes: owned customers only
     )
-    team = models.CharField(_("team"), max_length=64, blank=True, db_index=True)
-    region = models.CharField(_("region"), max_length=64, blank=True, db_index=True)
+    team = models.CharField(_("team"), max_length=64, blank=True)
+    region = models.CharField(_("region"), max_length=64, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -263,6 +266,34 @@ class Customer(models.Model):
         ordering = ["-id"]
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
+        # Every index is paid for by every bulk import, so each serves a lookup that exists (see
+        # docs/architecture.md "Customer indexes"): no varchar_pattern_ops twins (nothing searches
+        # these columns with LIKE 'x%'), and the columns that are mostly empty or mostly one value
+        # index only the rows a lookup can ask for (real-time matching, search and the privacy
+        # tools look up non-empty values; sales scoping a non-empty team or region or an owner;
+        # tombstone lookups a status other than active). The search's trigram indexes are
+        # PostgreSQL-only (migration 0011).
+        indexes = [
+            models.Index(fields=["name_pinyin"], name="crmhub_customer_name_pinyin"),
+            models.Index(fields=["mobile"], name="crmhub_customer_mobile"),
+            models.Index(fields=["email"], name="crmhub_customer_email"),
+            models.Index(
+                fields=["id_number_hash"], condition=~models.Q(id_number_hash=""), name="crmhub_customer_id_number_hash"
+            ),
+            models.Index(fields=["member_no"], condition=~models.Q(member_no=""), name="crmhub_customer_member_no"),
+            models.Index(
+                fields=["wechat_unionid"], condition=~models.Q(wechat_unionid=""), name="crmhub_customer_wechat_unionid"
+            ),
+            models.Index(fields=["status"], condition=~models.Q(status="active"), name="crmhub_customer_inactive"),
+            models.Index(
+                fields=["merged_into"],
+                condition=models.Q(merged_into__isnull=False),
+                name="crmhub_customer_merged_into",
+            ),
+            models.Index(fields=["owner"], condition=models.Q(owner__isnull=False), name="crmhub_customer_owner"),
+            models.Index(fields=["team"], condition=~models.Q(team=""), name="crmhub_customer_team"),
+            models.Index(fields=["region"], condition=~models.Q(region=""), name="crmhub_customer_region"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~models.Q(status="merged") | models.Q(merged_into__isnull=False),

@@ -1,10 +1,10 @@
 """Writing a classified chunk: new source records (and their golden customers), changed
 ones (recording the values before, for rollback) and unchanged ones.
 
-Two writers give the same results. ``PostgresWriter`` streams rows with COPY into the
-customer table and into a temporary staging table, then runs one set-based upsert into
-``crmhub_sourcerecord`` and set-based INSERT … SELECTs into the history tables and the run's
-change log. ``PortableWriter`` (SQLite and anything else) uses bulk_create/bulk_update in
+Two writers give the same results. ``PostgresWriter`` streams rows with COPY into a
+temporary staging table, then runs one set-based insert (new) and update (changed) of
+``crmhub_sourcerecord`` and set-based INSERT … SELECTs into the customers, the history tables
+and the run's change log. ``PortableWriter`` (SQLite and anything else) uses bulk_create/bulk_update in
 batches and writes the historical rows as objects. Neither sends per-object signals. Both
 also store the rows of the run's error report (``store_issues``: COPY on PostgreSQL).
 """
@@ -415,6 +415,7 @@ class PostgresWriter:
     def __init__(self) -> None:
         self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
+        self._sequences: dict[str, str] = {}
         # Golden customers and their events are built in SQL from the staged records when
         # that gives what ``customer_row`` gives (see ``customers_sql_possible``).
         self.customers_in_sql = customers_sql_possible(secret_field_names())
@@ -458,14 +459,17 @@ class PostgresWriter:
             )
             return {key: Existing(pk, h, c) for key, pk, h, c in cursor.fetchall()}
 
-    @staticmethod
-    def _allocate(table: str, n: int) -> list[int]:
+    def _allocate(self, table: str, n: int) -> list[int]:
+        """``n`` ids from the table's sequence. The sequence is named once: looking it up in
+        every ``nextval`` (pg_get_serial_sequence per row) cost 16 µs an id."""
         if not n:
             return []
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)", [table, n]
-            )
+            sequence = self._sequences.get(table)
+            if sequence is None:
+                cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+                sequence = self._sequences[table] = cursor.fetchone()[0]
+            cursor.execute("SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)", [sequence, n])
             return cursor.fetchone()[0]
 
     def create_customers(self, rows: list[dict[str, Any]]) -> list[int]:
@@ -522,7 +526,11 @@ class PostgresWriter:
                 params = {"run": run_id, "source": source_id, "now": now}
                 if in_sql and new:
                     self._insert_customers(cursor, ctx, now)
-                # The values before, for rollback; then one upsert for new and changed records.
+                # The values before, for rollback; then the new records are inserted and the changed
+                # ones updated, in one statement that hands its rows to the history insert (no second
+                # lookup). No ON CONFLICT: the source's lock (``lock_source``) is held since
+                # ``existing`` classified the rows, so a new key cannot exist yet, and a plain insert
+                # costs a third less than a speculative one.
                 if changed:
                     cursor.execute(
                         "INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id, before) "
@@ -532,25 +540,22 @@ class PostgresWriter:
                         "ORDER BY sr.id",
                         params,
                     )
-                # The upsert hands its rows to the history insert (no second lookup); a row it
-                # inserted has xmax 0, one it updated has the updating transaction's id.
-                upsert = (
+                inserted = (
                     "INSERT INTO crmhub_sourcerecord (id, source_id, source_key, customer_id, raw, normalized, flags, "
                     "record_hash, first_seen_at, last_seen_at, source_updated_at, updated_at) "
                     "SELECT s.sr_id, %(source)s, s.source_key, s.customer_id, s.raw, s.normalized, s.flags, "
-                    "s.record_hash, %(now)s, %(now)s, NULL, %(now)s FROM imports_stage s "
-                    "ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw, "
-                    "normalized = EXCLUDED.normalized, flags = EXCLUDED.flags, record_hash = EXCLUDED.record_hash, "
-                    "last_seen_at = EXCLUDED.last_seen_at, updated_at = EXCLUDED.updated_at "
-                    "RETURNING *, (xmax = 0) AS inserted"
+                    "s.record_hash, %(now)s, %(now)s, NULL, %(now)s FROM imports_stage s WHERE s.is_new "
+                    "RETURNING *"
+                )
+                updated = (
+                    "UPDATE crmhub_sourcerecord sr SET raw = s.raw, normalized = s.normalized, flags = s.flags, "
+                    "record_hash = s.record_hash, last_seen_at = %(now)s, updated_at = %(now)s "
+                    "FROM imports_stage s WHERE NOT s.is_new AND sr.id = s.sr_id RETURNING sr.*"
                 )
                 cursor.execute(
-                    f"WITH up AS ({upsert}) "
-                    + history_insert_sql(
-                        SourceRecord,
-                        from_sql="FROM up t",
-                        history_type_sql="CASE WHEN t.inserted THEN '+' ELSE '~' END",
-                    ),
+                    f"WITH ins AS ({inserted}), upd AS ({updated}), up AS "
+                    "(SELECT ins.*, '+' AS history_type FROM ins UNION ALL SELECT upd.*, '~' FROM upd) "
+                    + history_insert_sql(SourceRecord, from_sql="FROM up t", history_type_sql="t.history_type"),
                     {**params, **history_params(ctx, now)},
                 )
                 if new:
