@@ -70,7 +70,7 @@ def test_it_serves_real_time_matching_and_identity_search_from_the_indexes(custo
         "crmhub_customer_id_number_hash",
         "crmhub_customer_wechat_unionid",
         "crmhub_customer_member_no",
-        "crmhub_customer_name_pinyin",
+        "crmhub_customer_name_birth",
     }
 
 
