@@ -105,7 +105,8 @@ def set_based(path: str) -> tuple[float, int]:
         with (
             open(path, encoding="utf-8") as fh,
             c.copy(
-                "COPY bench_stage FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))"
+                "COPY bench_stage FROM STDIN WITH (FORMAT csv, HEADER true, "
+                "FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))"
             ) as cp,
         ):
             while block := fh.read(1 << 20):
@@ -113,12 +114,14 @@ def set_based(path: str) -> tuple[float, int]:
         c.execute("ALTER TABLE bench_stage ADD COLUMN cid bigint")
         c.execute("UPDATE bench_stage SET cid = nextval(pg_get_serial_sequence('crmhub_customer', 'id'))")
         c.execute("""
-            INSERT INTO crmhub_customer (id, full_name, family_name, given_name, name_pinyin, gender, birth_date, mobile,
-              phone, email, id_number, id_number_hash, member_no, wechat_openid, wechat_unionid, company, job_title,
+            INSERT INTO crmhub_customer (id, full_name, family_name, given_name, name_pinyin, gender, birth_date,
+              mobile, phone, email, id_number, id_number_hash, member_no, wechat_openid, wechat_unionid, company,
+              job_title,
               province, city, district, address, postcode, country, tags, custom, status, version, quality_flags,
               team, region, created_at, updated_at)
-            SELECT cid, name, left(name, 1), substr(name, 2), '', CASE WHEN gender IN ('男','M','1') THEN 'M' ELSE 'F' END,
-              NULL, '+86' || right(regexp_replace(mobile, '[^0-9]', '', 'g'), 11), '', lower(email), idno, md5(idno),
+            SELECT cid, name, left(name, 1), substr(name, 2), '',
+              CASE WHEN gender IN ('男','M','1') THEN 'M' ELSE 'F' END, NULL,
+              '+86' || right(regexp_replace(mobile, '[^0-9]', '', 'g'), 11), '', lower(email), idno, md5(idno),
               '', '', '', '', '', '', '', '', address, '', 'CN', '[]', '{}', 'active', 1, '{}', '', '', now(), now()
             FROM bench_stage""")
         c.execute(
@@ -127,16 +130,19 @@ def set_based(path: str) -> tuple[float, int]:
               first_seen_at, last_seen_at, updated_at)
             SELECT %s, key, cid, jsonb_build_object('客户编号', key, '姓名', name, '手机号', mobile, '邮箱', email,
               '性别', gender, '出生日期', birth, '身份证号', idno, '地址', address, '会员等级', level),
-              jsonb_build_object('full_name', name, 'mobile', '+86' || right(regexp_replace(mobile, '[^0-9]', '', 'g'), 11),
-              'email', lower(email), 'address', address), '{}', md5(key || name || mobile), now(), now(), now()
+              jsonb_build_object('full_name', name,
+              'mobile', '+86' || right(regexp_replace(mobile, '[^0-9]', '', 'g'), 11), 'email', lower(email),
+              'address', address),
+              '{}', md5(key || name || mobile), now(), now(), now()
             FROM bench_stage
             ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw""",
             [source_id],
         )
         c.execute(
             """
-            INSERT INTO crmhub_historicalsourcerecord (id, source_key, raw, normalized, flags, record_hash, first_seen_at,
-              source_updated_at, source_id, customer_id, history_date, history_type, history_user_id, change_channel, change_ref)
+            INSERT INTO crmhub_historicalsourcerecord (id, source_key, raw, normalized, flags, record_hash,
+              first_seen_at, source_updated_at, source_id, customer_id, history_date, history_type, history_user_id,
+              change_channel, change_ref)
             SELECT id, source_key, raw, normalized, flags, record_hash, first_seen_at, source_updated_at, source_id,
               customer_id, now(), '+', NULL, 'import', 'bench' FROM crmhub_sourcerecord WHERE source_id = %s""",
             [source_id],
@@ -147,7 +153,11 @@ def set_based(path: str) -> tuple[float, int]:
               district, address, postcode, country, tags, consent_marketing, consent_sms, consent_email, custom, status,
               version, quality_flags, team, region, created_at, merged_into_id, owner_id, history_date, history_type,
               history_user_id, change_channel, change_ref)
-            SELECT c.id, c.full_name, c.family_name, c.given_name, c.gender, c.birth_date, c.mobile, c.phone, c.email, c.id_number, c.member_no, c.wechat_openid, c.wechat_unionid, c.company, c.job_title, c.province, c.city, c.district, c.address, c.postcode, c.country, c.tags, c.consent_marketing, c.consent_sms, c.consent_email, c.custom, c.status, c.version, c.quality_flags, c.team, c.region, c.created_at, c.merged_into_id, c.owner_id, now(), '+', NULL, 'import', 'bench'
+            SELECT c.id, c.full_name, c.family_name, c.given_name, c.gender, c.birth_date, c.mobile, c.phone,
+              c.email, c.id_number, c.member_no, c.wechat_openid, c.wechat_unionid, c.company, c.job_title,
+              c.province, c.city, c.district, c.address, c.postcode, c.country, c.tags, c.consent_marketing,
+              c.consent_sms, c.consent_email, c.custom, c.status, c.version, c.quality_flags, c.team, c.region,
+              c.created_at, c.merged_into_id, c.owner_id, now(), '+', NULL, 'import', 'bench'
             FROM crmhub_customer c JOIN bench_stage s ON s.cid = c.id""")
         c.execute("SELECT count(*) FROM bench_stage")
         rows = c.fetchone()[0]
@@ -165,7 +175,8 @@ def bare_copy(path: str) -> tuple[float, int]:
         with (
             open(path, encoding="utf-8") as fh,
             c.copy(
-                "COPY bench_bare FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))"
+                "COPY bench_bare FROM STDIN WITH (FORMAT csv, HEADER true, "
+                "FORCE_NOT_NULL (key, name, mobile, email, gender, birth, idno, address, level, note))"
             ) as cp,
         ):
             while block := fh.read(1 << 20):

@@ -107,8 +107,9 @@ def load(n: int) -> float:
                     "raw": "jsonb_build_object('姓名', '客户' || g)",
                     "normalized": (
                         f"jsonb_build_object('full_name', {name_expr}, 'mobile', "
-                        f"CASE WHEN g % 33 = 0 THEN '12345' ELSE '+86138' || lpad((g % {distinct_mobiles})::text, 8, '0') "
-                        f"END, 'email', 'u' || g || '@example.com', 'city', '上海')"
+                        "CASE WHEN g % 33 = 0 THEN '12345' "
+                        f"ELSE '+86138' || lpad((g % {distinct_mobiles})::text, 8, '0') "
+                        "END, 'email', 'u' || g || '@example.com', 'city', '上海')"
                     ),
                     "flags": bad,
                     "last_seen_at": f"now() - interval '{i + 1} hours'",

@@ -56,15 +56,20 @@ def dedup_run_score_part(part_id: int) -> None:
     _hand_over(part.run_id)
 
 
-def _hand_over(run_id: int) -> None:
-    from dedup.choices import RunStatus
+def _advance_when_parts_done(run_id: int, *, status: str, to: str, then) -> None:  # noqa: ANN001
+    """Move the run from ``status`` to ``to`` once every part is done, and queue ``then``:
+    a compare-and-swap on the run row, so exactly one of the parts finishing last wins."""
     from dedup.models import DedupRun
 
-    claimed = DedupRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, parts_done__gte=F("parts_total")).update(
-        status=RunStatus.CLUSTERING
-    )
+    claimed = DedupRun.objects.filter(pk=run_id, status=status, parts_done__gte=F("parts_total")).update(status=to)
     if claimed:
-        transaction.on_commit(lambda: dedup_run_finish.delay(run_id))
+        transaction.on_commit(lambda: then.delay(run_id))
+
+
+def _hand_over(run_id: int) -> None:
+    from dedup.choices import RunStatus
+
+    _advance_when_parts_done(run_id, status=RunStatus.RUNNING, to=RunStatus.CLUSTERING, then=dedup_run_finish)
 
 
 @shared_task(name="dedup.run_finish", acks_late=True)
@@ -111,13 +116,8 @@ def dedup_run_merge_part(part_id: int) -> None:
 
 def _hand_over_merged(run_id: int) -> None:
     from dedup.choices import RunStatus
-    from dedup.models import DedupRun
 
-    claimed = DedupRun.objects.filter(pk=run_id, status=RunStatus.MERGING, parts_done__gte=F("parts_total")).update(
-        status=RunStatus.WRITING
-    )
-    if claimed:
-        transaction.on_commit(lambda: dedup_run_complete.delay(run_id))
+    _advance_when_parts_done(run_id, status=RunStatus.MERGING, to=RunStatus.WRITING, then=dedup_run_complete)
 
 
 @shared_task(name="dedup.run_complete", acks_late=True)
