@@ -22,6 +22,8 @@ CHUNK = 1000  # customers per IN list (SQLite's variable limit)
 ARRAY_CHUNK = 50_000  # customers per array parameter (PostgreSQL)
 # Refreshes run one at a time on PostgreSQL: a refresh that waited sees what the one before it
 # committed, so two transactions touching one cluster never leave it stale.
+# Above this many customers to refresh around, recompute every pending candidate's cluster instead.
+REBUILD_ABOVE = 20_000
 LOCK_KEY = 0x0C1_0573  # pg_advisory_xact_lock key ("clusters")
 
 
@@ -84,6 +86,12 @@ def clusters_refresh(customer_ids: Iterable[int]) -> int:
     seeds = {int(i) for i in customer_ids if i is not None}
     if not seeds:
         return 0
+    if len(seeds) > REBUILD_ABOVE:
+        # A batch run touches 10⁵–10⁶ customers: probing the candidates around each of them
+        # took minutes at 1M (every probe of thousands of ids a scan of the candidate table),
+        # while one read of all pending candidates takes about a second and gives the same
+        # components (rows already right are not written).
+        return clusters_rebuild()
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:

@@ -127,3 +127,28 @@ def test_the_queue_page_costs_the_same_queries_however_long_the_backlog(steward)
         sql = q["sql"]
         if 'FROM "dedup_matchcandidate"' in sql:
             assert "LIMIT" in sql.upper() or '"cluster" IN' in sql or '"id" IN' in sql, sql
+
+
+def test_a_refresh_around_many_customers_gives_the_same_clusters_as_probing_around_them(steward, monkeypatch):
+    """Past REBUILD_ABOVE customers (a batch run) the refresh reads every pending candidate once
+    instead of probing around each customer: the stored clusters must come out the same."""
+    from dedup import clusters
+
+    people = _people(8)
+    a, b, c, d, e, f, g, h = people
+    pairs = [_pair(a, b, 0.9), _pair(b, c, 0.82), _pair(d, e, 0.97), _pair(g, h, 0.85)]
+    # Rows written behind the refresh's back (as a batch writer does before refreshing).
+    left, right = sorted([c.pk, d.pk])
+    pairs.append(MatchCandidate.objects.create(left_id=left, right_id=right, score=0.81, rule="default"))
+    MatchCandidate.objects.filter(pk=pairs[3].pk).update(cluster=None)
+    snapshot = list(MatchCandidate.objects.values_list("pk", "cluster", "cluster_score", "cluster_created"))
+
+    clusters_refresh([p.pk for p in people])  # few customers: probes
+    probed = sorted(MatchCandidate.objects.values_list("pk", "cluster", "cluster_score", "cluster_created"))
+    for pk, cluster, score, created in snapshot:
+        MatchCandidate.objects.filter(pk=pk).update(cluster=cluster, cluster_score=score, cluster_created=created)
+    monkeypatch.setattr(clusters, "REBUILD_ABOVE", 2)
+    clusters_refresh([p.pk for p in people])  # "many" customers: one read of all pending
+    rebuilt = sorted(MatchCandidate.objects.values_list("pk", "cluster", "cluster_score", "cluster_created"))
+    assert rebuilt == probed
+    assert {row[1] for row in rebuilt} == {pairs[0].pk, pairs[3].pk}  # a-b-c-d-e joined by c~d; g-h
