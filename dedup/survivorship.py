@@ -428,15 +428,15 @@ def golden_values_propose(
             continue
         own = getattr(survivor, name)
         if not _blank(own):
-            out[name] = FieldProposal(name, own, survivor.pk, "survivor", _("no source has it; kept from the survivor"))
+            reason = _("no source has it; kept from the survivor") if explain else ""
+            out[name] = FieldProposal(name, own, survivor.pk, "survivor", reason)
             continue
         donor = next((c for c in others if not _blank(getattr(c, name))), None)
         if donor is None:
-            out[name] = FieldProposal(name, own, None, "none", _("no record has a value"))
+            out[name] = FieldProposal(name, own, None, "none", _("no record has a value") if explain else "")
         else:
-            out[name] = FieldProposal(
-                name, getattr(donor, name), donor.pk, "fill_blank", _("no source has it; the oldest other record's")
-            )
+            reason = _("no source has it; the oldest other record's") if explain else ""
+            out[name] = FieldProposal(name, getattr(donor, name), donor.pk, "fill_blank", reason)
     return out
 
 
