@@ -178,6 +178,9 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=20_000)
     parser.add_argument("--driver", choices=sorted(DRIVER_URLS), default="auto")
     parser.add_argument("--compare-file", action="store_true", help="also import the same rows from a CSV file")
+    parser.add_argument(
+        "--file-first", action="store_true", help="with --compare-file: the file import before the syncs"
+    )
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     from crmhub.services import field_definitions_sync, source_get_or_create
@@ -211,6 +214,19 @@ def main() -> None:
         )
     ]
 
+    def compare_file() -> None:
+        path = Path(os.environ.get("CRMHUB_VAR_DIR", "/tmp")) / f"{TABLE}.csv"
+        exported = export_csv(SqlConnector(config=config, secret=url), args.page_size, path)
+        reset()
+        results.append(
+            measured(
+                f"file import of the same {exported:,} rows (CSV)", lambda: file_import(path, mapping, "bench-file")
+            )
+        )
+        path.unlink()
+
+    if args.compare_file and args.file_first:
+        compare_file()
     reset()
     source, _ = source_get_or_create(code="bench-erp")
     connector = connector_create(source=source, name="bench", kind="sql", config=config, secret=url, mapping=mapping)
@@ -228,16 +244,8 @@ def main() -> None:
     engine.dispose()
     results.append(measured("incremental sync, 1 % changed", sync))
 
-    if args.compare_file:
-        path = Path(os.environ.get("CRMHUB_VAR_DIR", "/tmp")) / f"{TABLE}.csv"
-        exported = export_csv(SqlConnector(config=config, secret=url), args.page_size, path)
-        reset()
-        results.append(
-            measured(
-                f"file import of the same {exported:,} rows (CSV)", lambda: file_import(path, mapping, "bench-file")
-            )
-        )
-        path.unlink()
+    if args.compare_file and not args.file_first:
+        compare_file()
 
     print(f"\nrows {args.rows:,}, page size {args.page_size:,}, driver {driver}")
     print("| measurement | rows | wall s | rows/s | CPU s process | CPU s PostgreSQL backend | CPU s mariadbd | load |")
