@@ -117,7 +117,6 @@ class CustomerViewSet(viewsets.ReadOnlyModelViewSet):
                 expected_version=version,
                 acting_user=request.user,
                 channel=ChangeChannel.API,
-                ref=request.headers.get("X-Request-Ref", "")[:100],
             )
         except editing.StaleVersionError as exc:
             raise StaleVersion(" ".join(exc.messages)) from exc

@@ -209,6 +209,8 @@ def test_merging_chunks_in_several_processes_gives_what_one_process_gives(monkey
     from django.db import connection
 
     if connection.vendor != "postgresql":
+        # SQLite has one writer, so merges there always run in one process (the serial path, which
+        # every other test of this module exercises on both databases); CI's PostgreSQL pass runs this.
         pytest.skip("process-parallel merges run on PostgreSQL only (SQLite merges in one process)")
     monkeypatch.setattr(services, "MERGE_CHUNK", 2)
     source = make_source("pos")

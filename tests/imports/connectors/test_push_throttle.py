@@ -134,6 +134,8 @@ def test_the_cache_is_redis_when_configured_else_files_every_process_sees(tmp_pa
 def test_clearing_the_cache_in_the_brokers_redis_leaves_the_brokers_keys():
     broker = settings.CELERY_BROKER_URL
     if not broker.startswith("redis://"):
+        # The embedded default has no Redis (its cache is files, tested above); CI's second pass sets
+        # CELERY_BROKER_URL to the machine's real Redis, where this runs.
         pytest.skip("the Redis cache is tested in the PostgreSQL + Redis pass (CELERY_BROKER_URL=redis://…)")
     shared = PrefixedRedisCache(broker, {"KEY_PREFIX": "crmhub-test-clear"})
     client = shared._cache.get_client(None, write=True)
