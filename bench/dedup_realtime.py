@@ -143,7 +143,7 @@ def time_calls(arrivals: list[tuple[str, int]], *, profile: str | None) -> dict:
         profiler = Profiler(interval=0.0005)
     services.records_match(source_record_ids=[])  # connection and per-process caches, as a serving process has them
     rows = []
-    db_cpu_before = _db_backend_cpu()
+    db_cpu_before = services.db_backend_cpu_seconds()
     backend_ns = _db_backend_ns()
     cpu_before = time.process_time()
     with connection.execute_wrapper(count):
@@ -162,7 +162,7 @@ def time_calls(arrivals: list[tuple[str, int]], *, profile: str | None) -> dict:
         if profiler:
             profiler.stop()
     cpu = time.process_time() - cpu_before
-    db_cpu = _db_backend_cpu()
+    db_cpu = services.db_backend_cpu_seconds()
     if profiler:
         Path(profile).write_text(profiler.output_text(unicode=True, color=False, show_all=False))
 
@@ -220,22 +220,6 @@ def _db_backend_ns():  # noqa: ANN202
             return 0
 
     return read
-
-
-def _db_backend_cpu() -> float | None:
-    """CPU seconds (user + system) of this connection's PostgreSQL backend, read from /proc."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -61,9 +61,10 @@ def main() -> None:
     from django.core.management import call_command
 
     from dedup.models import DedupRun
+    from dedup.services import db_backend_cpu_seconds
 
     if not args.skip_batch:
-        db_cpu_before = _db_backend_cpu()
+        db_cpu_before = db_backend_cpu_seconds()
         started = time.monotonic()
         buf = io.StringIO()
         inline = ["--inline", "--processes", str(args.processes)]
@@ -97,7 +98,7 @@ def main() -> None:
                 },
                 "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
                 # PostgreSQL runs on the same machine: its backend's CPU is part of the cost too.
-                "cpu_seconds_db_backend": _round(_db_backend_cpu(), db_cpu_before),
+                "cpu_seconds_db_backend": _round(db_backend_cpu_seconds(), db_cpu_before),
                 # Merging processes (--processes > 1) and their backends.
                 "cpu_seconds_merge_children": run.stats.get("merge_child_cpu_seconds", 0.0),
                 "cpu_seconds_merge_children_db": run.stats.get("merge_child_db_cpu_seconds", 0.0),
@@ -110,22 +111,6 @@ def main() -> None:
     out["realtime"] = realtime(args.arrivals)
     out["load_average"] = os.getloadavg()
     print(json.dumps(out))
-
-
-def _db_backend_cpu() -> float | None:
-    """CPU seconds (user + system) of this connection's PostgreSQL backend, read from /proc."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _round(after: float | None, before: float | None) -> float | None:
