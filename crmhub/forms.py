@@ -35,6 +35,12 @@ class CustomerEditForm(forms.Form):
                 field = forms.ChoiceField(choices=_BOOLEAN_CHOICES, required=False)
             elif name == "gender":
                 field = forms.ChoiceField(choices=[("", "—"), *Gender.choices], required=False)
+            elif definition.choices and definition.field_type != FieldType.TAGS:
+                # The dictionary's allowed values (checked again on save: imports.cleaning.rules).
+                allowed = [str(c) for c in definition.choices]
+                if current and current not in allowed:
+                    allowed.append(current)  # a value from before the list was set stays selectable
+                field = forms.ChoiceField(choices=[("", "—"), *((c, c) for c in allowed)], required=False)
             elif definition.field_type == FieldType.DATE:
                 field = forms.CharField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
             else:
