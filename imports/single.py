@@ -61,7 +61,7 @@ class Definitions:
     field_types: dict[str, str]
     active: frozenset[str]
     secret: frozenset[str]
-    rules: dict[str, FieldRules]
+    rules: dict[str, FieldRules] = field(default_factory=dict)
 
 
 _definitions: dict[str, Definitions] = {}
