@@ -64,8 +64,46 @@ class ChangeContextHistory(models.Model):
         abstract = True
 
 
+class LeanHistoricalRecords(HistoricalRecords):
+    """simple-history's tables with fewer indexes, for the large history tables that imports
+    write a row into per record (customers, source records). ``date_index=False`` leaves out the
+    index on ``history_date``: every reader looks rows up by the object's id first (history
+    pages, restore, unmerge, privacy) and only sorts those by date. The ``history_user`` index
+    keeps only rows that have a user (``user_index_name``): the only lookup by user is the
+    SET NULL of deleting a user, an equality that never asks for rows without one, and imports
+    run by the system (connector schedules) write none."""
+
+    def __init__(self, *, date_index: bool = True, user_index_name: str | None = None, **kwargs) -> None:  # noqa: ANN003
+        self.date_index = date_index
+        self.user_index_name = user_index_name
+        super().__init__(**kwargs)
+
+    @property
+    def _date_indexing(self) -> bool | str:
+        return HistoricalRecords._date_indexing.fget(self) if self.date_index else False
+
+    def _get_history_user_fields(self) -> dict:
+        fields = super()._get_history_user_fields()
+        if self.user_index_name:
+            fields["history_user"].db_index = False
+        return fields
+
+    def get_meta_options(self, model: type[models.Model]) -> dict:
+        meta = super().get_meta_options(model)
+        if self.user_index_name:
+            meta["indexes"] = (
+                *meta.get("indexes", ()),
+                models.Index(
+                    fields=["history_user"],
+                    condition=models.Q(history_user__isnull=False),
+                    name=self.user_index_name,
+                ),
+            )
+        return meta
+
+
 def _history(**kwargs) -> HistoricalRecords:  # noqa: ANN003
-    return HistoricalRecords(bases=[ChangeContextHistory], get_user=history_user, **kwargs)
+    return LeanHistoricalRecords(bases=[ChangeContextHistory], get_user=history_user, **kwargs)
 
 
 class Source(models.Model):
@@ -243,6 +281,8 @@ class Customer(models.Model):
     # copies of the search indexes there would only slow every bulk write down.
     history = _history(
         excluded_fields=["updated_at", "name_pinyin", "id_number_hash"],
+        date_index=False,
+        user_index_name="crmhub_histcustomer_user",
         no_db_index=[
             "mobile",
             "email",
@@ -357,7 +397,10 @@ class SourceRecord(models.Model):
     validation (kept raw, never dropped).
     """
 
-    source = models.ForeignKey(Source, verbose_name=_("source"), on_delete=models.PROTECT, related_name="records")
+    # No index of its own: the unique (source, source_key) below serves every lookup by source.
+    source = models.ForeignKey(
+        Source, verbose_name=_("source"), on_delete=models.PROTECT, related_name="records", db_index=False
+    )
     source_key = models.CharField(_("source key"), max_length=255)
     customer = models.ForeignKey(
         Customer,
@@ -376,7 +419,14 @@ class SourceRecord(models.Model):
     source_updated_at = models.DateTimeField(_("updated at source"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
-    history = _history(excluded_fields=["last_seen_at", "updated_at"])
+    # The history table keeps the indexes on the record id (its history, privacy) and on the
+    # customer (dedup.selectors); nothing looks its rows up by source or date.
+    history = _history(
+        excluded_fields=["last_seen_at", "updated_at"],
+        date_index=False,
+        user_index_name="crmhub_histsourcerecord_user",
+        no_db_index=["source"],
+    )
 
     class Meta:
         ordering = ["source", "source_key"]

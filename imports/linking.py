@@ -12,8 +12,11 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from json.encoder import encode_basestring
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+import pandas as pd
 from django.db import models
 
 from accounts.crypto import seal_values, secret_field_names
@@ -22,6 +25,9 @@ from crmhub.models import Customer
 from crmhub.outbox import Change, changes_record_bulk, feed_values
 from crmhub.services import customer_values_from_normalized
 from imports.cleaning import name_pinyin
+
+if TYPE_CHECKING:
+    from imports.rows import ChunkColumns
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,8 @@ def new_customers_sql(*, stage_sql: str) -> tuple[str, dict[str, Any]]:
     inserted rows ``ins`` and their values ``src`` (for history and events).
 
     ``stage_sql`` selects the stage rows ``s`` with ``customer_id``, ``normalized`` (sealed),
-    ``flags`` and the ``CustomerExtras`` (``pinyin``, ``id_hash``, ``birth_date``, ``fields``).
+    ``flags``, the ``CustomerExtras`` (``pinyin``, ``id_hash``, ``birth_date``, ``fields``) and
+    ``cv``, the customer values as ``customer_values_texts`` made them (or NULL).
     Columns not set from the values take the model's defaults (parameters, as Django would send
     them)."""
     from django.db import connection
@@ -159,11 +166,14 @@ def new_customers_sql(*, stage_sql: str) -> tuple[str, dict[str, Any]]:
                 selects.append(f"%(d_{name})s")
     # OFFSET 0 keeps the valid values a computed column (else the planner repeats them per use).
     valid = (
-        "SELECT s.customer_id, s.pinyin, s.id_hash, s.birth_date, s.fields, "
+        "SELECT s.customer_id, s.pinyin, s.id_hash, s.birth_date, s.fields, s.cv, "
         f"s.normalized - ARRAY(SELECT jsonb_object_keys(s.flags)) AS v {stage_sql} OFFSET 0"
     )
+    # The values come staged as JSON from ``customer_values_texts`` (parsing that text costs a
+    # fifth of building the object here); SQL builds them only for rows staged without (NULL).
     sql = (
-        f"WITH src AS MATERIALIZED (SELECT x.customer_id AS id, {customer_values_sql('x.v', 'x.birth_date')} AS cv, "
+        "WITH src AS MATERIALIZED (SELECT x.customer_id AS id, "
+        f"COALESCE(x.cv, {customer_values_sql('x.v', 'x.birth_date')}) AS cv, "
         f"x.pinyin, x.id_hash, x.birth_date, x.fields FROM ({valid}) AS x), "
         f"ins AS (INSERT INTO {Customer._meta.db_table} ({', '.join(columns)}) "
         f"SELECT {', '.join(selects)} FROM src RETURNING *) "
@@ -215,3 +225,114 @@ class CustomerExtras:
                 names.add("birth_date")
             fields = self._fields[(present, birth is not None)] = json.dumps(sorted(names))
         return pinyin, id_hash, birth, fields
+
+
+_TEXT_CORE = frozenset(_CHAR_LIMITS) & _CORE
+_SCALARS = (str, bool, int, float)
+
+
+def _json_exact(value: Any) -> bool:  # noqa: ANN401
+    """Whether ``value``'s JSON text, parsed as jsonb, is what ``jsonb_strip_nulls`` leaves of it:
+    scalars, and lists of scalars (only object members are stripped)."""
+    if isinstance(value, _SCALARS):
+        return True
+    return isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)
+
+
+class _NotExact(str):
+    """A value's text that SQL might write differently: the row is left to SQL."""
+
+
+_NOT_EXACT = _NotExact("null")
+
+
+def _value_text(name: str, value: Any) -> str | None:  # noqa: ANN401
+    """The JSON text of one valid value as ``customer_values_sql`` puts it in the object: text
+    fields cut to their column, the birth date as the ISO text of the parsed date (None: it
+    does not parse and is left out), anything else as it is; ``_NOT_EXACT`` where SQL might
+    write it otherwise (a text field's value that is not a string; objects, whose null members
+    ``jsonb_strip_nulls`` drops)."""
+    if name == "birth_date":
+        if not isinstance(value, str):
+            return _NOT_EXACT
+        try:
+            return '"' + date.fromisoformat(value).isoformat() + '"'
+        except ValueError:
+            return None
+    if isinstance(value, str):
+        limit = _CHAR_LIMITS.get(name) if name in _TEXT_CORE else None
+        return encode_basestring(value if limit is None else value[:limit])
+    if name in _TEXT_CORE or not _json_exact(value):
+        return _NOT_EXACT
+    return _dumps(value)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def customer_values_texts(
+    chunk: ChunkColumns, n: int, value_items: list[tuple[str, np.ndarray, np.ndarray]], flag_columns: list[np.ndarray]
+) -> list[str]:
+    """What ``customer_values_sql`` builds for each row of a chunk, as the JSON text of a
+    staging COPY field, made column by column (``imports.rows``) for ``n`` rows: ``value_items`` are
+    (field, plaintext values, present mask), ``flag_columns`` the flags of the same fields;
+    secret values are sealed with the chunk's ciphertexts (``chunk._sealed_column``), as in the
+    staged normalized values. Rows holding a value whose text might differ from SQL's (a
+    text field's value that is not a string, a nested object) get ``\\N``: SQL builds theirs."""
+    core = np.full(n, "", dtype=object)
+    custom = np.full(n, "", dtype=object)
+    exact = np.ones(n, dtype=bool)
+    for (name, column, present), flags in zip(value_items, flag_columns, strict=True):
+        at = np.flatnonzero(present & (flags == ""))
+        if not len(at):
+            continue
+        values = column[at]
+        if name in chunk.secret_fields:
+            values = chunk._sealed_column(values, np.ones(len(at), dtype=bool))
+        # Values repeat (names, cities, dates, tags, flags): each distinct one is encoded once,
+        # with its key in front.
+        label = "," + encode_basestring(name) + ":"
+        if name != "birth_date" and pd.api.types.infer_dtype(values, skipna=False) == "string":
+            codes, distinct = pd.factorize(values)
+            texts = np.asarray([label + _value_text(name, v) for v in distinct.tolist()], dtype=object).take(codes)
+            target = core if name in _CORE else custom
+            if len(at) == n:
+                target += texts
+            else:
+                target[at] += texts
+            continue
+        memo: dict[Any, str | None] = {}
+        texts = np.empty(len(at), dtype=object)
+        keep = np.ones(len(at), dtype=bool)
+        for k, v in enumerate(values.tolist()):
+            key = (v.__class__, v) if not isinstance(v, list) else (list, *v)
+            try:
+                text = memo[key]
+            except KeyError:
+                text = _value_text(name, v)
+                text = memo[key] = text if text is None or text is _NOT_EXACT else label + text
+            except TypeError:  # unhashable: a list holding lists or objects
+                text = _NOT_EXACT
+            if text is None:
+                keep[k] = False
+            elif text is _NOT_EXACT:
+                exact[at[k]] = False
+            texts[k] = text
+        if not keep.all():
+            at, texts = at[keep], texts[keep]
+        if not len(at):
+            continue
+        target = core if name in _CORE else custom
+        if len(at) == n:
+            target += texts
+        else:
+            target[at] += texts
+    has_custom = np.flatnonzero(custom != "")
+    if len(has_custom):
+        core[has_custom] = (
+            core[has_custom] + ',"custom":{' + np.asarray([c[1:] for c in custom[has_custom]], dtype=object) + "}"
+        )
+    return [
+        ("\\N" if not ok else "{" + (text[1:].replace("\\", "\\\\") if "\\" in text else text[1:]) + "}")
+        for text, ok in zip(core.tolist(), exact.tolist(), strict=True)
+    ]

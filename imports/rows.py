@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt
+from imports.linking import customer_values_texts
 from imports.writers import PreparedRow, copy_json, copy_text
 
 # The encoder of the content hash's JSON (``ImportPipeline.prepare`` and ``single.prepare_one``).
@@ -266,6 +267,9 @@ class ChunkColumns:
             if extras_fields is not None:
                 row.stage_extras = extras_fields[j]
             append(row)
+        if extras is not None:  # the new customers' values as JSON (branch impdb: linking.customer_values_texts)
+            for row, text in zip(rows, customer_values_texts(self, n, value_items, flag_columns), strict=True):
+                row.stage_values = text
         return rows
 
     def _flags(self, columns: list[np.ndarray], n: int) -> tuple[list[dict[str, str]], list[str]]:

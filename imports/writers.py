@@ -59,6 +59,7 @@ class PreparedRow:
         "customer_extras",
         "stage_fields",
         "stage_extras",
+        "stage_values",
         "_raw",
         "_normalized",
         "_sealed_raw",
@@ -96,6 +97,8 @@ class PreparedRow:
         # record_hash, and the customer extras (pinyin to fields).
         self.stage_fields: str | None = None
         self.stage_extras: str | None = None
+        # The new customer's values (``linking.customer_values_texts``) as a COPY field, when made ahead.
+        self.stage_values: str | None = None
         self._sealed_raw: dict[str, Any] | None = None
         self._sealed_normalized: dict[str, Any] | None = None
         self._chunk = chunk
@@ -329,12 +332,13 @@ STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS imports_stage (
     sr_id bigint NOT NULL, is_new boolean NOT NULL, customer_id bigint, customer_created boolean NOT NULL,
     source_key varchar(255) NOT NULL, raw jsonb NOT NULL, normalized jsonb NOT NULL, flags jsonb NOT NULL,
-    record_hash varchar(64) NOT NULL, pinyin varchar(200), id_hash varchar(64), birth_date date, fields jsonb
+    record_hash varchar(64) NOT NULL, pinyin varchar(200), id_hash varchar(64), birth_date date, fields jsonb,
+    cv jsonb
 ) ON COMMIT DELETE ROWS
 """
 STAGE_COLUMNS = (
     "sr_id, is_new, customer_id, customer_created, source_key, raw, normalized, flags, record_hash, pinyin, id_hash, "
-    "birth_date, fields"
+    "birth_date, fields, cv"
 )
 
 
@@ -392,7 +396,8 @@ def stage_copy_text(
 ) -> str:
     """The COPY text (``STAGE_COLUMNS``) of a chunk's new records (their ids, and their
     customers' ids and whether they are new) and changed ones. ``extras`` computes the
-    customer extras of rows that do not carry them (None: the customers are not built in SQL)."""
+    customer extras of rows that do not carry them (None: the customers are not built in SQL).
+    The customer values (``cv``) are staged where the row carries them, else NULL (built in SQL)."""
     lines = []
     for pk, row, (customer_id, created) in zip(new_ids, new, customers, strict=True):
         if extras is None:
@@ -401,10 +406,11 @@ def stage_copy_text(
             extra = row.stage_extras
         else:
             extra = extras_fields(row.customer_extras or extras(row.normalized, row.flags))
-        lines.append(f"{pk}\tt\t{customer_id}\t{'t' if created else 'f'}\t{stage_fields(row)}\t{extra}\n")
+        values = "\\N" if extras is None or row.stage_values is None else row.stage_values
+        lines.append(f"{pk}\tt\t{customer_id}\t{'t' if created else 'f'}\t{stage_fields(row)}\t{extra}\t{values}\n")
     for row, existing in changed:
         customer_id = "\\N" if existing.customer_id is None else existing.customer_id
-        lines.append(f"{existing.pk}\tf\t{customer_id}\tf\t{stage_fields(row)}\t{_NO_EXTRAS}\n")
+        lines.append(f"{existing.pk}\tf\t{customer_id}\tf\t{stage_fields(row)}\t{_NO_EXTRAS}\t\\N\n")
     return "".join(lines)
 
 

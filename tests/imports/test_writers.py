@@ -6,6 +6,8 @@ through both and every customer, history row and event is compared."""
 from __future__ import annotations
 
 # ruff: noqa: E501 - the rows read best one per line
+import json
+
 import pytest
 from django.db import connection
 
@@ -118,3 +120,82 @@ def test_customers_and_events_built_in_sql_equal_the_python_path(tmp_path):
     event = ChangeEvent.objects.get(customer_id=customer.pk)
     assert event.data["id_number"].startswith(CIPHERTEXT_PREFIX)
     assert event.channel == ChangeChannel.IMPORT and event.ref.startswith("import_run:")
+
+
+@pytest.mark.django_db
+def test_customer_values_staged_as_json_equal_what_sql_builds():
+    """``linking.customer_values_texts`` (the prepare thread) stages each new customer's values;
+    they must be the jsonb ``customer_values_sql`` builds from the staged normalized values, which
+    is what the SQL path falls back to for rows staged without them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the staging table is PostgreSQL's writer; this test runs in the PostgreSQL pass")
+    from imports.cleaning.frame import clean_frame
+    from imports.linking import CustomerExtras, customer_values_sql
+    from imports.rows import ChunkColumns
+    from imports.writers import STAGE_COLUMNS, STAGE_DDL, stage_copy_text
+    from tests.imports.test_rows import MAPPING, TYPES, _frame
+
+    frame = _frame(600, seed=11)
+    frame.loc[::7, "姓名"] = LONG_NAME  # cut to 200 characters in the customer
+    frame.loc[::5, "地址"] = "路" * 600
+    values, flags = clean_frame(frame, MAPPING, TYPES)
+    headers = list(frame.columns)
+    chunk = ChunkColumns(
+        headers,
+        [frame[h].to_numpy(dtype=object) for h in headers],
+        values,
+        flags,
+        secret_headers={"身份证号"},
+        secret_fields={"id_number"},
+    )
+    keys = [f"K{i}" for i in range(600)]
+    rows = chunk.prepared_rows(list(range(600)), keys, list(range(600)), seal=True, stage=True, extras=CustomerExtras())
+    assert sum(row.stage_values != "\\N" for row in rows) == 600  # every value of these rows is reproduced exactly
+    text = stage_copy_text(list(range(1, 601)), rows, [(i, True) for i in range(1, 601)], [], extras=CustomerExtras())
+    with connection.cursor() as cursor:
+        cursor.execute(STAGE_DDL)
+        with cursor.copy(f"COPY imports_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
+            copy.write(text)
+        cursor.execute(
+            f"SELECT x.sr_id, x.cv, {customer_values_sql('x.v', 'x.birth_date')} FROM (SELECT s.*, s.normalized - "
+            "ARRAY(SELECT jsonb_object_keys(s.flags)) AS v FROM imports_stage s) x ORDER BY x.sr_id"
+        )
+        staged = cursor.fetchall()
+        cursor.execute("TRUNCATE imports_stage")
+    assert len(staged) == 600
+    for sr_id, staged_values, built in staged:
+        assert staged_values == built, rows[sr_id - 1].normalized
+    # What the comparison covers: long text cut to the column, custom values (numbers and text), sealed IDs,
+    # flagged values left out, dates, tags, booleans.
+    values = [json.loads(v) for _i, v, _b in staged]
+    assert any(len(v.get("full_name", "")) == 200 for v in values)
+    assert any(v.get("address") == "路" * Customer._meta.get_field("address").max_length for v in values)
+    assert any(isinstance(v.get("custom", {}).get("points"), float | int) for v in values)
+    assert any(v.get("id_number", "").startswith(CIPHERTEXT_PREFIX) for v in values)
+    assert any("birth_date" in v for v in values) and any("tags" in v for v in values)
+    assert any("consent_sms" in v for v in values)
+    assert any("mobile" in r.flags and "mobile" not in v for r, v in zip(rows, values, strict=True))
+
+
+def test_customer_values_whose_text_could_differ_from_sql_are_left_to_sql():
+    """A text field holding something other than a string, or an object that ``jsonb_strip_nulls``
+    would change, is not staged (NULL): SQL builds those rows' values."""
+    import numpy as np
+
+    from imports.linking import customer_values_texts
+    from imports.rows import ChunkColumns, present_mask
+
+    values = {
+        "full_name": np.array(["张三", 5, "李四", ""], dtype=object),
+        "points": np.array([{"a": None}, 1, 2.5, None], dtype=object),
+        "birth_date": np.array(["1990-01-02", "", "1990-13-01", ""], dtype=object),
+    }
+    flags = {name: np.array(["", "", "", ""], dtype=object) for name in values}
+    chunk = ChunkColumns(
+        ["h"], [np.array(["a", "b", "c", "d"], dtype=object)], values, flags, secret_headers=set(), secret_fields=set()
+    )
+    items = [(name, column, present_mask(column, normalized=True)) for name, column in values.items()]
+    texts = customer_values_texts(chunk, 4, items, [flags[name] for name in values])
+    assert texts[:2] == ["\\N", "\\N"]
+    assert json.loads(texts[2]) == {"full_name": "李四", "custom": {"points": 2.5}}  # the date does not parse
+    assert texts[3] == "{}"
