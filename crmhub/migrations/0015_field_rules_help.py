@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('crmhub', '0013_customer_name_birth_index'),
+        ('crmhub', '0014_import_lean_indexes'),
     ]
 
     operations = [
