@@ -1,11 +1,17 @@
 """The import pipeline: read a file in chunks, clean, classify against what the source
 already holds, and write (or, for a dry run, only count and sample).
 
-Per chunk, in one transaction: prepare rows (key, raw, cleaned values, flags, a keyed
-content hash), look up the existing records of those keys, classify each row as created
-/ updated / unchanged / error, hand new records to ``link_new_records_to_customers``, write
-through the connection's writer, store the rows of the error report, and save progress.
-Between chunks the run's cancel flag is checked.
+Per chunk: prepare rows (key, raw, cleaned values, flags, a keyed content hash), look up the
+existing records of those keys, classify each row as created / updated / unchanged / error,
+hand new records to ``link_new_records_to_customers``, write through the connection's writer,
+store the rows of the error report, and save progress. Between chunks the run's cancel flag is
+checked.
+
+A chunk is one transaction on the run's connection, or, on PostgreSQL with more than one write
+lane (``CRMHUB_IMPORT_WRITE_LANES``), one transaction per lane, the rows split between the lanes
+by the stripe of their key and committed together (``imports.lanes``): the database work of a
+run then spreads over several cores. Figures, samples and the error report are the same either
+way: what needs no database is counted here, the lanes' outcomes are merged in row order.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -29,12 +36,15 @@ from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_frame
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
+from imports.lanes import LanePart, WriteLanes
+from imports.locks import key_stripe
 from imports.models import ImportRun
 from imports.readers import FileLayout, iter_chunks
 from imports.rows import ChunkColumns
 from imports.writers import Existing, PreparedRow, writer_for_connection
 
 OUTCOMES = ("created", "updated", "unchanged", "rejected")
+CLASSIFIED = ("created", "updated", "unchanged")  # the outcomes found against the database
 
 
 def _sealed(values: dict[str, Any], secret_names: set[str], ciphers: dict[str, str]) -> dict[str, Any]:
@@ -81,6 +91,18 @@ class Tally:
 
     def wants(self, kind: str) -> bool:
         return len(self.samples[kind]) < SAMPLES_PER_KIND
+
+
+@dataclass
+class PartOutcome:
+    """What classifying and writing some rows of a chunk found (``ImportPipeline._write_part``):
+    counts, sample candidates of each outcome in row order, customers whose records changed."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    samples: dict[str, list[dict]] = field(default_factory=lambda: {k: [] for k in CLASSIFIED})
+    updated_customer_ids: set[int] = field(default_factory=set)
 
 
 class ChunkSource(Protocol):
@@ -130,33 +152,85 @@ class ImportPipeline:
 
     def execute(self) -> bool:
         """Process every chunk; False when the run was cancelled midway."""
-        if self.chunk_source is not None:
-            return self._execute_chunk_source(self.chunk_source)
-        with closing(self._prepared_chunks()) as chunks:
-            for rows, issues in chunks:
-                with transaction.atomic():
-                    self.writer.begin_bulk_chunk()
-                    self.process(rows, issues)
-                    self._save_progress(final=False)
-                if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
-                    self._save_progress(final=True)
-                    return False
-        self._save_progress(final=True)
-        return True
+        lanes = self._open_lanes()
+        try:
+            if self.chunk_source is not None:
+                return self._execute_chunk_source(self.chunk_source, lanes)
+            with closing(self._prepared_chunks(lanes)) as chunks:
+                for rows, issues, parts in chunks:
+                    self._write_chunk(lanes, rows, issues, parts)
+                    if self._cancelled():
+                        return False
+            self._save_progress(final=True)
+            return True
+        finally:
+            if lanes is not None:
+                lanes.close()
 
-    def _execute_chunk_source(self, source: ChunkSource) -> bool:
+    def _open_lanes(self) -> WriteLanes | None:
+        """Write lanes for this run, or None to write each chunk in one transaction on this
+        thread's connection: on SQLite, for a dry run (nothing written), with one lane
+        configured, and when the caller holds a transaction open (other connections would not
+        see what it has not committed, the run's own row included)."""
+        count = settings.CRMHUB_IMPORT_WRITE_LANES
+        if count <= 1 or self.run.dry_run or connection.vendor != "postgresql" or connection.in_atomic_block:
+            return None
+        return WriteLanes(count, source_id=self.run.source_id, run_id=self.run.pk)
+
+    def _cancelled(self) -> bool:
+        """Whether the run was asked to stop (its progress is then saved as final)."""
+        if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
+            self._save_progress(final=True)
+            return True
+        return False
+
+    def _write_chunk(
+        self,
+        lanes: WriteLanes | None,
+        rows: list[PreparedRow],
+        issues: list[Issue],
+        parts: list[LanePart] | None,
+        after: Callable[[], None] | None = None,
+    ) -> None:
+        """Classify and write a chunk, store its error-report rows and save progress; ``after``
+        runs last, in the same transaction (the leader lane's, with lanes)."""
+        if lanes is None:
+            with transaction.atomic():
+                self.writer.begin_bulk_chunk()
+                self.process(rows, issues)
+                self._save_progress(final=False)
+                if after is not None:
+                    after()
+            return
+        self._account(rows, issues)
+        wants = self._wants()
+
+        def write(writer: Any, part: list[PreparedRow]) -> PartOutcome:  # noqa: ANN401
+            return self._write_part(writer, part, wants, lock_stripes=None)  # the lanes hold the locks
+
+        def finish(writer: Any, outcomes: list[PartOutcome]) -> None:  # noqa: ANN401
+            self._merge(outcomes, wants)
+            self._store_issues(issues, writer)
+            self._save_progress(final=False)
+            if after is not None:
+                after()
+
+        lanes.write_chunk(parts, write, finish)
+
+    def _execute_chunk_source(self, source: ChunkSource, lanes: WriteLanes | None) -> bool:
         """As ``execute``, over a connector's chunks (rows numbered from 1). The next chunk is
         read and prepared ahead as for files when the source tells its position (``pending``,
         the position after the chunk it yielded last): the position read with each chunk is put
         back before that chunk's ``chunk_committed``, so the position saved is always the one of
-        the chunk written, however far the reading has gone."""
+        the chunk written, however far the reading has gone. With write lanes the position is
+        saved by the leader lane, whose transaction commits after the other lanes'."""
         frames = iter(source.chunks(self.chunk_rows))
         positioned = hasattr(source, "pending")
         # Reading a chunk (which moves ``pending``) and saving one (which reads it) never overlap.
         position_lock = threading.Lock()
         next_row = 1
 
-        def prepare_next() -> tuple[list[PreparedRow], list[Issue], Any] | None:
+        def prepare_next() -> tuple[list[PreparedRow], list[Issue], list[LanePart] | None, Any] | None:
             nonlocal next_row
             with position_lock:
                 frame = next(frames, None)
@@ -165,37 +239,40 @@ class ImportPipeline:
                 return None
             first, next_row = next_row, next_row + len(frame)
             rows, issues = self.prepare(frame, first)
-            return rows, issues, position
+            return rows, issues, lanes.partition(rows) if lanes is not None else None, position
 
         prepared = self._read_ahead(prepare_next) if positioned else iter(prepare_next, None)
         with closing(prepared) if positioned else nullcontext():
-            for rows, issues, position in prepared:
-                with transaction.atomic():
-                    self.writer.begin_bulk_chunk()
-                    self.process(rows, issues)
-                    self._save_progress(final=False)
+            for rows, issues, parts, position in prepared:
+
+                def committed(position: Any = position) -> None:
                     with position_lock:
                         if positioned:
                             source.pending = position
                         source.chunk_committed()
-                if ImportRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
-                    self._save_progress(final=True)
+
+                self._write_chunk(lanes, rows, issues, parts, committed)
+                if self._cancelled():
                     return False
         self._save_progress(final=True)
         return True
 
-    def _prepared_chunks(self) -> Iterator[tuple[list[PreparedRow], list[Issue]]]:
-        """Prepared chunks of the file, in order, read ahead (``_read_ahead``)."""
+    def _prepared_chunks(
+        self, lanes: WriteLanes | None
+    ) -> Iterator[tuple[list[PreparedRow], list[Issue], list[LanePart] | None]]:
+        """Prepared chunks of the file, in order, read ahead (``_read_ahead``), with their rows
+        split between the write lanes."""
         chunks = iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows)
         next_row = self.layout.header_row + 2  # 1-based row of the first data row, as a spreadsheet shows it
 
-        def prepare_next() -> tuple[list[PreparedRow], list[Issue]] | None:
+        def prepare_next() -> tuple[list[PreparedRow], list[Issue], list[LanePart] | None] | None:
             nonlocal next_row
             frame = next(chunks, None)
             if frame is None:
                 return None
             first, next_row = next_row, next_row + len(frame)
-            return self.prepare(frame, first)
+            rows, issues = self.prepare(frame, first)
+            return rows, issues, lanes.partition(rows) if lanes is not None else None
 
         return self._read_ahead(prepare_next)
 
@@ -339,61 +416,85 @@ class ImportPipeline:
     #
 
     def process(self, rows: list[PreparedRow], issues: list[Issue]) -> None:
-        run, t = self.run, self.tally
-        dry = run.dry_run
-        if not dry:
-            self.writer.lock_source(run.source_id)
-        existing = self.writer.existing(run.source_id, [r.key for r in rows]) if rows else {}
-        new: list[PreparedRow] = []
-        changed: list[tuple[PreparedRow, Existing]] = []
-        unchanged: list[int] = []
+        """Classify and write a chunk on this thread's connection, in the caller's transaction."""
+        self._account(rows, issues)
+        wants = self._wants()
+        stripes = {key_stripe(row.key) for row in rows}
+        self._merge([self._write_part(self.writer, rows, wants, lock_stripes=stripes)], wants)
+        self._store_issues(issues)
+
+    def _account(self, rows: list[PreparedRow], issues: list[Issue]) -> None:
+        """The chunk's figures that need no database: rows, invalid rows (whose issues are added
+        to ``issues``), errors and their samples."""
+        t = self.tally
         for row in rows:
-            found = existing.get(row.key)
-            if found is None:
-                new.append(row)
-                if t.wants("created"):
-                    t.sample(
-                        "created",
-                        {
-                            "row": row.row_number,
-                            "key": row.key,
-                            "values": seal_values(row.normalized, self.secret_fields),
-                        },
-                    )
-            elif found.record_hash != row.record_hash:
-                changed.append((row, found))
-            else:
-                unchanged.append(found.pk)
-                if t.wants("unchanged"):
-                    t.sample("unchanged", {"row": row.row_number, "key": row.key})
             if row.flags:
                 t.invalid += 1
                 sealed_raw = row.sealed_raw if row.sealed else None
                 issues.append(
                     Issue(row.row_number, row.key, row.raw, self._reasons(row.flags), IssueKind.INVALID, sealed_raw)
                 )
-        self._sample_updates(changed)
         t.rows += len(rows) + sum(1 for i in issues if i.kind == IssueKind.ERROR)
-        t.created += len(new)
-        t.updated += len(changed)
-        t.unchanged += len(unchanged)
         for issue in issues:
             if issue.kind == IssueKind.ERROR:
                 t.errors += 1
                 if t.wants("rejected"):
                     t.sample("rejected", {"row": issue.row_number, "key": issue.key, "reasons": issue.reasons})
+
+    def _wants(self) -> dict[str, int]:
+        """How many more samples of each classified outcome the run keeps."""
+        return {kind: SAMPLES_PER_KIND - len(self.tally.samples[kind]) for kind in CLASSIFIED}
+
+    def _write_part(
+        self, writer: Any, rows: list[PreparedRow], wants: dict[str, int], *, lock_stripes: set[int] | None
+    ) -> PartOutcome:  # noqa: ANN401
+        """Classify ``rows`` (some or all of a chunk's, in row order) against what the source
+        holds and write them through ``writer``, on the calling thread's connection. With
+        ``lock_stripes`` the source's gate and those stripes are taken first (for the lanes
+        ``WriteLanes`` takes them). Touches no state of the run: the outcome is merged by
+        ``_merge``."""
+        run = self.run
+        dry = run.dry_run
+        out = PartOutcome()
+        if not dry and lock_stripes is not None:
+            writer.lock_source(run.source_id, lock_stripes)
+        existing = writer.existing(run.source_id, [r.key for r in rows]) if rows else {}
+        new: list[PreparedRow] = []
+        changed: list[tuple[PreparedRow, Existing]] = []
+        unchanged: list[int] = []
+        created_samples, unchanged_samples = out.samples["created"], out.samples["unchanged"]
+        for row in rows:
+            found = existing.get(row.key)
+            if found is None:
+                new.append(row)
+                if len(created_samples) < wants["created"]:
+                    created_samples.append(
+                        {
+                            "row": row.row_number,
+                            "key": row.key,
+                            "values": seal_values(row.normalized, self.secret_fields),
+                        }
+                    )
+            elif found.record_hash != row.record_hash:
+                changed.append((row, found))
+            else:
+                unchanged.append(found.pk)
+                if len(unchanged_samples) < wants["unchanged"]:
+                    unchanged_samples.append({"row": row.row_number, "key": row.key})
+        out.samples["updated"] = self._update_samples(changed[: max(wants["updated"], 0)])
+        out.created, out.updated, out.unchanged = len(new), len(changed), len(unchanged)
         if not dry:
             ciphers: dict[str, str] = {}
             for row in new:
                 if not row.sealed:
                     self._seal(row, ciphers)
-            for row, existing in changed:
+            for row, found in changed:
                 if not row.sealed:
                     self._seal(row, ciphers)
-                if existing.customer_id is not None:
-                    self.updated_customer_ids.add(existing.customer_id)
+                if found.customer_id is not None:
+                    out.updated_customer_ids.add(found.customer_id)
             # New records are linked to golden customers by the writer (imports.linking).
-            self.writer.write(
+            writer.write(
                 run_id=run.pk,
                 source_id=run.source_id,
                 new=new,
@@ -402,40 +503,55 @@ class ImportPipeline:
                 ctx=current_change_context(),
                 now=timezone.now(),
             )
-        self._store_issues(issues)
+        return out
 
-    def _sample_updates(self, changed: list[tuple[PreparedRow, Existing]]) -> None:
+    def _merge(self, outcomes: list[PartOutcome], wants: dict[str, int]) -> None:
+        """The outcomes of a chunk's parts into the run's tally: counts added, and of each
+        outcome's sample candidates the first wanted in row order (as one part would give)."""
         t = self.tally
-        want = SAMPLES_PER_KIND - len(t.samples["updated"])
-        if want <= 0 or not changed:
-            return
-        picked = changed[:want]
+        for outcome in outcomes:
+            t.created += outcome.created
+            t.updated += outcome.updated
+            t.unchanged += outcome.unchanged
+            self.updated_customer_ids |= outcome.updated_customer_ids
+        for kind in CLASSIFIED:
+            candidates = [item for outcome in outcomes for item in outcome.samples[kind]]
+            if len(outcomes) > 1:
+                candidates.sort(key=lambda item: item["row"])
+            for item in candidates[: max(wants[kind], 0)]:
+                t.sample(kind, item)
+
+    def _update_samples(self, picked: list[tuple[PreparedRow, Existing]]) -> list[dict]:
+        """Samples of updated rows: the values before (read now, before the write) and after."""
+        if not picked:
+            return []
         from accounts.crypto import unseal_values
 
         before = dict(SourceRecord.objects.filter(pk__in=[e.pk for _r, e in picked]).values_list("pk", "normalized"))
+        samples = []
         for row, existing in picked:
             old = unseal_values(before.get(existing.pk) or {})
             names = sorted(set(old) | set(row.normalized))
             diff_before = {n: old.get(n) for n in names if old.get(n) != row.normalized.get(n)}
             diff_after = {n: row.normalized.get(n) for n in diff_before}
             raw_note = not diff_before  # only unmapped columns changed
-            t.sample(
-                "updated",
+            samples.append(
                 {
                     "row": row.row_number,
                     "key": row.key,
                     "raw_only": raw_note,
                     "before": seal_values(diff_before, self.secret_fields),
                     "after": seal_values(diff_after, self.secret_fields),
-                },
+                }
             )
+        return samples
 
-    def _store_issues(self, issues: list[Issue]) -> None:
+    def _store_issues(self, issues: list[Issue], writer: Any = None) -> None:  # noqa: ANN401
         room = ISSUES_KEPT - self.tally.issues_kept
         if room <= 0 or not issues:
             return
         kept = sorted(issues, key=lambda i: i.row_number)[:room]
-        self.writer.store_issues(
+        (writer or self.writer).store_issues(
             self.run.pk,
             [
                 (

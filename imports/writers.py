@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,10 +35,9 @@ from imports.linking import (
     link_new_records_to_customers,
     new_customers_sql,
 )
+from imports.locks import source_lock_sql
 from imports.models import ImportRunChange, ImportRunIssue
 
-# Advisory-lock class of a source's writers: batches take it exclusively, single pushes shared (imports.single).
-SOURCE_LOCK_CLASS = 0x637268
 BATCH = 500
 
 
@@ -162,7 +162,7 @@ class PortableWriter:
             batch_size=1000,
         )
 
-    def lock_source(self, source_id: int) -> None:
+    def lock_source(self, source_id: int, stripes: Iterable[int]) -> None:
         """SQLite serialises writers already (IMMEDIATE transactions)."""
 
     def begin_bulk_chunk(self) -> None:
@@ -445,10 +445,11 @@ class PostgresWriter:
             # The new customers' values are materialised per chunk: kept in memory, not spilled.
             cursor.execute("SET LOCAL work_mem = '64MB'")
 
-    def lock_source(self, source_id: int) -> None:
-        """One writer per source at a time: classification and upsert see the same rows."""
+    def lock_source(self, source_id: int, stripes: Iterable[int]) -> None:
+        """The source's gate and the stripes of the keys to write, exclusively (``imports.locks``):
+        classification and upsert see the same rows."""
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SOURCE_LOCK_CLASS, source_id])
+            cursor.execute(*source_lock_sql(source_id, stripes, gate=True))
 
     def existing(self, source_id: int, keys: list[str]) -> dict[str, Existing]:
         with connection.cursor() as cursor:
