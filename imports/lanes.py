@@ -113,9 +113,9 @@ class _Lane:
             self.end(False)
             raise
 
-    def work(self, write: Callable[[Any, list[PreparedRow]], Any], rows: list[PreparedRow], barrier: tuple) -> Any:
+    def work(self, write: Callable[..., Any], classified: Any, ids: Any, barrier: tuple) -> Any:  # noqa: ANN401
         try:
-            result = write(self.writer, rows)
+            result = write(self.writer, classified, ids)
             with connection.cursor() as cursor:
                 # Deferred foreign keys are checked now, not in the commit (step 4 stays short).
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -184,20 +184,28 @@ class WriteLanes:
     def write_chunk(
         self,
         parts: list[LanePart],
-        write: Callable[[Any, list[PreparedRow]], Any],
+        classify: Callable[[Any, list[PreparedRow]], Any],
+        allocate: Callable[[list[Any]], list[Any]],
+        write: Callable[[Any, Any, Any], Any],
         finish: Callable[[Any, list[Any]], None],
     ) -> None:
-        """Write a chunk: ``write(writer, rows)`` in every lane (its result is the lane's
-        outcome), then ``finish(writer, outcomes)`` in the leader, then commit every lane."""
+        """Write a chunk: ``classify(writer, rows)`` in every lane; ``allocate(classified)``
+        here (the new ids of every lane, drawn in file order); ``write(writer, classified,
+        ids)`` in every lane (its result is the lane's outcome); ``finish(writer, outcomes)``
+        in the leader; then every lane commits, the leader last."""
         leader, followers = self.lanes[0], self.lanes[1:]
         try:
             leader.call(leader.begin, *self._begin_sql(0, parts[0].stripes, gate=True)).result()
             self._all(
                 [lane.call(lane.begin, *self._begin_sql(lane.index, parts[lane.index].stripes)) for lane in followers]
             )
+            classified = self._all(
+                [lane.call(lane.in_transaction, classify, parts[lane.index].rows) for lane in self.lanes]
+            )
+            ids = allocate(classified)
             outcomes = self._all(
                 [
-                    lane.call(lane.work, write, parts[lane.index].rows, self._barrier_sql(lane.index))
+                    lane.call(lane.work, write, classified[lane.index], ids[lane.index], self._barrier_sql(lane.index))
                     for lane in self.lanes
                 ]
             )

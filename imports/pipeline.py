@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -31,7 +32,7 @@ from django.utils.translation import gettext as _
 
 from accounts.crypto import CIPHERTEXT_PREFIX, encrypt, seal_values, secret_field_names
 from crmhub.context import current_change_context
-from crmhub.models import FieldDefinition, SourceRecord
+from crmhub.models import Customer, FieldDefinition, SourceRecord
 from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_frame
@@ -95,14 +96,24 @@ class Tally:
 
 @dataclass
 class PartOutcome:
-    """What classifying and writing some rows of a chunk found (``ImportPipeline._write_part``):
-    counts, sample candidates of each outcome in row order, customers whose records changed."""
+    """What classifying some rows of a chunk found (``ImportPipeline._classify``): counts, sample
+    candidates of each outcome in row order, customers whose records changed."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     samples: dict[str, list[dict]] = field(default_factory=lambda: {k: [] for k in CLASSIFIED})
     updated_customer_ids: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Classified:
+    """Some rows of a chunk classified against what the source holds, ready to be written."""
+
+    new: list[PreparedRow]
+    changed: list[tuple[PreparedRow, Existing]]
+    unchanged: list[int]
+    outcome: PartOutcome
 
 
 class ChunkSource(Protocol):
@@ -204,9 +215,16 @@ class ImportPipeline:
             return
         self._account(rows, issues)
         wants = self._wants()
+        now = timezone.now()  # one time for the whole chunk, as one connection writes it
 
-        def write(writer: Any, part: list[PreparedRow]) -> PartOutcome:  # noqa: ANN401
-            return self._write_part(writer, part, wants, lock_stripes=None)  # the lanes hold the locks
+        def classify(writer: Any, part: list[PreparedRow]) -> Classified:  # noqa: ANN401
+            return self._classify(writer, part, wants)  # the lanes hold the locks
+
+        def write(writer: Any, classified: Classified, ids: dict[str, list[int]]) -> PartOutcome:  # noqa: ANN401
+            for table, reserved in ids.items():
+                writer.reserve_ids(table, reserved)
+            self._write_classified(writer, classified, now)
+            return classified.outcome
 
         def finish(writer: Any, outcomes: list[PartOutcome]) -> None:  # noqa: ANN401
             self._merge(outcomes, wants)
@@ -215,7 +233,19 @@ class ImportPipeline:
             if after is not None:
                 after()
 
-        lanes.write_chunk(parts, write, finish)
+        lanes.write_chunk(parts, classify, self._new_ids, write, finish)
+
+    def _new_ids(self, parts: list[Classified]) -> list[dict[str, list[int]]]:
+        """Ids of the new customers and source records of each lane's part, drawn here in file
+        order (as one connection writing the chunk draws them), on this thread's connection."""
+        new = sorted((row.row_number, lane) for lane, part in enumerate(parts) for row in part.new)
+        ids: list[dict[str, list[int]]] = [{} for _part in parts]
+        for table in (Customer._meta.db_table, SourceRecord._meta.db_table):
+            for lane_ids in ids:
+                lane_ids[table] = []
+            for (_row, lane), pk in zip(new, self.writer.allocate_ids(table, len(new)), strict=True):
+                ids[lane][table].append(pk)
+        return ids
 
     def _execute_chunk_source(self, source: ChunkSource, lanes: WriteLanes | None) -> bool:
         """As ``execute``, over a connector's chunks (rows numbered from 1). The next chunk is
@@ -419,8 +449,11 @@ class ImportPipeline:
         """Classify and write a chunk on this thread's connection, in the caller's transaction."""
         self._account(rows, issues)
         wants = self._wants()
-        stripes = {key_stripe(row.key) for row in rows}
-        self._merge([self._write_part(self.writer, rows, wants, lock_stripes=stripes)], wants)
+        if not self.run.dry_run:
+            self.writer.lock_source(self.run.source_id, {key_stripe(row.key) for row in rows})
+        classified = self._classify(self.writer, rows, wants)
+        self._write_classified(self.writer, classified, timezone.now())
+        self._merge([classified.outcome], wants)
         self._store_issues(issues)
 
     def _account(self, rows: list[PreparedRow], issues: list[Issue]) -> None:
@@ -445,19 +478,13 @@ class ImportPipeline:
         """How many more samples of each classified outcome the run keeps."""
         return {kind: SAMPLES_PER_KIND - len(self.tally.samples[kind]) for kind in CLASSIFIED}
 
-    def _write_part(
-        self, writer: Any, rows: list[PreparedRow], wants: dict[str, int], *, lock_stripes: set[int] | None
-    ) -> PartOutcome:  # noqa: ANN401
-        """Classify ``rows`` (some or all of a chunk's, in row order) against what the source
-        holds and write them through ``writer``, on the calling thread's connection. With
-        ``lock_stripes`` the source's gate and those stripes are taken first (for the lanes
-        ``WriteLanes`` takes them). Touches no state of the run: the outcome is merged by
-        ``_merge``."""
+    def _classify(self, writer: Any, rows: list[PreparedRow], wants: dict[str, int]) -> Classified:  # noqa: ANN401
+        """``rows`` (some or all of a chunk's, in row order) classified against what the source
+        holds, on the calling thread's connection, with samples of each outcome (at most as many
+        as ``wants``). The source's locks must be held. Touches no state of the run: the outcome
+        is merged by ``_merge``."""
         run = self.run
-        dry = run.dry_run
         out = PartOutcome()
-        if not dry and lock_stripes is not None:
-            writer.lock_source(run.source_id, lock_stripes)
         existing = writer.existing(run.source_id, [r.key for r in rows]) if rows else {}
         new: list[PreparedRow] = []
         changed: list[tuple[PreparedRow, Existing]] = []
@@ -477,33 +504,38 @@ class ImportPipeline:
                     )
             elif found.record_hash != row.record_hash:
                 changed.append((row, found))
+                if found.customer_id is not None and not run.dry_run:
+                    out.updated_customer_ids.add(found.customer_id)
             else:
                 unchanged.append(found.pk)
                 if len(unchanged_samples) < wants["unchanged"]:
                     unchanged_samples.append({"row": row.row_number, "key": row.key})
         out.samples["updated"] = self._update_samples(changed[: max(wants["updated"], 0)])
         out.created, out.updated, out.unchanged = len(new), len(changed), len(unchanged)
-        if not dry:
-            ciphers: dict[str, str] = {}
-            for row in new:
-                if not row.sealed:
-                    self._seal(row, ciphers)
-            for row, found in changed:
-                if not row.sealed:
-                    self._seal(row, ciphers)
-                if found.customer_id is not None:
-                    out.updated_customer_ids.add(found.customer_id)
-            # New records are linked to golden customers by the writer (imports.linking).
-            writer.write(
-                run_id=run.pk,
-                source_id=run.source_id,
-                new=new,
-                changed=changed,
-                unchanged=unchanged,
-                ctx=current_change_context(),
-                now=timezone.now(),
-            )
-        return out
+        return Classified(new, changed, unchanged, out)
+
+    def _write_classified(self, writer: Any, classified: Classified, now: datetime) -> None:  # noqa: ANN401
+        """Write classified rows through ``writer`` (nothing for a dry run)."""
+        if self.run.dry_run:
+            return
+        run = self.run
+        ciphers: dict[str, str] = {}
+        for row in classified.new:
+            if not row.sealed:
+                self._seal(row, ciphers)
+        for row, _found in classified.changed:
+            if not row.sealed:
+                self._seal(row, ciphers)
+        # New records are linked to golden customers by the writer (imports.linking).
+        writer.write(
+            run_id=run.pk,
+            source_id=run.source_id,
+            new=classified.new,
+            changed=classified.changed,
+            unchanged=classified.unchanged,
+            ctx=current_change_context(),
+            now=now,
+        )
 
     def _merge(self, outcomes: list[PartOutcome], wants: dict[str, int]) -> None:
         """The outcomes of a chunk's parts into the run's tally: counts added, and of each

@@ -416,6 +416,7 @@ class PostgresWriter:
         self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
         self._sequences: dict[str, str] = {}
+        self._reserved: dict[str, list[int]] = {}
         # Golden customers and their events are built in SQL from the staged records when
         # that gives what ``customer_row`` gives (see ``customers_sql_possible``).
         self.customers_in_sql = customers_sql_possible(secret_field_names())
@@ -460,9 +461,22 @@ class PostgresWriter:
             )
             return {key: Existing(pk, h, c) for key, pk, h, c in cursor.fetchall()}
 
+    def reserve_ids(self, table: str, ids: list[int]) -> None:
+        """The ids the next allocation for ``table`` hands out, drawn before by ``allocate_ids``:
+        a chunk written by several lanes gets its new ids in file order (``imports.lanes``)."""
+        self._reserved[table] = list(ids)
+
+    def allocate_ids(self, table: str, n: int) -> list[int]:
+        return self._allocate(table, n)
+
     def _allocate(self, table: str, n: int) -> list[int]:
         """``n`` ids from the table's sequence. The sequence is named once: looking it up in
         every ``nextval`` (pg_get_serial_sequence per row) cost 16 µs an id."""
+        reserved = self._reserved.pop(table, None)
+        if reserved is not None:
+            if len(reserved) != n:
+                raise RuntimeError(f"{n} ids of {table} wanted, {len(reserved)} reserved")
+            return reserved
         if not n:
             return []
         with connection.cursor() as cursor:

@@ -89,12 +89,16 @@ def chunks_in_lanes(monkeypatch):  # noqa: ANN001, ANN201
     calls = []
     real = WriteLanes.write_chunk
 
-    def counted(self, parts, write, finish):  # noqa: ANN001, ANN202
+    def counted(self, parts, *steps):  # noqa: ANN001, ANN002, ANN202
         calls.append(len(parts))
-        return real(self, parts, write, finish)
+        return real(self, parts, *steps)
 
     monkeypatch.setattr(WriteLanes, "write_chunk", counted)
     return calls
+
+
+def _written(classified) -> list:  # noqa: ANN001
+    return [*classified.new, *(row for row, _found in classified.changed)]
 
 
 def _backends(settled_at: int | None = None) -> int:
@@ -135,6 +139,11 @@ def test_it_writes_in_lanes_what_one_connection_writes(tmp_path, settings, chunk
     assert one[1]["records"] == three[1]["records"] and one[1]["customers"] == three[1]["customers"] == 180
     assert [h[:2] for h in one[1]["history"]] == [h[:2] for h in three[1]["history"]]
     assert one[2]["records"] == three[2]["records"] and len(one[2]["records"]) == 150
+    # New ids are drawn in file order, as by one connection (real-time matching takes records in id order).
+    by_id = list(SourceRecord.objects.filter(source__code="three").order_by("id").values_list("source_key", flat=True))
+    assert by_id == sorted(by_id)
+    customers = SourceRecord.objects.filter(source__code="three").order_by("customer_id")
+    assert list(customers.values_list("source_key", flat=True)) == by_id
     assert _backends(settled_at=backends) == backends  # every lane's connection was closed
 
 
@@ -152,15 +161,14 @@ def test_a_failing_lane_rolls_the_whole_chunk_back(tmp_path, settings, monkeypat
     settings.CRMHUB_IMPORT_WRITE_LANES = 2
     rows = _rows(60)
     doomed = rows[45][0]  # in the third chunk; one lane writes it, the other lane the rest
-    real = ImportPipeline._write_part
+    real = ImportPipeline._write_classified
 
-    def fails_after_writing(self, writer, part, wants, *, lock_stripes):  # noqa: ANN001, ANN202
-        outcome = real(self, writer, part, wants, lock_stripes=lock_stripes)
-        if any(row.key == doomed for row in part):
+    def fails_after_writing(self, writer, classified, now):  # noqa: ANN001, ANN202
+        real(self, writer, classified, now)
+        if any(row.key == doomed for row in _written(classified)):
             raise DatabaseError("lane lost")
-        return outcome
 
-    monkeypatch.setattr(ImportPipeline, "_write_part", fails_after_writing)
+    monkeypatch.setattr(ImportPipeline, "_write_classified", fails_after_writing)
     backends = _backends()
     run = _run(tmp_path, "failing", rows)
     with pytest.raises(DatabaseError, match="lane lost"):
@@ -181,16 +189,15 @@ def test_a_push_of_a_key_waits_for_the_lane_writing_it(tmp_path, settings, monke
     rows = _rows(6)  # a few keys: most stripes stay free
     key = rows[3][0]
     written, release = threading.Event(), threading.Event()
-    real = ImportPipeline._write_part
+    real = ImportPipeline._write_classified
 
-    def pauses_after_writing(self, writer, part, wants, *, lock_stripes):  # noqa: ANN001, ANN202
-        outcome = real(self, writer, part, wants, lock_stripes=lock_stripes)
-        if any(row.key == key for row in part):
+    def pauses_after_writing(self, writer, classified, now):  # noqa: ANN001, ANN202
+        real(self, writer, classified, now)
+        if any(row.key == key for row in _written(classified)):
             written.set()
             release.wait(60)
-        return outcome
 
-    monkeypatch.setattr(ImportPipeline, "_write_part", pauses_after_writing)
+    monkeypatch.setattr(ImportPipeline, "_write_classified", pauses_after_writing)
     run = _run(tmp_path, "raced", rows)
     source = run.source
     user = django_user_model.objects.create_user(username="bot", password="pw-bot-1")
@@ -291,3 +298,67 @@ def test_two_runs_in_lanes_and_pushes_of_one_source_at_once_finish(tmp_path, set
     assert len(keys) == len(set(keys)) == 450
     created = sum(ImportRun.objects.get(pk=r.pk).created for r in (a, b)) + results["push"]
     assert created == 450 == ImportRunChange.objects.filter(action=ChangeAction.CREATED).count()
+
+
+def test_a_deadlock_through_a_finished_lane_is_detected_not_a_hang(tmp_path, settings, monkeypatch):
+    """A lane that finished waits for the others as a lock wait PostgreSQL sees: a transaction
+    holding a row one lane needs while waiting for a row another (finished) lane wrote is a
+    deadlock the server detects and breaks, instead of three sessions waiting for ever."""
+    settings.CRMHUB_IMPORT_WRITE_LANES = 2
+    first = next(f"D{i}" for i in range(100) if key_stripe(f"D{i}") % 2 == 0)  # lane 0's
+    second = next(f"D{i}" for i in range(100) if key_stripe(f"D{i}") % 2 == 1)  # lane 1's
+    rows = [[key, "王一", "13800138000", "", "", ""] for key in (first, second)]
+    settings.CRMHUB_IMPORT_WRITE_LANES = 1
+    assert _execute(_run(tmp_path, "dl", rows, "a"), chunk_rows=10)
+    settings.CRMHUB_IMPORT_WRITE_LANES = 2
+    changed = [[key, "王二", "13800138000", "", "", ""] for key in (first, second)]
+    run = _run(tmp_path, "dl", changed, "b")
+    first_written = threading.Event()
+    real = ImportPipeline._write_classified
+
+    def signals(self, writer, classified, now):  # noqa: ANN001, ANN202
+        real(self, writer, classified, now)
+        if any(row.key == first for row in _written(classified)):
+            first_written.set()
+
+    monkeypatch.setattr(ImportPipeline, "_write_classified", signals)
+    other = connections.create_connection("default")
+    outcome: dict = {}
+
+    def import_in_thread() -> None:
+        try:
+            outcome["run"] = import_run_execute(run_id=run.pk)
+        finally:
+            connections.close_all()
+
+    importer = threading.Thread(target=import_in_thread)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            # A guard, far above the deadlock check's second: without it a hang would hang the test.
+            cursor.execute("SET LOCAL lock_timeout = '30s'")
+            cursor.execute("SELECT id FROM crmhub_sourcerecord WHERE source_key = %s FOR UPDATE", [second])
+        importer.start()
+        assert first_written.wait(60)
+        # Lane 1 waits for this transaction's row; this transaction now waits for lane 0's row,
+        # and lane 0 (finished) for lane 1.
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT id FROM crmhub_sourcerecord WHERE source_key = %s FOR UPDATE", [first])
+        except DatabaseError as exc:
+            outcome["other"] = str(exc)
+        with other.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+        importer.join(120)
+        assert not importer.is_alive(), "the import hung"
+    finally:
+        other.close()
+        importer.join(120)
+    finished = outcome["run"]
+    broken = [
+        text for text in (outcome.get("other", ""), finished.message if finished.status == RunStatus.FAILED else "")
+    ]
+    assert any("deadlock" in text for text in broken), (outcome, finished.status, finished.message)
+    # Whichever side the server chose, the chunk is whole or absent: never one lane's half.
+    names = set(SourceRecord.objects.filter(source__code="dl").values_list("normalized__full_name", flat=True))
+    assert names == ({"王二"} if finished.status == RunStatus.COMPLETED else {"王一"})
