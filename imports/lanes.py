@@ -11,8 +11,10 @@ the lanes in steps driven by the pipeline's thread (``WriteLanes.write_chunk``):
    other lane opens its own and takes its stripes; each lane also takes its "still writing"
    lock (session level, per run and lane) and the outbox writer lock shared, before writing
    anything.
-2. *write*: every lane classifies and writes its part. When done it releases its "still
-   writing" lock and waits, in PostgreSQL, for those of the other lanes: a lane that finished
+2. *write*: every lane classifies its part (reads only); the pipeline's thread then draws the
+   ids of every new customer and source record of the chunk in file order, as one connection
+   would (``PostgresWriter.reserve_ids``), and every lane writes its part. When done it releases
+   its "still writing" lock and waits, in PostgreSQL, for those of the other lanes: a lane that finished
    waits for the others *as a lock wait the server sees*, so that if a lane still writing
    waits for a row another transaction holds, and that transaction waits for a row a finished
    lane holds, the server detects the deadlock and breaks it, as it would for one connection.
@@ -50,6 +52,18 @@ class LanePart:
 
     rows: list[PreparedRow] = field(default_factory=list)
     stripes: set[int] = field(default_factory=set)
+
+
+def partition(rows: Sequence[PreparedRow], count: int) -> list[LanePart]:
+    """The rows of each of ``count`` lanes, by the stripe of their key (pure: runs in the
+    pipeline's prepare thread)."""
+    parts = [LanePart() for _i in range(count)]
+    for row in rows:
+        stripe = key_stripe(row.key)
+        part = parts[stripe % count]
+        part.rows.append(row)
+        part.stripes.add(stripe)
+    return parts
 
 
 class _Rollback(Exception):
@@ -169,17 +183,6 @@ class WriteLanes:
         self.run_id = run_id
         language = translation.get_language()
         self.lanes = [_Lane(i, language) for i in range(count)]
-
-    def partition(self, rows: Sequence[PreparedRow]) -> list[LanePart]:
-        """The rows of each lane, by the stripe of their key (pure; runs in the prepare thread)."""
-        parts = [LanePart() for _i in range(self.count)]
-        count = self.count
-        for row in rows:
-            stripe = key_stripe(row.key)
-            part = parts[stripe % count]
-            part.rows.append(row)
-            part.stripes.add(stripe)
-        return parts
 
     def write_chunk(
         self,

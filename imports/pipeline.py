@@ -8,10 +8,11 @@ store the rows of the error report, and save progress. Between chunks the run's 
 checked.
 
 A chunk is one transaction on the run's connection, or, on PostgreSQL with more than one write
-lane (``CRMHUB_IMPORT_WRITE_LANES``), one transaction per lane, the rows split between the lanes
-by the stripe of their key and committed together (``imports.lanes``): the database work of a
-run then spreads over several cores. Figures, samples and the error report are the same either
-way: what needs no database is counted here, the lanes' outcomes are merged in row order.
+lane (``CRMHUB_IMPORT_WRITE_LANES``) and at least ``LANE_MIN_ROWS`` rows, one transaction per
+lane, the rows split between the lanes by the stripe of their key and committed together
+(``imports.lanes``): the database work of a run then spreads over several cores. Figures,
+samples, error report and new ids are the same either way: what needs no database is counted
+here, the lanes' outcomes are merged in row order, new ids are drawn here in file order.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from crmhub.models import Customer, FieldDefinition, SourceRecord
 from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_frame
-from imports.constants import CHUNK_ROWS, ISSUES_KEPT, SAMPLES_PER_KIND
-from imports.lanes import LanePart, WriteLanes
+from imports.constants import CHUNK_ROWS, ISSUES_KEPT, LANE_MIN_ROWS, SAMPLES_PER_KIND
+from imports.lanes import LanePart, WriteLanes, partition
 from imports.locks import key_stripe
 from imports.models import ImportRun
 from imports.readers import FileLayout, iter_chunks
@@ -156,6 +157,8 @@ class ImportPipeline:
         # Golden customers whose linked source records this run updated (for survivorship).
         self.updated_customer_ids: set[int] = set()
         self.writer = writer_for_connection()
+        self.lane_count = 1  # see _lane_count
+        self.lanes: WriteLanes | None = None  # opened at the first chunk written in lanes
 
     #
     # Driving
@@ -163,30 +166,37 @@ class ImportPipeline:
 
     def execute(self) -> bool:
         """Process every chunk; False when the run was cancelled midway."""
-        lanes = self._open_lanes()
+        self.lane_count = self._lane_count()
         try:
             if self.chunk_source is not None:
-                return self._execute_chunk_source(self.chunk_source, lanes)
-            with closing(self._prepared_chunks(lanes)) as chunks:
+                return self._execute_chunk_source(self.chunk_source)
+            with closing(self._prepared_chunks()) as chunks:
                 for rows, issues, parts in chunks:
-                    self._write_chunk(lanes, rows, issues, parts)
+                    self._write_chunk(rows, issues, parts)
                     if self._cancelled():
                         return False
             self._save_progress(final=True)
             return True
         finally:
-            if lanes is not None:
-                lanes.close()
+            if self.lanes is not None:
+                self.lanes.close()
+                self.lanes = None
 
-    def _open_lanes(self) -> WriteLanes | None:
-        """Write lanes for this run, or None to write each chunk in one transaction on this
-        thread's connection: on SQLite, for a dry run (nothing written), with one lane
-        configured, and when the caller holds a transaction open (other connections would not
-        see what it has not committed, the run's own row included)."""
+    def _lane_count(self) -> int:
+        """How many write lanes this run's big chunks get; 1 writes every chunk in one
+        transaction on this thread's connection: on SQLite, for a dry run (nothing written), with
+        one lane configured, and when the caller holds a transaction open (other connections
+        would not see what it has not committed, the run's own row included)."""
         count = settings.CRMHUB_IMPORT_WRITE_LANES
         if count <= 1 or self.run.dry_run or connection.vendor != "postgresql" or connection.in_atomic_block:
+            return 1
+        return count
+
+    def _partition(self, rows: list[PreparedRow]) -> list[LanePart] | None:
+        """The chunk's rows split between the write lanes, or None when one connection writes it."""
+        if self.lane_count <= 1 or len(rows) < LANE_MIN_ROWS:
             return None
-        return WriteLanes(count, source_id=self.run.source_id, run_id=self.run.pk)
+        return partition(rows, self.lane_count)
 
     def _cancelled(self) -> bool:
         """Whether the run was asked to stop (its progress is then saved as final)."""
@@ -197,7 +207,6 @@ class ImportPipeline:
 
     def _write_chunk(
         self,
-        lanes: WriteLanes | None,
         rows: list[PreparedRow],
         issues: list[Issue],
         parts: list[LanePart] | None,
@@ -205,7 +214,7 @@ class ImportPipeline:
     ) -> None:
         """Classify and write a chunk, store its error-report rows and save progress; ``after``
         runs last, in the same transaction (the leader lane's, with lanes)."""
-        if lanes is None:
+        if parts is None:
             with transaction.atomic():
                 self.writer.begin_bulk_chunk()
                 self.process(rows, issues)
@@ -233,7 +242,9 @@ class ImportPipeline:
             if after is not None:
                 after()
 
-        lanes.write_chunk(parts, classify, self._new_ids, write, finish)
+        if self.lanes is None:
+            self.lanes = WriteLanes(self.lane_count, source_id=self.run.source_id, run_id=self.run.pk)
+        self.lanes.write_chunk(parts, classify, self._new_ids, write, finish)
 
     def _new_ids(self, parts: list[Classified]) -> list[dict[str, list[int]]]:
         """Ids of the new customers and source records of each lane's part, drawn here in file
@@ -247,7 +258,7 @@ class ImportPipeline:
                 ids[lane][table].append(pk)
         return ids
 
-    def _execute_chunk_source(self, source: ChunkSource, lanes: WriteLanes | None) -> bool:
+    def _execute_chunk_source(self, source: ChunkSource) -> bool:
         """As ``execute``, over a connector's chunks (rows numbered from 1). The next chunk is
         read and prepared ahead as for files when the source tells its position (``pending``,
         the position after the chunk it yielded last): the position read with each chunk is put
@@ -269,7 +280,7 @@ class ImportPipeline:
                 return None
             first, next_row = next_row, next_row + len(frame)
             rows, issues = self.prepare(frame, first)
-            return rows, issues, lanes.partition(rows) if lanes is not None else None, position
+            return rows, issues, self._partition(rows), position
 
         prepared = self._read_ahead(prepare_next) if positioned else iter(prepare_next, None)
         with closing(prepared) if positioned else nullcontext():
@@ -281,15 +292,13 @@ class ImportPipeline:
                             source.pending = position
                         source.chunk_committed()
 
-                self._write_chunk(lanes, rows, issues, parts, committed)
+                self._write_chunk(rows, issues, parts, committed)
                 if self._cancelled():
                     return False
         self._save_progress(final=True)
         return True
 
-    def _prepared_chunks(
-        self, lanes: WriteLanes | None
-    ) -> Iterator[tuple[list[PreparedRow], list[Issue], list[LanePart] | None]]:
+    def _prepared_chunks(self) -> Iterator[tuple[list[PreparedRow], list[Issue], list[LanePart] | None]]:
         """Prepared chunks of the file, in order, read ahead (``_read_ahead``), with their rows
         split between the write lanes."""
         chunks = iter_chunks(self.run.file.path, self.layout, chunksize=self.chunk_rows)
@@ -302,7 +311,7 @@ class ImportPipeline:
                 return None
             first, next_row = next_row, next_row + len(frame)
             rows, issues = self.prepare(frame, first)
-            return rows, issues, lanes.partition(rows) if lanes is not None else None
+            return rows, issues, self._partition(rows)
 
         return self._read_ahead(prepare_next)
 

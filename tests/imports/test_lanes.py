@@ -16,6 +16,7 @@ from django.db import DatabaseError, connection, connections
 from accounts.crypto import unseal_values
 from crmhub.models import ChangeEvent, Customer, SourceRecord
 from crmhub.services import source_get_or_create
+from imports import pipeline
 from imports.choices import ChangeAction, RunStatus
 from imports.lanes import WriteLanes
 from imports.locks import KEY_STRIPES, key_stripe
@@ -81,6 +82,12 @@ def _run_figures(run: ImportRun) -> dict:
         ),
         "events": ChangeEvent.objects.filter(ref=f"import_run:{run.pk}").count(),
     }
+
+
+@pytest.fixture(autouse=True)
+def small_chunks_in_lanes(monkeypatch):  # noqa: ANN001, ANN201
+    """The tests' chunks are small: write them in lanes all the same."""
+    monkeypatch.setattr(pipeline, "LANE_MIN_ROWS", 1)
 
 
 @pytest.fixture
@@ -155,6 +162,16 @@ def test_a_cancelled_run_in_lanes_stops_after_the_chunk(tmp_path, settings, chun
     run.refresh_from_db()
     assert (run.rows_done, run.created, len(chunks_in_lanes)) == (20, 20, 1)
     assert SourceRecord.objects.filter(source__code="cancelled").count() == 20
+
+
+def test_a_small_chunk_is_written_by_the_runs_own_connection(tmp_path, settings, monkeypatch, chunks_in_lanes):
+    settings.CRMHUB_IMPORT_WRITE_LANES = 2
+    monkeypatch.setattr(pipeline, "LANE_MIN_ROWS", 10)
+    run = _run(tmp_path, "small", _rows(15))
+    assert _execute(run, chunk_rows=10)
+    run.refresh_from_db()
+    assert chunks_in_lanes == [2] and (run.rows_done, run.created) == (15, 15)  # 10 rows in lanes, then 5 not
+    assert SourceRecord.objects.filter(source__code="small").count() == 15
 
 
 def test_a_failing_lane_rolls_the_whole_chunk_back(tmp_path, settings, monkeypatch):
