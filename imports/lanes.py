@@ -117,8 +117,9 @@ class _Lane:
     def begin(self, sql: str, params: list[Any]) -> None:
         if self.writer is None:
             self.writer = writer_for_connection()
-        self._atomic = transaction.atomic()
-        self._atomic.__enter__()
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        self._atomic = atomic  # only once entered: ``end`` leaves it
         try:
             self.writer.begin_bulk_chunk()
             with connection.cursor() as cursor:
