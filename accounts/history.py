@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from accounts.crypto import unseal_values
 from accounts.policy import Access, policy_for
 
 # Columns of the golden record that are not personal data, shown to everyone who may see the record.
@@ -27,7 +28,7 @@ def _values(row) -> dict[str, Any]:  # noqa: ANN001
     from crmhub.models import Customer
 
     values = {name: getattr(row, name) for name in Customer.CORE_FIELDS}
-    values.update(row.custom or {})
+    values.update(unseal_values(row.custom or {}))  # secret custom values are stored sealed
     return values
 
 

@@ -22,7 +22,7 @@ from accounts.exports import customer_export_queryset, stream_csv, write_xlsx_by
 from accounts.forms import ApiTokenForm, AuditFilterForm, ExportForm, RevealForm
 from accounts.history import present_customer_history
 from accounts.models import AccessLevel, ApiToken, ExportRequest, ExportStatus
-from accounts.policy import may_edit, policy_for, value_as_text
+from accounts.policy import policy_for, value_as_text
 from accounts.roles import Role, user_roles
 from accounts.selectors import audit_event_list
 from crmhub import selectors
@@ -135,13 +135,13 @@ def customer_history(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("customer-history", pk=customer.pk)
     entries = present_customer_history(request.user, customer)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    from crmhub.editing import EDITABLE_FIELDS
+    from crmhub.editing import editable_fields
 
     context = {
         "customer": customer,
         "page": page,
         # The same one-click restore as the customer page's recent changes, for fields the user may edit.
-        "may_restore": {name for name in EDITABLE_FIELDS if may_edit(request.user, name)},
+        "may_restore": set(editable_fields(request.user)),
         "restore_url": reverse("customer-restore", args=[customer.pk]),
     }
     return render(request, "accounts/customer_history.html", context)

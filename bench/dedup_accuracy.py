@@ -31,10 +31,25 @@ def pairs_within(groups: dict) -> int:
     return sum(n * (n - 1) // 2 for n in Counter(groups.values()).values())
 
 
+def truth(csv_path: Path | None) -> dict[int, int]:
+    """customer id -> person, from the generator's table in the database (or an older CSV)."""
+    from django.db import connection
+
+    if csv_path is not None:
+        with csv_path.open() as handle:
+            return {int(row["customer_id"]): int(row["person"]) for row in csv.DictReader(handle)}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT customer_id, person FROM bench_dedup_truth")
+        return dict(cursor.fetchall())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--no-run", action="store_true")
+    parser.add_argument(
+        "--truth", type=Path, help="CSV of a database generated before the truth was kept in it (customer_id, person)"
+    )
     args = parser.parse_args()
     import django
 
@@ -45,11 +60,9 @@ def main() -> None:
     from dedup.models import MatchCandidate
     from dedup.selectors import survivor_map
 
-    truth_path = ROOT / "var" / "bench" / f"dedup_truth_{args.records}.csv"
-    person = {}
-    with truth_path.open() as handle:
-        for row in csv.DictReader(handle):
-            person[int(row["customer_id"])] = int(row["person"])
+    person = truth(args.truth)
+    if len(person) != args.records:
+        sys.exit(f"the truth holds {len(person)} records, not {args.records}: generate this database again")
     summary = {}
     if not args.no_run:
         out = io.StringIO()

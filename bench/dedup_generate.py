@@ -10,14 +10,15 @@ swapped family/given names and day/month, transposed mobile digits, other e-mail
 negatives: family members sharing a phone and an address, twins (same birth date, phone and
 address), and very common names (张伟, 王芳, 李娜, 刘洋...) given to many different people.
 
-The truth is written to ``var/bench/dedup_truth_<records>.csv`` (customer_id, source_key, person).
+The truth (customer_id, source_key, person) is written into the same database, table
+``bench_dedup_truth``, so that it goes wherever the data goes (a copy of the database made with
+``createdb -T`` carries it) and two databases never share one file.
 Rows are inserted set-based (COPY on PostgreSQL, executemany on SQLite), not object by object.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import io
 import os
@@ -370,7 +371,10 @@ def make_records(people: list[Person], total: int, rng: np.random.Generator) -> 
     return [records[i] for i in order]
 
 
-def write(records: list[tuple[int, dict]], source_code: str, out: Path) -> tuple[int, int]:
+TRUTH_TABLE = "bench_dedup_truth"
+
+
+def write(records: list[tuple[int, dict]], source_code: str) -> tuple[int, int]:
     import django
 
     django.setup()
@@ -475,9 +479,16 @@ def write(records: list[tuple[int, dict]], source_code: str, out: Path) -> tuple
             key = f"B{cid:09d}"
             rec_rows.append([rid, source.pk, key, cid, "{}", "{}", "{}", "", now, now, now])
             truth.append((cid, key, pid))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {TRUTH_TABLE} "
+                "(customer_id bigint PRIMARY KEY, source_key varchar(32) NOT NULL, person integer NOT NULL)"
+            )
+            cursor.execute(f"DELETE FROM {TRUTH_TABLE}")
         if connection.vendor == "postgresql":
             _copy(connection, "crmhub_customer", cust_cols, cust_rows)
             _copy(connection, "crmhub_sourcerecord", rec_cols, rec_rows)
+            _copy(connection, TRUTH_TABLE, ["customer_id", "source_key", "person"], truth)
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT setval(pg_get_serial_sequence('crmhub_customer','id'), "
@@ -499,11 +510,7 @@ def write(records: list[tuple[int, dict]], source_code: str, out: Path) -> tuple
                     f"VALUES ({','.join(['%s'] * len(rec_cols))})",
                     rec_rows,
                 )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as handle:
-        w = csv.writer(handle)
-        w.writerow(["customer_id", "source_key", "person"])
-        w.writerows(truth)
+                cursor.executemany(f"INSERT INTO {TRUTH_TABLE} VALUES (%s, %s, %s)", truth)
     return len(cust_rows), len({t[2] for t in truth})
 
 
@@ -568,11 +575,10 @@ def main() -> None:
     generated = time.monotonic() - started
     if args.reset:
         reset()
-    out = ROOT / "var" / "bench" / f"dedup_truth_{args.records}.csv"
-    written, persons = write(records, args.source, out)
+    written, persons = write(records, args.source)
     print(
         f"generated {len(records)} records of {persons} people in {generated:.1f} s; "
-        f"written in {time.monotonic() - started - generated:.1f} s; truth in {out}"
+        f"written in {time.monotonic() - started - generated:.1f} s; truth in table {TRUTH_TABLE}"
     )
 
 

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.policy import policy_for, value_as_text
 from crmhub.choices import FieldType, Gender
-from crmhub.editing import EDITABLE_FIELDS
+from crmhub.editing import editable_fields
 
 __all__ = ["CustomerEditForm"]
 
@@ -26,7 +26,7 @@ class CustomerEditForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.customer = customer
         policy = policy_for(user)
-        self.editable = [n for n in EDITABLE_FIELDS if n in policy.fields and policy(n) >= 3]
+        self.editable = editable_fields(user)
         self.initial.setdefault("version", customer.version)
         for name in self.editable:
             definition = policy.fields[name]
@@ -35,6 +35,12 @@ class CustomerEditForm(forms.Form):
                 field = forms.ChoiceField(choices=_BOOLEAN_CHOICES, required=False)
             elif name == "gender":
                 field = forms.ChoiceField(choices=[("", "—"), *Gender.choices], required=False)
+            elif definition.choices and definition.field_type != FieldType.TAGS:
+                # The dictionary's allowed values (checked again on save: imports.cleaning.rules).
+                allowed = [str(c) for c in definition.choices]
+                if current and current not in allowed:
+                    allowed.append(current)  # a value from before the list was set stays selectable
+                field = forms.ChoiceField(choices=[("", "—"), *((c, c) for c in allowed)], required=False)
             elif definition.field_type == FieldType.DATE:
                 field = forms.CharField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
             else:

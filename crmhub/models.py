@@ -14,7 +14,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
-from accounts.crypto import EncryptedTextField, blind_index
+from accounts.crypto import CIPHERTEXT_PREFIX, EncryptedTextField, blind_index, unseal_values
 from crmhub.choices import (
     AlertKind,
     AlertStatus,
@@ -98,6 +98,18 @@ class Source(models.Model):
         return f"{self.name} ({self.code})"
 
 
+def validation_pattern_check(pattern: str) -> None:
+    """A field's validation pattern must be a regular expression Python can compile."""
+    import re
+
+    from django.core.exceptions import ValidationError
+
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValidationError(_("Not a valid regular expression: %(error)s"), params={"error": exc}) from exc
+
+
 class FieldDefinition(models.Model):
     """One entry of the data dictionary.
 
@@ -117,11 +129,22 @@ class FieldDefinition(models.Model):
         _("identity key"), default=False, help_text=_("Equal normalized values identify the same person.")
     )
     is_core = models.BooleanField(_("core field"), default=False, editable=False)
-    validation_regex = models.CharField(_("validation pattern"), max_length=300, blank=True)
+    validation_regex = models.CharField(
+        _("validation pattern"),
+        max_length=300,
+        blank=True,
+        validators=[validation_pattern_check],
+        help_text=_("A regular expression every cleaned value must match in full; others are flagged."),
+    )
     synonyms = models.JSONField(
         _("header synonyms"), default=list, blank=True, help_text=_("Column headers that mean this field.")
     )
-    choices = models.JSONField(_("allowed values"), default=list, blank=True)
+    choices = models.JSONField(
+        _("allowed values"),
+        default=list,
+        blank=True,
+        help_text=_("A list of the values this field may take; others are flagged."),
+    )
     sort_order = models.PositiveSmallIntegerField(_("order"), default=100)
     description = models.TextField(_("description"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
@@ -316,10 +339,13 @@ class Customer(models.Model):
         return reverse("customer-detail", args=[self.pk])
 
     def get_value(self, field_name: str):  # noqa: ANN201
-        """A data-dictionary value, core or custom."""
+        """A data-dictionary value, core or custom (a secret custom value is stored sealed)."""
         if field_name in self.CORE_FIELDS:
             return getattr(self, field_name)
-        return self.custom.get(field_name)
+        value = self.custom.get(field_name)
+        if isinstance(value, str) and value.startswith(CIPHERTEXT_PREFIX):
+            return unseal_values({field_name: value})[field_name]
+        return value
 
 
 class SourceRecord(models.Model):

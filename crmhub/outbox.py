@@ -177,6 +177,34 @@ def feed_values(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
 
 
+def event_values(event: ChangeEvent) -> dict[str, Any]:
+    """An event's personal values keyed by data-dictionary name. Writers keep custom-field
+    values under "custom", as ``Customer.custom`` does; consumers get each beside the core
+    fields, so that each is filtered and masked by its own field's policy."""
+    values: dict[str, Any] = {}
+    for key, value in event.data.items():
+        if key.startswith("_"):
+            continue
+        if key == "custom" and isinstance(value, dict):
+            values.update(value)
+        else:
+            values[key] = value
+    return values
+
+
+def event_changed_fields(event: ChangeEvent) -> list[str]:
+    """The event's changed fields by data-dictionary name ("custom" stands for the custom
+    fields its data holds)."""
+    custom = event.data.get("custom")
+    names: list[str] = []
+    for name in event.changed_fields:
+        if name == "custom":
+            names.extend(sorted(custom) if isinstance(custom, dict) else [])
+        else:
+            names.append(name)
+    return names
+
+
 def related_ids(event: ChangeEvent) -> dict[str, Any]:
     """The structural part of an event's data: ids that tie events together (``merged_ids``
     of a survivor, ``merged_into`` of a tombstone, ``restored`` by an unmerge), never

@@ -370,7 +370,7 @@ def _personal_strings(customers: list[Customer], records: list[SourceRecord]) ->
         for name in Customer.CORE_FIELDS:
             if name not in ANONYMIZE_KEEPS:
                 add(getattr(c, name))
-        add(c.custom)
+        add(unseal_values(c.custom))
     for r in records:
         add(unseal_values(r.raw))
         add(unseal_values(r.normalized))

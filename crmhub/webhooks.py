@@ -29,7 +29,7 @@ from django.utils import timezone
 from accounts.policy import Policy, policy_for_role
 from crmhub.choices import DeliveryStatus
 from crmhub.models import ChangeEvent, WebhookDelivery, WebhookSubscription
-from crmhub.outbox import outbox_sequence, related_ids
+from crmhub.outbox import event_changed_fields, event_values, outbox_sequence, related_ids
 
 SIGNATURE_HEADER = "X-Crmhub-Signature"
 TIMESTAMP_HEADER = "X-Crmhub-Timestamp"
@@ -49,13 +49,13 @@ def webhook_payload(subscription: WebhookSubscription, event: ChangeEvent, polic
     from accounts.crypto import unseal_values
 
     policy = policy or policy_for_role(subscription.role)
-    data = unseal_values({k: v for k, v in event.data.items() if not k.startswith("_")})
+    data = unseal_values(event_values(event))
     wanted = set(subscription.fields) if subscription.fields else None
     values = {}
     for name, value in data.items():
         if name in policy.fields and policy(name) > 0 and (wanted is None or name in wanted):
             values[name] = policy.present(name, value)
-    changed = [n for n in event.changed_fields if n in values or (n in policy.fields and policy(n) > 0)]
+    changed = [n for n in event_changed_fields(event) if n in values or (n in policy.fields and policy(n) > 0)]
     return {
         "event_id": str(event.event_id),
         "event_type": event.event_type,

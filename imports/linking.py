@@ -9,12 +9,14 @@ customer's id, with ``created=False``, for records it recognises).
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
 from django.db import models
 
+from accounts.crypto import seal_values, secret_field_names
 from crmhub.choices import ChangeEventType
 from crmhub.models import Customer
 from crmhub.outbox import Change, changes_record_bulk, feed_values
@@ -39,13 +41,18 @@ _CHAR_LIMITS = {
 }
 
 
-def customer_row(normalized: dict[str, Any], flags: dict[str, str]) -> dict[str, Any]:
+def customer_row(
+    normalized: dict[str, Any], flags: dict[str, str], secret: Collection[str] = frozenset()
+) -> dict[str, Any]:
     """Customer attribute values from a record's plaintext normalized values. Flagged values
     stay in the source record only; text longer than a column is cut to fit (the source
-    record keeps it whole)."""
+    record keeps it whole). Custom values of ``secret`` fields are sealed, as everywhere they
+    are stored (the ID number has its encrypted column)."""
     values = customer_values_from_normalized(
         {k: v for k, v in normalized.items() if k not in flags} if flags else normalized
     )
+    if secret and "custom" in values:
+        values["custom"] = seal_values(values["custom"], set(secret))
     for name, value in values.items():
         limit = _CHAR_LIMITS.get(name)
         if limit is not None and isinstance(value, str) and len(value) > limit:
@@ -58,7 +65,8 @@ def link_new_records_to_customers(
     *, records: list[tuple[dict[str, Any], dict[str, str]]], creator: CustomerCreator
 ) -> list[Link]:
     """A Link per new record (``(normalized plaintext, flags)``), in order."""
-    rows = [customer_row(normalized, flags) for normalized, flags in records]
+    secret = secret_field_names()
+    rows = [customer_row(normalized, flags, secret) for normalized, flags in records]
     ids = creator.create_customers(rows)
     # Downstream systems learn of each new golden record through the change feed, in this
     # chunk's transaction.

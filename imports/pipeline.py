@@ -37,6 +37,7 @@ from crmhub.models import Customer, FieldDefinition, SourceRecord
 from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_frame
+from imports.cleaning.rules import dictionary_rules
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, LANE_MIN_ROWS, SAMPLES_PER_KIND
 from imports.lanes import LanePart, WriteLanes, partition
 from imports.locks import key_stripe
@@ -146,6 +147,7 @@ class ImportPipeline:
         self.key_columns: list[str] = list(options.get("key_columns", []))
         self.dayfirst = bool(options.get("dayfirst", False))
         self.field_types = dict(FieldDefinition.objects.values_list("name", "field_type"))
+        self.rules = dictionary_rules()
         self.secret_fields = secret_field_names()
         self.secret_headers = {h for h, f in self.mapping.items() if f in self.secret_fields}
         self.header_of = {f: h for h, f in self.mapping.items()}
@@ -371,7 +373,7 @@ class ImportPipeline:
         fields are built a column at a time (``imports.rows``)."""
         headers = list(frame.columns)
         mapped = {h: f for h, f in self.mapping.items() if h in frame.columns}
-        values, flags = clean_frame(frame, mapped, self.field_types, dayfirst=self.dayfirst)
+        values, flags = clean_frame(frame, mapped, self.field_types, dayfirst=self.dayfirst, rules=self.rules)
         keys = self._keys(frame)
         chunk = ChunkColumns(
             headers,

@@ -46,6 +46,7 @@ from crmhub.models import ChangeEvent, Customer, FieldDefinition, SourceRecord
 from crmhub.outbox import OUTBOX_LOCK_KEY, feed_values
 from imports.choices import ChangeAction, IssueKind
 from imports.cleaning.frame import clean_columns
+from imports.cleaning.rules import FieldRules, rules_from
 from imports.history import history_objects
 from imports.linking import customer_row
 from imports.locks import STRIPE_LOCK_CLASS, key_stripe
@@ -61,6 +62,7 @@ class Definitions:
     field_types: dict[str, str]
     active: frozenset[str]
     secret: frozenset[str]
+    rules: dict[str, FieldRules] = field(default_factory=dict)
 
 
 _definitions: dict[str, Definitions] = {}
@@ -69,8 +71,11 @@ _definitions_lock = threading.Lock()
 
 def definitions_stamp_sql() -> str:
     """A scalar subquery giving a fingerprint of what ``Definitions`` holds; it changes with
-    any change to a field's name, type, sensitivity or active flag, however it was made."""
-    row = "name || ':' || field_type || ':' || sensitivity || ':' || CAST(is_active AS integer)"
+    any change to a field's name, type, sensitivity, active flag or rules, however it was made."""
+    row = (
+        "name || ':' || field_type || ':' || sensitivity || ':' || CAST(is_active AS integer) || ':' || "
+        "validation_regex || ':' || CAST(choices AS text)"
+    )
     table = FieldDefinition._meta.db_table
     if connection.vendor == "postgresql":
         return f"SELECT md5(string_agg({row}, ',' ORDER BY name)) FROM {table}"
@@ -83,11 +88,16 @@ def definitions_for(stamp: str | None) -> Definitions:
     found = _definitions.get(key)
     if found is not None:
         return found
-    rows = list(FieldDefinition.objects.values_list("name", "field_type", "sensitivity", "is_active"))
+    rows = list(
+        FieldDefinition.objects.values_list(
+            "name", "field_type", "sensitivity", "is_active", "validation_regex", "choices"
+        )
+    )
     loaded = Definitions(
-        field_types={n: t for n, t, _s, _a in rows},
-        active=frozenset(n for n, _t, _s, a in rows if a),
-        secret=frozenset(n for n, _t, s, _a in rows if s == Sensitivity.SECRET),
+        field_types={n: t for n, t, _s, _a, _r, _c in rows},
+        active=frozenset(n for n, _t, _s, a, _r, _c in rows if a),
+        secret=frozenset(n for n, _t, s, _a, _r, _c in rows if s == Sensitivity.SECRET),
+        rules=rules_from((n, r, c) for n, _t, _s, a, r, c in rows if a),
     )
     with _definitions_lock:
         _definitions.clear()  # only the current dictionary is worth keeping
@@ -118,7 +128,7 @@ def prepare_one(*, key: str, cells: dict[str, str], mapping: dict[str, str], def
     columns = list(cells)
     mapped = {h: f for h, f in mapping.items() if h in cells}
     frame = pd.DataFrame([[cells[c] for c in columns]], columns=columns, dtype=object)
-    values, flags = clean_columns(frame, mapped, defs.field_types, dayfirst=False)
+    values, flags = clean_columns(frame, mapped, defs.field_types, dayfirst=False, rules=defs.rules)
     raw = {h: v for h, v in cells.items() if v != ""}
     normalized = {n: v[0] for n, v in values.items() if v[0] is not None and v[0] != "" and v[0] != []}
     row_flags = {n: f[0] for n, f in flags.items() if f[0]}
@@ -231,7 +241,7 @@ def _rows_for(
     sr = None
     if found is None:
         customer_id, sr_id = ids
-        values = customer_row(record.normalized, record.flags)
+        values = customer_row(record.normalized, record.flags, defs.secret)
         customer = Customer(pk=customer_id, **values)
         customer.id_number_hash = blind_index(customer.id_number)
         customer.created_at = customer.updated_at = now
@@ -461,7 +471,7 @@ def _store_portable(run, record, defs, header_of, marker):  # noqa: ANN001, ANN2
         if status == "unchanged":
             SourceRecord.objects.filter(pk=found.pk).update(last_seen_at=now)
         elif found is None:
-            values = customer_row(record.normalized, record.flags)
+            values = customer_row(record.normalized, record.flags, defs.secret)
             customer = Customer(**values)
             customer.id_number_hash = blind_index(customer.id_number)
             # bulk_create sends no signals: history is written explicitly, as the batch writers do.

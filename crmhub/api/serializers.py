@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from accounts.policy import present_customer, present_values
 from crmhub.models import ChangeEvent, Customer, Interaction, Source, SourceRecord
-from crmhub.outbox import related_ids
+from crmhub.outbox import event_changed_fields, event_values, related_ids
 
 
 class SourceSerializer(serializers.ModelSerializer):
@@ -123,6 +123,7 @@ class ChangeEventSerializer(serializers.ModelSerializer):
     caller's role; ``related`` holds ids that tie events together (``merged_ids`` of a
     survivor, ``merged_into`` of a tombstone, ``restored`` by an unmerge)."""
 
+    changed_fields = serializers.SerializerMethodField()
     data = serializers.SerializerMethodField()
     related = serializers.SerializerMethodField()
     cursor = serializers.IntegerField(source="position")
@@ -144,8 +145,11 @@ class ChangeEventSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_data(self, event: ChangeEvent) -> dict:
-        values = {k: v for k, v in event.data.items() if not k.startswith("_")}
-        return present_values(self.context["request"].user, values)
+        return present_values(self.context["request"].user, event_values(event))
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_changed_fields(self, event: ChangeEvent) -> list[str]:
+        return event_changed_fields(event)
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_related(self, event: ChangeEvent) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -37,6 +37,7 @@ from imports.cleaning.gender import clean_gender
 from imports.cleaning.identity import _place_known, clean_id_number, resident_id_facts
 from imports.cleaning.misc import clean_boolean, clean_country, clean_number, clean_postcode, clean_tags
 from imports.cleaning.names import clean_name, split_name
+from imports.cleaning.rules import FieldRules, apply_all
 
 # Below this many cells a column is cleaned cell by cell (a pushed record, a preview row).
 SMALL_COLUMN = 64
@@ -314,12 +315,17 @@ def clean_series(series: pd.Series, field_name: str, field_type: str, *, dayfirs
 
 
 def clean_frame(
-    frame: pd.DataFrame, mapping: dict[str, str], field_types: dict[str, str], *, dayfirst: bool = False
+    frame: pd.DataFrame,
+    mapping: dict[str, str],
+    field_types: dict[str, str],
+    *,
+    dayfirst: bool = False,
+    rules: Mapping[str, FieldRules] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Normalized values and flags per data-dictionary field, as object arrays, plus the
     derived fields: family/given name from a full name, province/city/district from an
     address (when the file does not carry them), and the resident ID checked against birth
-    date and gender."""
+    date and gender; last, the admins' own ``rules`` of the fields (``imports.cleaning.rules``)."""
     values: dict[str, np.ndarray] = {}
     flags: dict[str, np.ndarray] = {}
     births: list[str | None] | None = None
@@ -348,6 +354,8 @@ def clean_frame(
             flags[name] = np.full(n, "", dtype=object)
     if "id_number" in values and ("birth_date" in values or "gender" in values):
         _check_id_consistency(values, flags, births)
+    if rules:
+        apply_all(values, flags, rules)
     return values, flags
 
 
@@ -382,8 +390,13 @@ def _check_id_consistency(
 
 
 def clean_columns(
-    frame: pd.DataFrame, mapping: dict[str, str], field_types: dict[str, str], *, dayfirst: bool = False
+    frame: pd.DataFrame,
+    mapping: dict[str, str],
+    field_types: dict[str, str],
+    *,
+    dayfirst: bool = False,
+    rules: Mapping[str, FieldRules] | None = None,
 ) -> tuple[dict[str, list], dict[str, list]]:
     """``clean_frame`` with plain lists (for callers outside the batch pipeline)."""
-    values, flags = clean_frame(frame, mapping, field_types, dayfirst=dayfirst)
+    values, flags = clean_frame(frame, mapping, field_types, dayfirst=dayfirst, rules=rules)
     return {k: v.tolist() for k, v in values.items()}, {k: f.tolist() for k, f in flags.items()}

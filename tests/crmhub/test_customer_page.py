@@ -306,3 +306,21 @@ def test_the_full_history_page_offers_the_same_restore_to_editors_only(client, s
     client.force_login(support)
     html = client.get(f"/customers/{vip.pk}/history/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert restore_forms(html) == []
+
+
+def test_a_custom_field_with_allowed_values_is_edited_from_a_list(client, steward, vip):
+    from crmhub.models import FieldDefinition
+
+    FieldDefinition.objects.create(name="tier", label_en="Tier", label_zh="等级", choices=["gold", "silver"])
+    vip.custom = {"tier": "legacy"}  # set before the list existed: still offered, not lost on save
+    vip.save()
+    html = page(client, steward, vip).content.decode()
+    options = re.search(r'<select name="f_tier"[^>]*>(.*?)</select>', html, re.S).group(1)
+    assert re.findall(r'<option value="([^"]*)"', options) == ["", "gold", "silver", "legacy"]
+    values = edit_form(html)
+    assert values["f_tier"] == "legacy"
+    values.update(f_tier="silver")
+    response = client.post(f"/customers/{vip.pk}/edit/", values, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 302
+    vip.refresh_from_db()
+    assert vip.custom == {"tier": "silver"}

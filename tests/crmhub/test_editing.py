@@ -66,3 +66,44 @@ def test_unchanged_values_write_nothing(steward):
     )
     assert same.version == customer.version
     assert not ChangeEvent.objects.filter(customer_id=customer.pk, event_type=ChangeEventType.UPDATED).exists()
+
+
+def test_custom_fields_are_edited_cleaned_recorded_and_restored(steward):
+    from crmhub.choices import FieldType
+    from crmhub.editing import customer_value_restore
+    from crmhub.models import FieldDefinition
+    from crmhub.outbox import event_changed_fields, event_values
+
+    FieldDefinition.objects.create(name="shoe_size", label_en="Shoe size", label_zh="鞋码", field_type=FieldType.NUMBER)
+    FieldDefinition.objects.create(name="old_code", label_en="Old", label_zh="旧", is_active=False)
+    customer = CustomerFactory(custom={"shoe_size": 40, "note": "kept"})
+    with pytest.raises(ValidationError) as exc:
+        customer_update(
+            customer_id=customer.pk, values={"shoe_size": "big"}, expected_version=customer.version, acting_user=steward
+        )
+    assert "shoe_size" in exc.value.message_dict
+    with pytest.raises(ValidationError, match="cannot be edited"):
+        customer_update(
+            customer_id=customer.pk, values={"old_code": "x"}, expected_version=customer.version, acting_user=steward
+        )
+    updated = customer_update(
+        customer_id=customer.pk, values={"shoe_size": " 42 "}, expected_version=customer.version, acting_user=steward
+    )
+    assert updated.custom == {"shoe_size": 42, "note": "kept"}  # cleaned as a number; other custom values kept
+    event = ChangeEvent.objects.get(customer_id=customer.pk, event_type=ChangeEventType.UPDATED)
+    assert event.changed_fields == ["custom"] and event.data == {"custom": {"shoe_size": 42}}
+    assert event_changed_fields(event) == ["shoe_size"] and event_values(event) == {"shoe_size": 42}
+    first = Customer.history.filter(id=customer.pk).order_by("history_id").first()
+    # Blank removes the value; restoring from history brings the former one back.
+    cleared = customer_update(
+        customer_id=customer.pk, values={"shoe_size": ""}, expected_version=updated.version, acting_user=steward
+    )
+    assert cleared.custom == {"note": "kept"}
+    restored = customer_value_restore(
+        customer_id=customer.pk,
+        history_id=first.history_id,
+        field="shoe_size",
+        expected_version=cleared.version,
+        acting_user=steward,
+    )
+    assert restored.custom == {"shoe_size": 40, "note": "kept"}
