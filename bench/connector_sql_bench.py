@@ -13,8 +13,9 @@ first, not timed), from empty tables again: what a sync costs on top of the pipe
 
 ``--driver`` picks the MariaDB driver through the connector's URL: ``auto`` (``mysql://``: the
 C driver mysqlclient when it is installed, else PyMySQL), ``mysqldb`` or ``pymysql``.
-CPU seconds are given for this process (both threads), its PostgreSQL backend and mariadbd
-(all three on this machine; on a shared machine wall time includes waiting for a core).
+CPU seconds are given for this process (every thread), its PostgreSQL backends (its own
+connection's and, with write lanes, every lane's: ``bench/lane_cpu.py``) and mariadbd (all on this
+machine; on a shared machine wall time includes waiting for a core).
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench.lane_cpu import install, lane_cpu  # noqa: E402
+
+install()
 
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"  # filling and changing the table
 DRIVER_URLS = {
@@ -83,12 +89,13 @@ def fill(rows: int) -> None:
 
 
 def backend_cpu() -> float:
-    """CPU seconds (user + system) of this connection's PostgreSQL backend so far (same machine)."""
+    """CPU seconds (user + system) of this connection's PostgreSQL backend so far (same machine),
+    and of the write lanes' backends that ended so far."""
     with connection.cursor() as c:
         c.execute("SELECT pg_backend_pid()")
         pid = c.fetchone()[0]
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + lane_cpu()
 
 
 def mariadb_cpu() -> float:
@@ -247,7 +254,10 @@ def main() -> None:
     if args.compare_file and not args.file_first:
         compare_file()
 
-    print(f"\nrows {args.rows:,}, page size {args.page_size:,}, driver {driver}")
+    print(
+        f"\nrows {args.rows:,}, page size {args.page_size:,}, driver {driver}, "
+        f"write lanes {settings.CRMHUB_IMPORT_WRITE_LANES}"
+    )
     print("| measurement | rows | wall s | rows/s | CPU s process | CPU s PostgreSQL backend | CPU s mariadbd | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, rows, seconds, cpu, db, maria, load in results:

@@ -6,9 +6,10 @@ and the floor of a plain COPY, measured in the same run.
 
 Each measurement starts from empty tables. Prints a table (and the peak RSS of this process,
 which is the pipeline's: the other two measurements hold nothing in memory). Besides wall time,
-each measurement's CPU seconds are given for this process (CPU py: the pipeline's Python, both
-threads) and for its PostgreSQL backend (CPU db): on a shared machine wall time includes waiting
-for a core, CPU time does not.
+each measurement's CPU seconds are given for this process (CPU py: the pipeline's Python, every
+thread) and for its PostgreSQL backends (CPU db: its own connection's plus, with write lanes
+(``CRMHUB_IMPORT_WRITE_LANES``), every lane's: ``bench/lane_cpu.py``): on a shared machine wall
+time includes waiting for a core, CPU time does not.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
+
+from bench.lane_cpu import install, lane_cpu  # noqa: E402
+
+install()
 
 TABLES = [
     "imports_importrunissue",
@@ -46,12 +52,13 @@ TABLES = [
 
 
 def backend_cpu() -> float:
-    """CPU seconds (user + system) of this connection's PostgreSQL backend so far (same machine)."""
+    """CPU seconds (user + system) of this connection's PostgreSQL backend so far (same machine),
+    and of the write lanes' backends that ended so far."""
     with connection.cursor() as c:
         c.execute("SELECT pg_backend_pid()")
         pid = c.fetchone()[0]
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + lane_cpu()
 
 
 def measured(fn, *args):  # noqa: ANN001, ANN201
@@ -209,7 +216,7 @@ def main() -> None:
     ]:
         print(f"{name:<44} {rows:>9} {secs:>8.1f} {rows / secs:>9.0f} {cpu:>7.1f} {db:>7.1f}")
     print(f"pipeline / set-based time ratio: {p_seconds / s_seconds:.2f}x; peak RSS of the pipeline: {peak_mb:.0f} MB")
-    print(f"load average at the end: {os.getloadavg()}")
+    print(f"write lanes: {settings.CRMHUB_IMPORT_WRITE_LANES}; load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

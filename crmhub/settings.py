@@ -8,6 +8,7 @@ the secrets mandatory.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -324,6 +325,12 @@ LOGGING = {
 # crmhub behaviour
 #
 CRMHUB_IMPORT_MAX_UPLOAD_BYTES = env_int("CRMHUB_IMPORT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+# PostgreSQL connections that write each chunk of an import or sync run at once (imports.pipeline,
+# docs/scaling.md "Write lanes"): one per core the database can spend on it, 1 to write as one
+# connection. Each lane is a connection of its own, so a worker uses up to lanes + 1. SQLite: always 1.
+CRMHUB_IMPORT_WRITE_LANES = env_int("CRMHUB_IMPORT_WRITE_LANES", min(os.cpu_count() or 1, 4))
+if not 1 <= CRMHUB_IMPORT_WRITE_LANES <= 24:
+    raise ImproperlyConfigured("CRMHUB_IMPORT_WRITE_LANES must be between 1 and 24 (imports.locks.KEY_STRIPES)")
 # Connectors and the push API (imports/connectors/)
 CRMHUB_CONNECTOR_STALE_SECONDS = env_int("CRMHUB_CONNECTOR_STALE_SECONDS", 900)
 CRMHUB_CONNECTOR_RETRY_SECONDS = env_int("CRMHUB_CONNECTOR_RETRY_SECONDS", 60)

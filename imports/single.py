@@ -8,9 +8,10 @@ the run's change log, the change-feed event, the error-report row of a flagged v
 the same shared parts (``clean_columns``, ``customer_row``, ``history_objects``, the record
 hash), in few round trips:
 
-* PostgreSQL: one statement takes the source's advisory lock *shared* (batches take it
-  exclusively, so a batch never classifies a key a single push is writing, while single pushes
-  do not queue behind each other), the outbox writer lock, looks the key up and allocates the
+* PostgreSQL: one statement takes the advisory lock of the key's stripe *shared* (batch writers
+  take the stripes of their keys exclusively, so a batch never classifies a key a single push is
+  writing, while single pushes do not queue behind each other: ``imports.locks``), the outbox
+  writer lock, looks the key up and allocates the
   new ids; a second statement writes every row (data-modifying CTEs). Two pushes of one key at
   once are kept apart by the ``(source, source_key)`` unique constraint: the insert is ``ON
   CONFLICT DO NOTHING`` and an update is conditional on the content hash it read, so a push
@@ -48,8 +49,8 @@ from imports.cleaning.frame import clean_columns
 from imports.cleaning.rules import FieldRules, rules_from
 from imports.history import history_objects
 from imports.linking import customer_row
+from imports.locks import STRIPE_LOCK_CLASS, key_stripe
 from imports.models import ImportRun, ImportRunChange, ImportRunIssue
-from imports.writers import SOURCE_LOCK_CLASS
 
 #
 # The data dictionary, cached per process
@@ -361,7 +362,7 @@ def _lookup_postgres(source_id: int, key: str) -> tuple[int, int, int, Found | N
             "sr.id, sr.record_hash, sr.customer_id, sr.raw, sr.normalized, sr.flags, sr.first_seen_at, "
             "sr.source_updated_at "
             "FROM (SELECT 1) AS one LEFT JOIN crmhub_sourcerecord sr ON sr.source_id = %s AND sr.source_key = %s",
-            [SOURCE_LOCK_CLASS, source_id, OUTBOX_LOCK_KEY, source_id, key],
+            [STRIPE_LOCK_CLASS + key_stripe(key), source_id, OUTBOX_LOCK_KEY, source_id, key],
         )
         row = cursor.fetchone()
     _l1, _l2, run_id, customer_id, sr_id, pk, record_hash, owner, raw, normalized, flags, first, updated = row

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,10 +35,9 @@ from imports.linking import (
     link_new_records_to_customers,
     new_customers_sql,
 )
+from imports.locks import source_lock_sql
 from imports.models import ImportRunChange, ImportRunIssue
 
-# Advisory-lock class of a source's writers: batches take it exclusively, single pushes shared (imports.single).
-SOURCE_LOCK_CLASS = 0x637268
 BATCH = 500
 
 
@@ -165,7 +165,7 @@ class PortableWriter:
             batch_size=1000,
         )
 
-    def lock_source(self, source_id: int) -> None:
+    def lock_source(self, source_id: int, stripes: Iterable[int]) -> None:
         """SQLite serialises writers already (IMMEDIATE transactions)."""
 
     def begin_bulk_chunk(self) -> None:
@@ -422,6 +422,7 @@ class PostgresWriter:
         self._customer_copy = _CustomerCopy()
         self._new_customer_ids: list[int] = []
         self._sequences: dict[str, str] = {}
+        self._reserved: dict[str, list[int]] = {}
         # Golden customers and their events are built in SQL from the staged records when
         # that gives what ``customer_row`` gives (see ``customers_sql_possible``).
         self.customers_in_sql = customers_sql_possible(secret_field_names())
@@ -451,10 +452,11 @@ class PostgresWriter:
             # The new customers' values are materialised per chunk: kept in memory, not spilled.
             cursor.execute("SET LOCAL work_mem = '64MB'")
 
-    def lock_source(self, source_id: int) -> None:
-        """One writer per source at a time: classification and upsert see the same rows."""
+    def lock_source(self, source_id: int, stripes: Iterable[int]) -> None:
+        """The source's gate and the stripes of the keys to write, exclusively (``imports.locks``):
+        classification and upsert see the same rows."""
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SOURCE_LOCK_CLASS, source_id])
+            cursor.execute(*source_lock_sql(source_id, stripes, gate=True))
 
     def existing(self, source_id: int, keys: list[str]) -> dict[str, Existing]:
         with connection.cursor() as cursor:
@@ -465,9 +467,22 @@ class PostgresWriter:
             )
             return {key: Existing(pk, h, c) for key, pk, h, c in cursor.fetchall()}
 
+    def reserve_ids(self, table: str, ids: list[int]) -> None:
+        """The ids the next allocation for ``table`` hands out, drawn before by ``allocate_ids``:
+        a chunk written by several lanes gets its new ids in file order (``imports.lanes``)."""
+        self._reserved[table] = list(ids)
+
+    def allocate_ids(self, table: str, n: int) -> list[int]:
+        return self._allocate(table, n)
+
     def _allocate(self, table: str, n: int) -> list[int]:
         """``n`` ids from the table's sequence. The sequence is named once: looking it up in
         every ``nextval`` (pg_get_serial_sequence per row) cost 16 µs an id."""
+        reserved = self._reserved.pop(table, None)
+        if reserved is not None:
+            if len(reserved) != n:
+                raise RuntimeError(f"{n} ids of {table} wanted, {len(reserved)} reserved")
+            return reserved
         if not n:
             return []
         with connection.cursor() as cursor:

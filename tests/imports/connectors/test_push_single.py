@@ -18,9 +18,9 @@ from crmhub.choices import ChangeChannel, Sensitivity
 from crmhub.models import ChangeEvent, Customer, FieldDefinition, SourceRecord
 from imports.choices import ChangeAction, IssueKind, RunKind
 from imports.connectors import push
+from imports.locks import STRIPE_LOCK_CLASS, key_stripe
 from imports.models import ImportRun, ImportRunChange, ImportRunIssue, MappingTemplate, PushRequest
 from imports.services import import_run_rollback
-from imports.writers import SOURCE_LOCK_CLASS
 from tests.conftest import make_user
 from tests.factories import SourceFactory
 from tests.imports.connectors.test_push import api_for, post
@@ -353,7 +353,9 @@ def test_single_pushes_share_the_source_lock_and_wait_for_a_batch(django_user_mo
     try:
         with other.cursor() as cursor:
             cursor.execute("BEGIN")
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [SOURCE_LOCK_CLASS, shop.pk])
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock_shared(%s, %s)", [STRIPE_LOCK_CLASS + key_stripe("S1"), shop.pk]
+            )
         # Another single push in flight holds the lock shared: this one does not wait for it.
         assert post(api_for(user), "shop", {"source_key": "S1"}).status_code == 200
         with other.cursor() as cursor:
@@ -369,7 +371,7 @@ def test_single_pushes_share_the_source_lock_and_wait_for_a_batch(django_user_mo
     def batch_chunk() -> None:
         try:
             with transaction.atomic():
-                writer_for_connection().lock_source(shop.pk)
+                writer_for_connection().lock_source(shop.pk, {key_stripe("S2")})
                 locked.set()
                 release.wait(30)
         finally:
