@@ -196,7 +196,11 @@ class ChunkColumns:
         out = column.copy()
         at = np.flatnonzero(present)
         if len(at):
-            codes, distinct = pd.factorize(column[at], use_na_sentinel=False)
+            cells = column[at]
+            try:
+                codes, distinct = pd.factorize(cells, use_na_sentinel=False)
+            except TypeError:  # lists (a secret tags field): each value as it is, its strings sealed
+                codes, distinct = np.arange(len(cells)), cells
             ciphers = self.ciphers
             todo = [
                 v
@@ -210,28 +214,29 @@ class ChunkColumns:
         return out
 
     def _sealed_texts(
-        self,
-        items: list[tuple[str, np.ndarray, np.ndarray]],
-        secret: set[str],
-        texts: list[str],
-        text: list[bool] | None = None,
+        self, items: list[tuple[str, np.ndarray, np.ndarray]], secret: set[str], texts: list[str]
     ) -> list[str]:
-        """``texts`` with the secret values sealed: rebuilt for the rows that have one (``text``:
-        as for ``object_texts``; sealing keeps a text column text)."""
-        secret_masks = [p for name, _c, p in items if name in secret]
-        if not secret_masks:
-            return texts
-        rows = np.flatnonzero(np.logical_or.reduce(secret_masks))
-        if not len(rows):
-            return texts
-        sealed_items = [
-            (name, self._sealed_column(c.take(rows), p.take(rows)) if name in secret else c.take(rows), p.take(rows))
-            for name, c, p in items
-        ]
-        out = list(texts)
-        for i, sealed in zip(rows.tolist(), object_texts(sealed_items, len(rows), text=text), strict=True):
-            out[i] = sealed
-        return out
+        """``texts`` with the secret values sealed. Only the secret value's place changes: in a
+        row's text, the key's label (``"name":``, with the opening quote) occurs once, as the
+        key (a string value cannot hold an unescaped quote, and after a closing quote comes
+        ``,``, ``:`` or ``}``), and what follows it is the value's JSON text; so that label and
+        value are replaced by the label and the ciphertext's JSON text."""
+        out: list[str] | None = None
+        for name, column, present in items:
+            if name not in secret:
+                continue
+            rows = np.flatnonzero(present)
+            if not len(rows):
+                continue
+            plain = column.take(rows)
+            sealed = self._sealed_column(plain, np.ones(len(rows), dtype=bool))
+            label = encode_basestring(name) + ":"
+            if out is None:
+                out = list(texts)
+            for i, value, ciphertext in zip(rows.tolist(), plain.tolist(), sealed.tolist(), strict=True):
+                if ciphertext is not value:  # a value sealed (not '', not a ciphertext already, a string)
+                    out[i] = out[i].replace(label + encode_basestring(value), label + encode_basestring(ciphertext), 1)
+        return texts if out is None else out
 
     #
     # The rows
@@ -276,8 +281,8 @@ class ChunkColumns:
 
         sealed_raw_json, sealed_normalized_json = raw_json, normalized_json
         if seal:
-            sealed_raw_json = self._sealed_texts(raw_items, self.secret_headers, raw_json, raw_text)
-            sealed_normalized_json = self._sealed_texts(value_items, self.secret_fields, normalized_json, value_text)
+            sealed_raw_json = self._sealed_texts(raw_items, self.secret_headers, raw_json)
+            sealed_normalized_json = self._sealed_texts(value_items, self.secret_fields, normalized_json)
         stage_fields: list[str] | None = None
         if stage:
             # copy_text / copy_json per value only in a column that has something to escape
