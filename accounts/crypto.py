@@ -61,6 +61,7 @@ except (ImportError, AttributeError):  # another version of cryptography: its pu
 @lru_cache(maxsize=8)
 def _primary_parts(raw: str) -> tuple[bytes, algorithms.AES]:
     """The primary Fernet key's signing key and AES key (Fernet: first and second 16 bytes)."""
+    _all_keys(raw)  # the same checks (ValueError when empty)
     secret = next(k.strip() for k in raw.split(",") if k.strip())
     key = _derive(secret, b"crmhub-field-encryption")
     return key[:16], algorithms.AES(key[16:])
