@@ -45,6 +45,15 @@ def encrypt(value: str) -> str:
     return CIPHERTEXT_PREFIX + fernet.encrypt(value.encode()).decode()
 
 
+def encrypt_many(values: list[str]) -> list[str]:
+    """``encrypt`` of each value, the key looked up once for the list. Tokens are made by
+    ``Fernet`` itself: a faster, hand-assembled token maker (AES-CBC + HMAC from the primitives)
+    was measured at about half the CPU per value, a few per cent of an import, and not taken."""
+    _, primary, _ = _all_keys(settings.FIELD_ENCRYPTION_KEY)
+    encrypt_one = primary.encrypt
+    return [CIPHERTEXT_PREFIX + encrypt_one(value.encode()).decode() for value in values]
+
+
 def decrypt(value: str) -> str:
     if not value.startswith(CIPHERTEXT_PREFIX):
         return value  # written before encryption was switched on

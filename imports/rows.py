@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt
+from accounts.crypto import CIPHERTEXT_PREFIX, blind_indexer, encrypt, encrypt_many
 from imports.linking import customer_values_texts
-from imports.writers import PreparedRow, copy_json, copy_text
+from imports.writers import _COPY_SPECIAL, PreparedRow, copy_json, copy_text
 
 # The encoder of the content hash's JSON (``ImportPipeline.prepare`` and ``single.prepare_one``).
 dumps_sorted = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
@@ -40,17 +40,18 @@ def _is_text(column: np.ndarray) -> bool:
     return pd.api.types.infer_dtype(column, skipna=False) in ("string", "empty")
 
 
-def value_texts(column: np.ndarray) -> list[str]:
-    """The JSON text of each value, as the encoder writes it inside an object."""
-    if _is_text(column):
+def value_texts(column: np.ndarray, *, text: bool | None = None) -> list[str]:
+    """The JSON text of each value, as the encoder writes it inside an object (``text``: whether
+    every value is a string, when the caller knows)."""
+    if _is_text(column) if text is None else text:
         return list(map(encode_basestring, column))
     return [encode_basestring(v) if isinstance(v, str) else dumps_sorted(v) for v in column]
 
 
-def present_mask(column: np.ndarray, *, normalized: bool) -> np.ndarray:
+def present_mask(column: np.ndarray, *, normalized: bool, text: bool | None = None) -> np.ndarray:
     """The rows whose value goes into the object: raw cells other than '', normalized values
-    other than None, '' and []."""
-    if _is_text(column):
+    other than None, '' and [] (``text``: whether every value is a string, when known)."""
+    if _is_text(column) if text is None else text:
         return column != ""
     if not normalized:
         return np.fromiter((v != "" for v in column), dtype=bool, count=len(column))
@@ -81,22 +82,28 @@ MEMO_LIMIT = 200_000
 _NEEDS_ESCAPE = re.compile('["\\\\\x00-\x1f]')
 
 
-def object_texts(items: Sequence[tuple[str, np.ndarray, np.ndarray]], n: int) -> list[str]:
+def object_texts(
+    items: Sequence[tuple[str, np.ndarray, np.ndarray]], n: int, *, text: Sequence[bool] | None = None
+) -> list[str]:
     """The JSON text of one object per row, keys sorted: ``items`` are (key, column of values,
-    mask of the rows that have the key).
+    mask of the rows that have the key); ``text``, when the caller knows, says for each item
+    whether its column holds only strings.
 
     Rows that have the same keys share a template (``{"a":"%s","b":%s}``) that is filled per
     row by one ``%`` formatting: a text column that needs no escaping goes in as it is, other
     columns as their JSON texts."""
     slots: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for key, column, present in sorted(items, key=lambda item: item[0]):
+    known = [None] * len(items) if text is None else text
+    for (key, column, present), is_text in sorted(zip(items, known, strict=True), key=lambda item: item[0][0]):
         label = encode_basestring(key).replace("%", "%%") + ":"
-        if _is_text(column) and _NEEDS_ESCAPE.search("".join(column.tolist())) is None:
+        if is_text is None:
+            is_text = _is_text(column)
+        if is_text and _NEEDS_ESCAPE.search("".join(column.tolist())) is None:
             slots.append((label + '"%s"', column, present))
         else:
             texts = np.full(n, "", dtype=object)
             at = np.flatnonzero(present)
-            texts[at] = value_texts(column[at])
+            texts[at] = value_texts(column[at], text=is_text)
             slots.append((label + "%s", texts, present))
     out = np.full(n, "{}", dtype=object)
     if not slots or not n:
@@ -112,9 +119,30 @@ def object_texts(items: Sequence[tuple[str, np.ndarray, np.ndarray]], n: int) ->
         if not present or not len(rows):
             continue
         template = "{" + ",".join(label for label, _c, _p in present) + "}"
-        columns = [column.take(rows) for _l, column, _p in present]
+        columns = [column.take(rows).tolist() for _l, column, _p in present]  # lists: zip walks them faster
         out[rows] = np.fromiter(map(template.__mod__, zip(*columns, strict=True)), dtype=object, count=len(rows))
     return out.tolist()
+
+
+def _has_backslash(text: str) -> bool:
+    return "\\" in text
+
+
+def _copy_column(texts: list[str], escape: Callable[[str], str], needs: Callable[[str], Any]) -> list[str]:
+    """``escape`` of each text, called only when some text of the column ``needs`` it: one
+    search over the column joined by a character that ``needs`` never looks for."""
+    return list(map(escape, texts)) if needs("\x00".join(texts)) else texts
+
+
+def _replace_member(text: str, old: str, new: str) -> str:
+    """``text`` (a compact JSON object) with its member ``old`` (``"key":value``) replaced. A
+    member starts right after ``{`` or ``,``; the same characters inside another key (a raw header
+    may hold an escaped quote) follow a backslash instead, so they are never taken for it."""
+    for opener in ("{", ","):
+        at = text.find(opener + old)
+        if at >= 0:
+            return text[: at + 1] + new + text[at + 1 + len(old) :]
+    raise ValueError("a secret value's member was not found in its record's JSON text")
 
 
 class ChunkColumns:
@@ -180,7 +208,19 @@ class ChunkColumns:
         out = column.copy()
         at = np.flatnonzero(present)
         if len(at):
-            codes, distinct = pd.factorize(column[at], use_na_sentinel=False)
+            cells = column[at]
+            try:
+                codes, distinct = pd.factorize(cells, use_na_sentinel=False)
+            except TypeError:  # lists (a secret tags field): each value as it is, its strings sealed
+                codes, distinct = np.arange(len(cells)), cells
+            ciphers = self.ciphers
+            todo = [
+                v
+                for v in distinct.tolist()
+                if isinstance(v, str) and v and v not in ciphers and not v.startswith(CIPHERTEXT_PREFIX)
+            ]
+            if todo:  # the values not sealed yet, in one batch
+                ciphers.update(zip(todo, encrypt_many(todo), strict=True))
             sealed = np.fromiter((self._sealed_value(v) for v in distinct), dtype=object, count=len(distinct))
             out[at] = sealed.take(codes)
         return out
@@ -188,21 +228,29 @@ class ChunkColumns:
     def _sealed_texts(
         self, items: list[tuple[str, np.ndarray, np.ndarray]], secret: set[str], texts: list[str]
     ) -> list[str]:
-        """``texts`` with the secret values sealed: rebuilt for the rows that have one."""
-        secret_masks = [p for name, _c, p in items if name in secret]
-        if not secret_masks:
-            return texts
-        rows = np.flatnonzero(np.logical_or.reduce(secret_masks))
-        if not len(rows):
-            return texts
-        sealed_items = [
-            (name, self._sealed_column(c.take(rows), p.take(rows)) if name in secret else c.take(rows), p.take(rows))
-            for name, c, p in items
-        ]
-        out = list(texts)
-        for i, text in zip(rows.tolist(), object_texts(sealed_items, len(rows)), strict=True):
-            out[i] = text
-        return out
+        """``texts`` with the secret values sealed. Only the secret value's place changes: in a
+        row's text, the key's label (``"name":``, with the opening quote) occurs once, as the
+        key (a string value cannot hold an unescaped quote, and after a closing quote comes
+        ``,``, ``:`` or ``}``), and what follows it is the value's JSON text; so that label and
+        value are replaced by the label and the ciphertext's JSON text."""
+        out: list[str] | None = None
+        for name, column, present in items:
+            if name not in secret:
+                continue
+            rows = np.flatnonzero(present)
+            if not len(rows):
+                continue
+            plain = column.take(rows)
+            sealed = self._sealed_column(plain, np.ones(len(rows), dtype=bool))
+            label = encode_basestring(name) + ":"
+            if out is None:
+                out = list(texts)
+            for i, value, ciphertext in zip(rows.tolist(), plain.tolist(), sealed.tolist(), strict=True):
+                if ciphertext is not value:  # a value sealed (not '', not a ciphertext already, a string)
+                    out[i] = _replace_member(
+                        out[i], label + encode_basestring(value), label + encode_basestring(ciphertext)
+                    )
+        return texts if out is None else out
 
     #
     # The rows
@@ -225,14 +273,23 @@ class ChunkColumns:
         if not n:
             return []
         at = np.asarray(kept, dtype=np.intp)
-        raw_items = [(h, c.take(at), None) for h, c in zip(self.headers, self.cells, strict=True)]
-        raw_items = [(h, c, present_mask(c, normalized=False)) for h, c, _p in raw_items]
-        value_items = [(name, c.take(at), None) for name, c in zip(self.names, self.values, strict=True)]
-        value_items = [(name, c, present_mask(c, normalized=True)) for name, c, _p in value_items]
-        raw_json = object_texts(raw_items, n)
-        normalized_json = object_texts(value_items, n)
+        # Whether each column holds only strings, found once (pandas infers it in a pass over the column).
+        raw_cells = [c.take(at) for c in self.cells]
+        raw_text = [_is_text(c) for c in raw_cells]
+        raw_items = [
+            (h, c, present_mask(c, normalized=False, text=t))
+            for h, c, t in zip(self.headers, raw_cells, raw_text, strict=True)
+        ]
+        value_cells = [c.take(at) for c in self.values]
+        value_text = [_is_text(c) for c in value_cells]
+        value_items = [
+            (name, c, present_mask(c, normalized=True, text=t))
+            for name, c, t in zip(self.names, value_cells, value_text, strict=True)
+        ]
+        raw_json = object_texts(raw_items, n, text=raw_text)
+        normalized_json = object_texts(value_items, n, text=value_text)
         digest = blind_indexer()
-        hashes = [digest(f"[{r},{v}]") for r, v in zip(raw_json, normalized_json, strict=True)]
+        hashes = list(map(digest, map("[{},{}]".format, raw_json, normalized_json)))
         flag_columns = [f.take(at) for f in self.flags]
         flags, flags_json = self._flags(flag_columns, n)
 
@@ -242,12 +299,15 @@ class ChunkColumns:
             sealed_normalized_json = self._sealed_texts(value_items, self.secret_fields, normalized_json)
         stage_fields: list[str] | None = None
         if stage:
-            stage_fields = [
-                f"{copy_text(key)}\t{copy_json(r)}\t{copy_json(v)}\t{copy_json(f)}\t{h}"
-                for key, r, v, f, h in zip(
-                    (keys[i] for i in kept), sealed_raw_json, sealed_normalized_json, flags_json, hashes, strict=True
-                )
+            # copy_text / copy_json per value only in a column that has something to escape
+            fields = [
+                _copy_column([keys[i] for i in kept], copy_text, _COPY_SPECIAL.search),
+                _copy_column(sealed_raw_json, copy_json, _has_backslash),
+                _copy_column(sealed_normalized_json, copy_json, _has_backslash),
+                _copy_column(flags_json, copy_json, _has_backslash),
+                hashes,
             ]
+            stage_fields = list(map("\t".join, zip(*fields, strict=True)))
         extras_fields = (
             self._customer_extras(extras, kept, value_items, flag_columns, flags, self.extras_memos)
             if extras is not None
@@ -257,11 +317,22 @@ class ChunkColumns:
         rows: list[PreparedRow] = []
         append = rows.append
         for j, i in enumerate(kept):
-            row = PreparedRow(row_numbers[j], keys[i], None, None, flags[j], hashes[j], chunk=self, at=i)
             if seal:
-                row.sealed_raw_json = sealed_raw_json[j]
-                row.sealed_normalized_json = sealed_normalized_json[j]
+                row = PreparedRow(
+                    row_numbers[j],
+                    keys[i],
+                    None,
+                    None,
+                    flags[j],
+                    hashes[j],
+                    sealed_raw_json=sealed_raw_json[j],
+                    sealed_normalized_json=sealed_normalized_json[j],
+                    chunk=self,
+                    at=i,
+                )
                 row.sealed = True
+            else:
+                row = PreparedRow(row_numbers[j], keys[i], None, None, flags[j], hashes[j], chunk=self, at=i)
             if stage_fields is not None:
                 row.stage_fields = stage_fields[j]
             if extras_fields is not None:

@@ -96,24 +96,39 @@ def _all_text(cells: np.ndarray) -> bool:
     return pd.api.types.infer_dtype(cells, skipna=False) in ("string", "empty")
 
 
-def _by_distinct_value(cells: np.ndarray, clean: Callable[[Any], Cleaned], memo: dict | None = None) -> Column:
+_STRINGS = pd.StringDtype("python")
+
+
+def factorize(cells: np.ndarray, *, text: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(cells, use_na_sentinel=False)``: each cell's code and the distinct values
+    in order of first appearance. Cells known to be all strings (``text``) are factorized as a
+    pandas string array, whose hash table reads the text directly: about twice as fast."""
+    if text:
+        codes, distinct = pd.array(cells, dtype=_STRINGS).factorize(use_na_sentinel=False)
+        return codes, distinct.to_numpy(dtype=object)
+    return pd.factorize(cells, use_na_sentinel=False)
+
+
+def _by_distinct_value(
+    cells: np.ndarray, clean: Callable[[Any], Cleaned], memo: dict | None = None, *, text: bool = False
+) -> Column:
     """``clean`` once per distinct value, spread back to the cells by their codes. ``memo``
-    (value → Cleaned) carries the results over to the next chunks."""
+    (value → Cleaned) carries the results over to the next chunks. ``text``: every cell is a string."""
     try:
-        codes, distinct = pd.factorize(cells, use_na_sentinel=False)
+        codes, distinct = factorize(cells, text=text)
     except TypeError:  # unhashable cells (never from the readers)
         return _cell_by_cell(cells, clean)
     if memo is None:
         results = [clean(value) for value in distinct]
     else:
-        results = []
-        for value in distinct:
-            result = memo.get(value)
-            if result is None:
-                result = memo[value] = clean(value)
-            results.append(result)
-    values, flags = _objects([r.value for r in results]), _objects([r.flag for r in results])
-    return Column(values.take(codes), flags.take(codes))
+        values = distinct.tolist()
+        results = list(map(memo.get, values))
+        for j in [j for j, r in enumerate(results) if r is None]:
+            results[j] = memo[values[j]] = clean(values[j])
+    if not results:
+        return Column(np.empty(0, dtype=object), np.empty(0, dtype=object))
+    values, flags = zip(*results, strict=True)  # Cleaned is a (value, flag) tuple
+    return Column(_objects(values).take(codes), _objects(flags).take(codes))
 
 
 # Results of the scalar functions by value, kept from chunk to chunk for the types whose values
@@ -150,7 +165,7 @@ def _patch(column: Column, at: list[int], cells: list, clean: Callable[[Any], Cl
     """Clean ``cells`` (those at positions ``at``) with the scalar function, per distinct value."""
     if not at:
         return
-    rest = _by_distinct_value(_objects(cells), clean)
+    rest = _by_distinct_value(_objects(cells), clean, text=all(isinstance(c, str) for c in cells))
     column.values[at] = rest.values
     column.flags[at] = rest.flags
 
@@ -163,25 +178,37 @@ def _patch(column: Column, at: list[int], cells: list, clean: Callable[[Any], Cl
 def _mobiles(cells: np.ndarray) -> Column:
     """The mainland shapes ('138 0013 8000', '+86-138…', '0086…', '86…') by one regex; the
     rest (landlines, foreign numbers, full-width digits, tabs inside) by ``clean_mobile``."""
-    n = len(cells)
-    values, flags = np.empty(n, dtype=object), np.full(n, "", dtype=object)
+    flags = np.full(len(cells), "", dtype=object)
     match = _FAST_MOBILE.match
     slow_at, slow_cells = [], []
-    for i, cell in enumerate(cells):
-        compact = cell.strip()
-        if not compact.isdigit():
-            compact = compact.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace(".", "")
-        m = match(compact)
-        if m is not None:
-            values[i] = "+86" + m[1]
-        elif cell.strip():
+    texts = cells.tolist()
+    joined = "\n".join(texts)
+    if joined.count("\n") != len(texts) - 1:
+        compacts = [_mobile_compact(cell) for cell in texts]  # a cell holds a line break
+    else:
+        # The separators dropped from the whole column at once: a cell the regex then matches is
+        # digits, '+' and separators only, so it is what stripping and dropping them cell by cell gives.
+        compacts = joined.translate(_MOBILE_SEPARATORS).split("\n")
+    found = ["+86" + m[1] if m is not None else None for m in map(match, compacts)]
+    for i in [i for i, v in enumerate(found) if v is None]:
+        if texts[i].strip():
             slow_at.append(i)
-            slow_cells.append(cell)
+            slow_cells.append(texts[i])
         else:
-            values[i] = ""
-    column = Column(values, flags)
+            found[i] = ""
+    column = Column(_objects(found), flags)
     _patch(column, slow_at, slow_cells, clean_mobile)
     return column
+
+
+_MOBILE_SEPARATORS = str.maketrans("", "", " -().")
+
+
+def _mobile_compact(cell: str) -> str:
+    compact = cell.strip()
+    if not compact.isdigit():
+        compact = compact.replace(" ", "").replace("-", "").replace("(", "").replace(")", "").replace(".", "")
+    return compact
 
 
 def _emails(cells: np.ndarray) -> Column:
@@ -305,7 +332,7 @@ def clean_array(cells: np.ndarray, field_name: str, field_type: str, *, dayfirst
             return _emails(cells)
         if field_type == FieldType.ID_NUMBER:
             return _id_numbers(cells)
-    return _by_distinct_value(cells, clean, _memo(field_name, field_type, dayfirst))
+    return _by_distinct_value(cells, clean, _memo(field_name, field_type, dayfirst), text=True)
 
 
 def clean_series(series: pd.Series, field_name: str, field_type: str, *, dayfirst: bool = False) -> tuple[list, list]:
@@ -339,14 +366,14 @@ def clean_frame(
     n = len(frame)
     if "full_name" in values and "family_name" not in values and "given_name" not in values:
         names = np.where(flags["full_name"] == "", values["full_name"], "")
-        codes, distinct = pd.factorize(names, use_na_sentinel=False)
+        codes, distinct = factorize(names, text=_all_text(names))
         parts = [split_name(name) for name in distinct]
         values["family_name"] = _objects([p[0] for p in parts]).take(codes)
         values["given_name"] = _objects([p[1] for p in parts]).take(codes)
         flags["family_name"] = np.full(n, "", dtype=object)
         flags["given_name"] = np.full(n, "", dtype=object)
     if "address" in values and not ({"province", "city", "district"} & values.keys()):
-        codes, distinct = pd.factorize(values["address"], use_na_sentinel=False)
+        codes, distinct = factorize(values["address"], text=_all_text(values["address"]))
         parts = [split_address(a) if a else ("", "", "") for a in distinct]
         columns = list(zip(*parts, strict=False)) or [(), (), ()]
         for name, part in zip(("province", "city", "district"), columns, strict=False):

@@ -8,7 +8,16 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 
-from accounts.crypto import CIPHERTEXT_PREFIX, blind_index, decrypt, encrypt, seal_values, secret_field_names
+from accounts.crypto import (
+    CIPHERTEXT_PREFIX,
+    blind_index,
+    decrypt,
+    encrypt,
+    encrypt_many,
+    is_current,
+    seal_values,
+    secret_field_names,
+)
 from crmhub import selectors
 from crmhub.models import Customer, SourceRecord
 from tests.factories import CustomerFactory, SourceRecordFactory
@@ -36,6 +45,23 @@ def test_it_round_trips_and_never_stores_plaintext():
     with override_settings(FIELD_ENCRYPTION_KEY="some-other-key"):
         with pytest.raises(ValueError, match="lacks the key"):
             decrypt(token)
+
+
+def test_it_encrypts_many_values_into_fernet_tokens_under_the_primary_key():
+    # every padding length (0-16 bytes of PKCS7), multi-byte text, the empty string
+    values = ["", "x", "11010519491231002X", "a" * 15, "b" * 16, "c" * 17, "身份证 №42", "😀" * 9, "same", "same"]
+    values += [f"{i:0{i % 33}d}" for i in range(40)]
+    with override_settings(FIELD_ENCRYPTION_KEY=f"{NEW},{OLD}"):
+        tokens = encrypt_many(values)
+        assert [decrypt(t) for t in tokens] == values
+        assert all(t.startswith(CIPHERTEXT_PREFIX) and is_current(t) for t in tokens)
+        assert len({t[len(CIPHERTEXT_PREFIX) :] for t in tokens}) == len(values)  # a fresh IV per token
+        assert [len(t) for t in tokens] == [len(encrypt(v)) for v in values]  # Fernet's own token sizes
+    with override_settings(FIELD_ENCRYPTION_KEY=NEW):  # the primary key alone reads them
+        assert [decrypt(t) for t in tokens] == values
+    with override_settings(FIELD_ENCRYPTION_KEY=OLD), pytest.raises(ValueError, match="lacks the key"):
+        decrypt(tokens[2])
+    assert encrypt_many([]) == []
 
 
 def test_it_finds_by_blind_index(steward):

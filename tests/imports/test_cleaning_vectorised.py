@@ -28,7 +28,7 @@ from imports.cleaning import (
     split_address,
     split_name,
 )
-from imports.cleaning.frame import SMALL_COLUMN, clean_array, clean_frame, resident_id_births
+from imports.cleaning.frame import SMALL_COLUMN, clean_array, clean_frame, factorize, resident_id_births
 
 
 def _resident_id(rng: random.Random, *, valid: bool = True) -> str:
@@ -238,6 +238,32 @@ def test_it_cleans_a_column_exactly_as_the_scalar_function_does(field_type, lang
             got = list(zip(column.values.tolist(), column.flags.tolist(), strict=True))
             for cell, mine, theirs in zip(cells, got, expected, strict=True):
                 assert mine == tuple(theirs) and type(mine[0]) is type(theirs[0]), cell
+
+
+@pytest.mark.parametrize("line_breaks", [False, True])
+def test_it_cleans_mobiles_with_or_without_line_breaks_in_the_column_as_the_scalar_function_does(line_breaks):
+    # Without a line break anywhere the column's separators are dropped in one pass over the
+    # column joined by line breaks; a single cell holding one sends the column cell by cell.
+    rng = random.Random(f"mobiles{line_breaks}")
+    pool = [c for c in UGLY[FieldType.MOBILE] if "\n" not in c]
+    pool += ["\t13800138000", "13800138000\u3000", " (138) 0013-8000 ", "1 3 8 0 0 1 3 8 0 0 0", "+86.138-0013.8000"]
+    pool += ["138\t0013 8000", "+(86)13800138000", "--13800138000", "13800138000.", "\x0b13800138000"]
+    cells = [rng.choice(pool) if rng.random() < 0.5 else GENERATED[FieldType.MOBILE](rng) for _ in range(2000)]
+    if line_breaks:
+        cells[rng.randrange(len(cells))] = "13800138000\n"
+    column = clean_array(np.array(cells, dtype=object), "mobile", FieldType.MOBILE)
+    got = list(zip(column.values.tolist(), column.flags.tolist(), strict=True))
+    assert got == [tuple(SCALAR[FieldType.MOBILE](c)) for c in cells]
+
+
+def test_it_factorizes_text_as_pandas_factorizes_objects():
+    rng = random.Random("factorize")
+    pool = ["", " ", "nan", "NaN", "None", "NULL", "<NA>", "张三", "e\u0301", "é", "a\x00b", "😀", "0", "00"]
+    cells = np.array([rng.choice(pool) for _ in range(500)], dtype=object)
+    codes, distinct = factorize(cells, text=True)
+    expected_codes, expected = pd.factorize(cells, use_na_sentinel=False)
+    assert codes.tolist() == expected_codes.tolist()
+    assert distinct.tolist() == expected.tolist() and all(type(v) is str for v in distinct)
 
 
 def test_it_gives_the_flags_in_the_language_of_the_run():

@@ -221,3 +221,52 @@ def test_an_object_column_of_mixed_values_is_encoded_as_json_does():
     texts = object_texts([("b", column, mask), ("a", np.array(["1"] * 10, dtype=object), np.ones(10, dtype=bool))], 10)
     for value, keep, text in zip(column, mask, texts, strict=True):
         assert text == dumps_sorted({"a": "1", **({"b": value} if keep else {})})
+
+
+def test_it_seals_only_the_secret_values_place_in_the_texts():
+    """The sealed texts replace the secret key's value in the plain texts: other keys that end
+    with the secret key's name, values that spell its label, a key with a quote, values already
+    sealed and values that are not text are left as they are."""
+    rng = random.Random(5)
+    n = 300
+    label_lookalike = '"身份证号":"11010519491231002X"'
+    secret_cells = ["11010519491231002X", 'a"b\\c', "", "enc1:not-sealed-again", "😀", "\t", label_lookalike]
+    other_cells = ["11010519491231002X", label_lookalike, '{"身份证号":"x"}', "", 'x"', "\\"]
+    cells = {
+        "身份证号": [rng.choice(secret_cells) for _ in range(n)],
+        "旧身份证号": [rng.choice(other_cells) for _ in range(n)],
+        '身份"证号': [rng.choice(secret_cells) for _ in range(n)],
+        "备注": [rng.choice(other_cells) for _ in range(n)],
+        # not secret, sorted before the secret key, and ends with its label after an escaped quote
+        '旧"身份证号': [rng.choice(secret_cells) for _ in range(n)],
+    }
+    headers = list(cells)
+    tags = np.empty(n, dtype=object)
+    tags[:] = [rng.choice([[], ["vip"], ["a", "b"]]) for _ in range(n)]
+    values = {
+        "id_number": np.array(cells["身份证号"], dtype=object),
+        "tags": tags,
+        "note": np.array(cells["备注"], dtype=object),
+    }
+    flags = {name: np.full(n, "", dtype=object) for name in values}
+    chunk = ChunkColumns(
+        headers,
+        [np.array(cells[h], dtype=object) for h in headers],
+        values,
+        flags,
+        secret_headers={"身份证号", '身份"证号'},
+        secret_fields={"id_number", "tags"},
+    )
+    rows = chunk.prepared_rows(
+        list(range(n)), [f"K{i}" for i in range(n)], list(range(n)), seal=True, stage=False, extras=None
+    )
+    for row in rows:
+        assert row.sealed_raw_json == dumps_sorted(row.sealed_raw)
+        assert row.sealed_normalized_json == dumps_sorted(row.sealed_normalized)
+        for sealed, plain in ((row.sealed_raw, row.raw), (row.sealed_normalized, row.normalized)):
+            assert sealed.keys() == plain.keys()
+            for key, value in plain.items():
+                if key in ("身份证号", '身份"证号', "id_number") and not value.startswith(CIPHERTEXT_PREFIX):
+                    assert sealed[key] != value and decrypt(sealed[key]) == value
+                else:
+                    assert sealed[key] == value
