@@ -179,8 +179,8 @@ def test_a_set_based_merge_writes_awkward_values_exactly_and_undoes_them(people)
 
     source = make_source("pos")
     awkward = {
-        "email": 'o\'b"r\\ien,{x}@qq.com',
-        "address": "成都市\n武侯区\t\"一环路\" {2}, NULL",
+        "email": "o'b\"r\\ien,{x}@qq.com",
+        "address": '成都市\n武侯区\t"一环路" {2}, NULL',
         "company": "NULL",
         "job_title": "\\N",
         "birth_date": "1991-02-03",
