@@ -31,6 +31,7 @@ from dedup.choices import CandidateStatus, MergeOrigin, MergeStatus, PartStage, 
 from dedup.clusters import candidates_touching, clusters_refresh, clusters_refresh_run
 from dedup.features import build_features
 from dedup.models import DedupRun, DedupRunPart, MatchCandidate, MatchRule, Merge
+from dedup.survivorship import int_array
 
 logger = logging.getLogger(__name__)
 
@@ -504,7 +505,7 @@ def _history_insert_select(model, ids: list[int], *, user, attrs: dict) -> None:
         cursor.execute(
             f"INSERT INTO {qn(history._meta.db_table)} ({columns}) SELECT {selected} "  # noqa: S608
             f"FROM {qn(model._meta.db_table)} AS t WHERE t.{qn(model._meta.pk.column)} = ANY(%s::bigint[])",
-            [*extra.values(), list(ids)],
+            [*extra.values(), int_array(ids)],
         )
 
 
@@ -519,8 +520,10 @@ def _move_rows(model, target_of: dict[int, int], *, user, attrs: dict) -> dict[i
             cursor.execute(
                 f"UPDATE {qn(model._meta.db_table)} AS r SET customer_id = v.target "  # noqa: S608
                 "FROM unnest(%s::bigint[], %s::bigint[]) AS v(old, target) WHERE r.customer_id = v.old "
-                "RETURNING r.id, v.old",
-                [list(target_of), list(target_of.values())],
+                # Said twice: the ANY gives the planner the index path; without it the join
+                # read the whole table once per chunk (a hash join), quadratic over a run.
+                "AND r.customer_id = ANY(%s::bigint[]) RETURNING r.id, v.old",
+                [int_array(target_of), int_array(target_of.values()), int_array(target_of)],
             )
             moved = dict(cursor.fetchall())
         _history_insert_select(model, sorted(moved), user=user, attrs=attrs)
@@ -857,7 +860,7 @@ def _merge_chunk(
         survivor_changes[target["id"]] = {name: new_values[name] for name in after_target}
         before = {
             "customers": {str(target["id"]): {**before_target, "version": target["version"]}},
-            "overrides": _json_safe(override_rows.get(members[0], [])),
+            "overrides": _json_safe(override_rows[members[0]]) if members[0] in override_rows else [],
             "source_records": {},
             "interactions": {},
         }
@@ -870,19 +873,7 @@ def _merge_chunk(
             }
             versions[str(other["id"])] = other["version"] + 1
             target_of[other["id"]] = target["id"]
-        merges.append(
-            Merge(
-                survivor_id=target["id"],
-                merged_ids=members[1:],
-                values={},
-                before=before,
-                origin=origin,
-                run=run,
-                note=note,
-                acting_user=None,
-                after={"survivor": after_target, "versions": versions},
-            )
-        )
+        merges.append(_MergeRow(target["id"], members[1:], before, {"survivor": after_target, "versions": versions}))
         # The feed says what the survivor's values became (derived keys are internal).
         shown = {name: value for name, value in survivor_changes[target["id"]].items() if name not in _DERIVED}
         announced.append((target["id"], members[1:], feed_values(shown)))
@@ -895,15 +886,7 @@ def _merge_chunk(
     for moved, key in ((moved_records, "source_records"), (moved_interactions, "interactions")):
         for pk, owner in sorted(moved.items()):
             merge_of[target_of[owner]].before[key][str(pk)] = owner
-    ids_for_merges = _allocate_ids(Merge, len(merges))
-    if ids_for_merges:
-        now_created = timezone.now()
-        for merge, pk in zip(merges, ids_for_merges, strict=True):
-            merge.pk = pk
-            merge.created_at = now_created
-        _copy_objects(Merge, merges, with_pk=True)
-    else:
-        Merge.objects.bulk_create(merges, batch_size=500)
+    _merges_insert(merges, origin=origin, run=run, note=note)
     if overrides:
         _merge_overrides_carry(merges, choices, overrides, run)
     _announce_merges(announced)
@@ -917,6 +900,78 @@ def _merge_chunk(
         )
         return {m.survivor_id: by_survivor[m.survivor_id] for m in merges}
     return {m.survivor_id: m.pk for m in merges}
+
+
+class _MergeRow:
+    """What one batch merge's ``Merge`` row says that its chunk's others do not."""
+
+    __slots__ = ("after", "before", "merged_ids", "pk", "survivor_id")
+
+    def __init__(self, survivor_id: int, merged_ids: list[int], before: dict, after: dict) -> None:
+        self.survivor_id, self.merged_ids, self.before, self.after = survivor_id, merged_ids, before, after
+        self.pk: int | None = None
+
+
+def _merges_insert(merges: list[_MergeRow], *, origin: str, run: DedupRun | None, note: str) -> None:
+    """The chunk's ``Merge`` rows (their ids set on ``merges``). PostgreSQL: ids drawn from the
+    sequence and the rows streamed by COPY as plain tuples — building a model instance per
+    merge and preparing its fields through Django cost more than the COPY itself."""
+    if not merges:
+        return
+    ids = _allocate_ids(Merge, len(merges))
+    if not ids:
+        objs = [
+            Merge(
+                survivor_id=m.survivor_id,
+                merged_ids=m.merged_ids,
+                values={},
+                before=m.before,
+                origin=origin,
+                run=run,
+                note=note,
+                acting_user=None,
+                after=m.after,
+            )
+            for m in merges
+        ]
+        Merge.objects.bulk_create(objs, batch_size=500)
+        for m, obj in zip(merges, objs, strict=True):
+            m.pk = obj.pk
+        return
+    created = timezone.now()
+    run_id = run.pk if run else None
+    # Every column, as Merge(...) with these values and the model's defaults would write it.
+    fixed = {
+        "values": "{}",
+        "origin": origin,
+        "status": MergeStatus.DONE,
+        "run_id": run_id,
+        "note": note,
+        "acting_user_id": None,
+        "created_at": created,
+        "undone_by_id": None,
+        "undone_at": None,
+        "undo_report": "{}",
+    }
+    columns = [f.column for f in Merge._meta.concrete_fields]
+    per_row = {"id", "survivor_id", "merged_ids", "before", "after"}
+    if set(columns) != per_row | set(fixed):  # a new column: refuse rather than write it wrong
+        raise RuntimeError(f"Merge columns changed: {sorted(set(columns) ^ (per_row | set(fixed)))}")
+    dumps = json.JSONEncoder().encode
+    with connection.cursor() as cursor:
+        qn = connection.ops.quote_name
+        with cursor.copy(f"COPY {qn(Merge._meta.db_table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN") as copy:
+            for m, pk in zip(merges, ids, strict=True):
+                m.pk = pk
+                row = {
+                    **fixed,
+                    "id": pk,
+                    "survivor_id": m.survivor_id,
+                    "merged_ids": dumps(m.merged_ids),
+                    "before": dumps(m.before),
+                    "after": dumps(m.after),
+                }
+                copy.write_row([row[c] for c in columns])
 
 
 def _candidates_supersede(merged_away: list[int]) -> None:
@@ -996,34 +1051,48 @@ def _customers_merge_write(
         if target_of:
             cursor.execute(
                 f"UPDATE {table} AS t SET status = %s, merged_into_id = v.target, version = t.version + 1, "  # noqa: S608
-                "updated_at = %s FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, target) WHERE t.id = v.id",
-                [CustomerStatus.MERGED, now, list(target_of), list(target_of.values())],
+                "updated_at = %s FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, target) WHERE t.id = v.id "
+                "AND t.id = ANY(%s::bigint[])",  # the index path (see _move_rows)
+                [CustomerStatus.MERGED, now, int_array(target_of), int_array(target_of.values()), int_array(target_of)],
             )
         if survivor_changes:
-            pks = list(survivor_changes)
+            # One row per survivor as JSON (jsonb_to_recordset): a changed flag and the new
+            # value of each column it changed; a column it keeps reads NULL for both. One
+            # json.dumps of the chunk instead of psycopg adapting two arrays per column.
             changed = sorted({name for changes in survivor_changes.values() for name in changes})
-            arrays: list[list] = [pks]
-            casts = ["bigint[]"]
+            fields = [Customer._meta.get_field(name) for name in changed]
+            rows = []
+            for pk, changes in survivor_changes.items():
+                row: dict[str, object] = {"id": pk}
+                for k, field in enumerate(fields):
+                    if field.name in changes:
+                        row[f"f{k}"] = True
+                        row[f"c{k}"] = _json_column_value(field, changes[field.name])
+                rows.append(row)
             sets = ["version = t.version + 1", "updated_at = %s"]
-            for k, name in enumerate(changed):
-                field = Customer._meta.get_field(name)
-                values = [survivor_changes[pk].get(name, _UNCHANGED) for pk in pks]
-                arrays.append([v is not _UNCHANGED for v in values])
-                arrays.append([None if v is _UNCHANGED else field.get_db_prep_save(v, connection) for v in values])
-                casts += ["boolean[]", _array_type(field)]
+            types = ["id bigint"]
+            for k, field in enumerate(fields):
                 column = qn(field.column)
                 sets.append(f"{column} = CASE WHEN v.f{k} THEN v.c{k} ELSE t.{column} END")
-            names = ["id", *(f"{p}{k}" for k in range(len(changed)) for p in ("f", "c"))]
-            unnest = ", ".join(f"%s::{c}" for c in casts)
+                types += [f"f{k} boolean", f"c{k} {field.db_type(connection)}"]
             cursor.execute(
-                f"UPDATE {table} AS t SET {', '.join(sets)} FROM unnest({unnest}) AS v({', '.join(names)}) "  # noqa: S608
-                "WHERE t.id = v.id",
-                [now, *arrays],
+                f"UPDATE {table} AS t SET {', '.join(sets)} "  # noqa: S608
+                f"FROM jsonb_to_recordset(%s::jsonb) AS v({', '.join(types)}) "
+                "WHERE t.id = v.id AND t.id = ANY(%s::bigint[])",  # the index path (see _move_rows)
+                [now, json.dumps(rows, separators=(",", ":")), int_array(survivor_changes)],
             )
     _history_insert_select(Customer, ids, user=user, attrs=attrs)
 
 
-_UNCHANGED = object()
+def _json_column_value(field, value):  # noqa: ANN001, ANN202
+    """A customer column's new value inside the survivors' JSON rows: what Django would write
+    (secrets sealed), dates as ISO text; JSON columns as the value itself."""
+    from django.db.models import JSONField
+
+    if isinstance(field, JSONField):
+        return value
+    value = field.get_db_prep_save(value, connection)
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 @transaction.atomic

@@ -239,7 +239,15 @@ def _any(qs, column: str, ids: Iterable[int]):  # noqa: ANN001, ANN202
         return qs.filter(**{f"{column}__in": ids})
     table = qs.model._meta.db_table
     col = qs.model._meta.get_field(column).column
-    return qs.extra(where=[f'"{table}"."{col}" = ANY(%s)'], params=[ids])  # noqa: S610 - names from the model
+    # The ids as one bigint[] literal: psycopg's list dumper inspects every element.
+    return qs.extra(where=[f'"{table}"."{col}" = ANY(%s::bigint[])'], params=[int_array(ids)])  # noqa: S610 - names from the model
+
+
+def int_array(ids: Iterable[int]) -> str:
+    """``ids`` (integers) as a PostgreSQL array literal for a ``%s::bigint[]`` parameter: the same
+    array psycopg would send for the list, without its per-element checks (a regex per element:
+    over 10 % of a batch merge's Python time went there)."""
+    return "{" + ",".join(map(str, map(int, ids))) + "}"
 
 
 def _records_for(customer_ids: Iterable[int]) -> list[_Record]:
@@ -464,8 +472,14 @@ def golden_values_choose_many(
         held_by = [(cid, overrides[cid]) for cid in members if cid in overrides]
         values: dict[str, Any] = {}
         origins: dict[str, int] = {}
+        # The records holding each field, in record order (one pass over the records' values
+        # instead of one over the records per field).
+        holding: dict[str, list[_Record]] = {}
+        for r in recs:
+            for name in r.values:
+                holding.setdefault(name, []).append(r)
         for name in CHOSEN_FIELDS:
-            present = [r for r in recs if name in r.values]
+            present = holding.get(name, ())
             if held_by:
                 held = [o[name] for _cid, o in held_by if name in o]
                 if held:

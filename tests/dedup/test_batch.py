@@ -170,6 +170,44 @@ def test_undoing_a_set_based_merge_restores_exactly_the_original_state(people):
     assert Customer.objects.get(pk=people["D2"].pk).merged_into_id == people["D1"].pk
 
 
+@pytest.mark.django_db
+def test_a_set_based_merge_writes_awkward_values_exactly_and_undoes_them(people):
+    """The survivors' new values travel as one JSON document (PostgreSQL) and the merge rows
+    as COPY text: quotes, backslashes, braces, commas, newlines, tabs and non-Latin text, dates,
+    booleans, JSON values and secrets come out as they went in, and undo restores them."""
+    import datetime as dt
+
+    source = make_source("pos")
+    awkward = {
+        "email": "o'b\"r\\ien,{x}@qq.com",
+        "address": '成都市\n武侯区\t"一环路" {2}, NULL',
+        "company": "NULL",
+        "job_title": "\\N",
+        "birth_date": "1991-02-03",
+        "consent_sms": False,
+        "consent_email": True,
+        "id_number": "11010519491231002X",
+        "tags": ["vip", 'a"b', "c,d", "{e}"],
+        "custom": {"size": 40, "note": 'x"y\\z', "nested": {"k": [1, None, "二"]}},
+    }
+    a = add_person(source, "W1", full_name="赵敏", mobile="+8613900000019")
+    b = add_person(source, "W2", full_name="趙敏", mobile="+8613900000019", **awkward)
+    before = _state([a.pk, b.pk])
+    merged = services.customers_merge_many(clusters=[[a.pk, b.pk]])
+    a.refresh_from_db()
+    for name, value in awkward.items():
+        expected = dt.date.fromisoformat(value) if name == "birth_date" else value
+        assert getattr(a, name) == expected, name
+    merge = Merge.objects.get(pk=merged[a.pk])
+    assert merge.merged_ids == [b.pk] and merge.values == {} and merge.undo_report == {}
+    assert (merge.status, merge.origin, merge.acting_user_id) == ("done", "auto", None)
+    assert merge.after["survivor"]["email"] == awkward["email"]
+    assert merge.after["versions"] == {str(a.pk): 2, str(b.pk): 2}
+    assert Customer.history.filter(id=a.pk).first().address == awkward["address"]
+    services.merge_undo(merge=merge)
+    assert _state([a.pk, b.pk])[0] == before[0]
+
+
 def _merge_outcome(clusters):  # noqa: ANN001, ANN202
     """What merging ``clusters`` left, relative to each cluster (ids replaced by positions)."""
     out = []
