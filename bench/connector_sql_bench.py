@@ -41,6 +41,7 @@ from django.db import connection  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench.lane_cpu import install, lane_cpu  # noqa: E402
+from bench.pg_settings import server_settings  # noqa: E402
 
 install()
 
@@ -190,6 +191,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
+    print(server_settings(), flush=True)
     from crmhub.services import field_definitions_sync, source_get_or_create
     from imports.connectors.services import connector_create, connector_run_execute, connector_sync_request
     from imports.connectors.sql import SqlConnector

@@ -34,6 +34,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from bench.lane_cpu import install, lane_cpu  # noqa: E402
+from bench.pg_settings import server_settings  # noqa: E402
 
 install()
 
@@ -198,6 +199,7 @@ def main() -> None:
     path = sys.argv[1]
     if connection.vendor != "postgresql":
         sys.exit("Run the benchmark on PostgreSQL: set DATABASE_URL.")
+    print(server_settings(), flush=True)
     call_command("migrate", verbosity=0)
     reset()
     (p_seconds, p_rows, summary), p_cpu, p_db = measured(pipeline, path)
