@@ -108,7 +108,8 @@ def main() -> None:
         )
         if not args.worker:
             out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out["realtime"] = realtime(args.arrivals)
+    if args.arrivals:
+        out["realtime"] = realtime(args.arrivals)
     out["load_average"] = os.getloadavg()
     print(json.dumps(out))
 
