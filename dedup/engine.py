@@ -91,9 +91,17 @@ def levels_of(config: RuleConfig, features: pd.DataFrame, pairs: np.ndarray) -> 
 
 
 def learn_parameters(
-    config: RuleConfig, features: pd.DataFrame, pairs: np.ndarray, *, em_sample: int = 300_000, seed: int = 11
+    config: RuleConfig,
+    features: pd.DataFrame,
+    pairs: np.ndarray,
+    *,
+    em_sample: int = 300_000,
+    seed: int = 11,
+    levels: np.ndarray | None = None,
 ) -> scoring.Parameters:
-    """u from random pairs and TF from the whole frame; m by EM on (a sample of) the pairs."""
+    """u from random pairs and TF from the whole frame; m by EM on (a sample of) the pairs.
+    ``levels``: the pairs' level matrix when already computed (the sample is then read from
+    it: the same rows, so the same estimates)."""
     u, sampled = scoring.estimate_u(
         config.comparisons, features, samples=config.random_pairs, params=config.comparison_params
     )
@@ -101,12 +109,12 @@ def learn_parameters(
     m = {c.name: list(config.m.get(c.name) or c.default_m) for c in config.comparisons}
     prior, iterations, anchors = 0.05, 0, 0
     if config.learn and len(pairs) >= config.min_pairs_for_em:
-        sample = pairs
+        rows = slice(None)
         if len(pairs) > em_sample:
             rng = np.random.default_rng(seed)
-            sample = pairs[rng.choice(len(pairs), em_sample, replace=False)]
-        levels = levels_of(config, features, sample)
-        m, prior, iterations, anchors = scoring.learn_m(config.comparisons, levels, u)
+            rows = rng.choice(len(pairs), em_sample, replace=False)
+        sample_levels = levels_of(config, features, pairs[rows]) if levels is None else levels[rows]
+        m, prior, iterations, anchors = scoring.learn_m(config.comparisons, sample_levels, u)
     return scoring.Parameters(
         m=m,
         u=u,
@@ -139,9 +147,15 @@ def score_pair_positions(
     pairs: np.ndarray,
     *,
     keep_all: bool = False,
+    levels: np.ndarray | None = None,
 ) -> PairResults:
-    levels = levels_of(config, features, pairs)
-    left = features.iloc[pairs[:, 0]]
+    """Scores and decisions of the pairs (row positions in ``features``); ``levels``: their
+    level matrix when already computed."""
+    if levels is None:
+        levels = levels_of(config, features, pairs)
+    # Only the term-frequency columns of the left records are read.
+    tf_columns = sorted({c.tf_column for c in config.comparisons if c.tf_column and c.name in params.tf})
+    left = features[tf_columns].iloc[pairs[:, 0]]
     scored = scoring.score_pairs(config.comparisons, params, levels, left=left)
     decision = scoring.decide(
         config.comparisons,

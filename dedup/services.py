@@ -1515,14 +1515,12 @@ def _unpack(blob) -> object:  # noqa: ANN001
     return pickle.loads(zlib.decompress(bytes(blob)))  # noqa: S301 - our own rows, written by dedup_run_prepare
 
 
-def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
-    """Load the records, block them into candidate pairs, learn m/u, and cut the pairs into
-    parts (each with the features it needs). Returns the number of parts."""
-    started, cpu_started = time.monotonic(), time.process_time()
-    config = run.rule.config()
-    features = build_features(customer_frame()).reset_index(drop=True)
+def _prepare_inputs(run: DedupRun) -> tuple:
+    """The run's rule, the active customers' features and the candidate pairs (row positions)."""
     from dedup import blocking
 
+    config = run.rule.config()
+    features = build_features(customer_frame()).reset_index(drop=True)
     stats = blocking.BlockingStats()
     pairs = blocking.block_pairs(features, config.blocking_keys, max_block=config.max_block, stats=stats)
     records = len(features)
@@ -1535,6 +1533,14 @@ def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
         mask = features["id"].isin(in_source).to_numpy()
         pairs = pairs[mask[pairs[:, 0]] | mask[pairs[:, 1]]]
         records = int(mask.sum())
+    return config, features, pairs, records, stats
+
+
+def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
+    """Load the records, block them into candidate pairs, learn m/u, and cut the pairs into
+    parts (each with the features it needs). Returns the number of parts."""
+    started, cpu_started = time.monotonic(), time.process_time()
+    config, features, pairs, records, stats = _prepare_inputs(run)
     params = engine.learn_parameters(config, features, pairs)
     t_blocking = time.monotonic() - started
     DedupRunPart.objects.filter(run=run).delete()
@@ -1566,6 +1572,78 @@ def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
     }
     run.save(update_fields=["records", "pairs", "parts_total", "parameters", "stats"])
     return len(parts)
+
+
+def dedup_run_prepare_and_score(*, run: DedupRun, processes: int = 1) -> engine.PairResults:
+    """The inline run's first half, the parts' work done from memory: load and block as
+    ``dedup_run_prepare``, compare every pair (in ``processes`` forked processes, sharing the
+    features), learn m/u — EM reads its sample from those levels instead of comparing it
+    again — and score. Nothing is pickled into parts. Returns the pairs worth keeping, as the
+    scored parts would (same pairs, same order)."""
+    started, cpu_started = time.monotonic(), time.process_time()
+    config, features, pairs, records, stats = _prepare_inputs(run)
+    t_blocking = time.monotonic() - started
+    levels_started = time.monotonic()
+    levels, child_cpu = _levels_in_processes(config, features, pairs, processes)
+    levels_seconds = time.monotonic() - levels_started
+    params = engine.learn_parameters(config, features, pairs, levels=levels)
+    score_started = time.monotonic()
+    res = engine.score_pair_positions(config, params, features, pairs, levels=levels)
+    score_seconds = levels_seconds + time.monotonic() - score_started
+    run.records = records
+    run.pairs = len(pairs)
+    run.parameters = params.to_json()
+    run.stats = {
+        "blocking": {**stats.__dict__},
+        "prepare_seconds": round(time.monotonic() - started - score_seconds, 2),
+        "blocking_seconds": round(t_blocking, 2),
+        "score_seconds": round(score_seconds, 2),
+        "prepare_cpu_seconds": round(time.process_time() - cpu_started, 2),
+        # The comparing processes' CPU (``processes`` > 1), apart from this process's.
+        "score_processes": processes,
+        "score_child_cpu_seconds": round(child_cpu, 2),
+    }
+    run.save(update_fields=["records", "pairs", "parameters", "stats"])
+    return res
+
+
+_LEVELS_INPUT: tuple = ()
+
+
+def _levels_in_processes(config, features: pd.DataFrame, pairs: np.ndarray, processes: int) -> tuple:  # noqa: ANN001
+    """The level matrix of ``pairs``, compared a part (``PART_PAIRS`` pairs) at a time, the parts
+    shared by ``processes`` forked processes (each reads the parent's features: nothing is
+    pickled but the levels coming back). Returns (levels, the children's CPU seconds)."""
+    global _LEVELS_INPUT  # noqa: PLW0603 - read by the forked children
+    size = PART_PAIRS if processes <= 1 else min(PART_PAIRS, max(10_000, -(-len(pairs) // (2 * processes))))
+    slices = [(start, min(start + size, len(pairs))) for start in range(0, len(pairs), size)]
+    if not slices:
+        return np.empty((0, len(config.comparisons)), dtype=np.int8), 0.0
+    if processes <= 1 or len(slices) == 1:
+        return np.concatenate([engine.levels_of(config, features, pairs[a:b]) for a, b in slices]), 0.0
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _LEVELS_INPUT = (config, features, pairs)
+    gc.freeze()  # the children's collector leaves the parent's objects (and their pages) alone
+    try:
+        with ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_forget_inherited_connections,
+        ) as pool:
+            done = list(pool.map(_levels_in_child, slices))
+    finally:
+        gc.unfreeze()
+        _LEVELS_INPUT = ()
+    return np.concatenate([levels for levels, _cpu in done]), sum(cpu for _levels, cpu in done)
+
+
+def _levels_in_child(bounds: tuple[int, int]) -> tuple[np.ndarray, float]:
+    cpu = time.process_time()
+    config, features, pairs = _LEVELS_INPUT
+    levels = engine.levels_of(config, features, pairs[bounds[0] : bounds[1]])
+    return levels, time.process_time() - cpu
 
 
 def _run_params(run: DedupRun):  # noqa: ANN202
@@ -1601,13 +1679,13 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
     return len(results.left)
 
 
-def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
+def dedup_run_finish(*, run: DedupRun, processes: int = 1, scored: engine.PairResults | None = None) -> DedupRun:
     """Gather the parts' pairs, drop remembered rejections and decided pairs, cluster the
     automatic links with the guard, merge each cluster, and queue the rest for review.
     ``processes``: how many processes merge the clusters' chunks (``customers_merge_many``).
     On the workers the same three steps run as tasks: ``dedup_run_cluster``, one
     ``dedup_run_merge_part`` per chunk (any worker), ``dedup_run_complete``."""
-    state = dedup_run_cluster(run=run)
+    state = dedup_run_cluster(run=run, scored=scored)
     merge_stats: dict = {}
     cpu_started = time.process_time()
     with change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}", user=run.created_by):
@@ -1628,19 +1706,26 @@ def _merge_note(run: DedupRun) -> str:
     return f"automatic link by rule {run.rule.name}"
 
 
-def dedup_run_cluster(*, run: DedupRun) -> dict:
-    """The scored parts gathered, decided pairs dropped, automatic links clustered under the
-    guard: what merging and completing the run need (picklable: the workers hand it on)."""
+def dedup_run_cluster(*, run: DedupRun, scored: engine.PairResults | None = None) -> dict:
+    """The scored parts gathered (or ``scored``, the inline run's pairs scored from memory),
+    decided pairs dropped, automatic links clustered under the guard: what merging and
+    completing the run need (picklable: the workers hand it on)."""
     config = run.rule.config()
     params = _run_params(run)
-    chunks = [
-        _unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
-    ]
+    chunks = (
+        []
+        if scored is not None
+        else [_unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)]
+    )
     finish_started, cpu_started = time.monotonic(), time.process_time()
-    score_seconds = round(sum(float(c.pop("seconds", np.zeros(1))[0]) for c in chunks), 2)
-    if chunks:
+    if scored is not None:
+        score_seconds = run.stats.get("score_seconds", 0.0)
+        res = scored
+    elif chunks:
+        score_seconds = round(sum(float(c.pop("seconds", np.zeros(1))[0]) for c in chunks), 2)
         res = engine.PairResults(**{k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
     else:
+        score_seconds = 0.0
         empty = np.empty(0)
         res = engine.PairResults(
             left=empty.astype(np.int64),
@@ -1973,10 +2058,8 @@ def dedup_run_execute_inline(*, run: DedupRun, processes: int = 1) -> DedupRun:
         raise ValidationError(_("Run %(id)s is not queued (it is %(status)s).") % {"id": run.pk, "status": run.status})
     run.refresh_from_db()
     try:
-        dedup_run_prepare(run=run)
-        for part in DedupRunPart.objects.filter(run=run).order_by("number"):
-            dedup_run_score_part(part=part)
-        return dedup_run_finish(run=run, processes=processes)
+        scored = dedup_run_prepare_and_score(run=run, processes=processes)
+        return dedup_run_finish(run=run, processes=processes, scored=scored)
     except Exception as exc:
         dedup_run_fail(run.pk, exc)
         raise
