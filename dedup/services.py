@@ -1712,11 +1712,8 @@ def dedup_run_cluster(*, run: DedupRun, scored: engine.PairResults | None = None
     completing the run need (picklable: the workers hand it on)."""
     config = run.rule.config()
     params = _run_params(run)
-    chunks = (
-        []
-        if scored is not None
-        else [_unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)]
-    )
+    blobs = DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
+    chunks = [] if scored is not None else [_unpack(blob) for blob in blobs]
     finish_started, cpu_started = time.monotonic(), time.process_time()
     if scored is not None:
         score_seconds = run.stats.get("score_seconds", 0.0)

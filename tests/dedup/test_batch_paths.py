@@ -60,9 +60,8 @@ def test_features_per_distinct_value_equal_the_per_row_features():
             row["full_name"] = rng.choice([full, f" {full} ", full.upper()])
         else:
             row["family_name"], row["given_name"] = rng.choice([("欧阳", "娜娜"), ("Smith", "Bill"), ("", "伟")])
-        row["mobile"] = rng.choice(
-            ["+8613800138000", "13800138000", "+86 138-0013-8000", "８６１３８００１３８０００", "+1 (555) 010", "", None]
-        )
+        mobiles = ["+8613800138000", "13800138000", "+86 138-0013-8000", "８６１３８００１３８０００", "+1 (555) 010"]
+        row["mobile"] = rng.choice([*mobiles, "", None])
         row["email"] = rng.choice(["ZW@QQ.com", "nolocal", "", None, " a.b@x.cn "])
         row["birth_date"] = rng.choice(["1985-03-04", "1985-3-4", "", None, "1990-02-30", "2001-12-31T00:00"])
         row["gender"] = rng.choice(["m", "F", "U", "", None, " f "])
@@ -102,9 +101,10 @@ def test_explaining_many_rows_at_once_equals_explaining_them_one_by_one():
     # -0.0 first: every row of that level shows it, as explaining row by row does.
     zeros = np.array([[-0.0] * k, [0.0] * k])
     same = np.ones((2, k), dtype=np.int8)
-    assert engine.Explainer(config, as_json=True).many(same, zeros) == [
-        engine.Explainer(config, as_json=True)(same[0], zeros[0])
-    ] * 2
+    assert (
+        engine.Explainer(config, as_json=True).many(same, zeros)
+        == [engine.Explainer(config, as_json=True)(same[0], zeros[0])] * 2
+    )
 
 
 def _scored_by_parts(run):  # noqa: ANN001, ANN202
