@@ -88,6 +88,8 @@ def main() -> None:
                         "candidates_seconds",
                         "finish_seconds",
                         "prepare_cpu_seconds",
+                        "score_processes",
+                        "score_child_cpu_seconds",
                         "merge_cpu_seconds",
                         "finish_cpu_seconds",
                         "merge_processes",
@@ -99,6 +101,8 @@ def main() -> None:
                 "cpu_seconds_this_process": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
                 # PostgreSQL runs on the same machine: its backend's CPU is part of the cost too.
                 "cpu_seconds_db_backend": _round(db_backend_cpu_seconds(), db_cpu_before),
+                # Processes comparing the pairs (inline, --processes > 1).
+                "cpu_seconds_score_children": run.stats.get("score_child_cpu_seconds", 0.0),
                 # Merging processes (--processes > 1) and their backends.
                 "cpu_seconds_merge_children": run.stats.get("merge_child_cpu_seconds", 0.0),
                 "cpu_seconds_merge_children_db": run.stats.get("merge_child_db_cpu_seconds", 0.0),
@@ -108,7 +112,8 @@ def main() -> None:
         )
         if not args.worker:
             out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out["realtime"] = realtime(args.arrivals)
+    if args.arrivals:
+        out["realtime"] = realtime(args.arrivals)
     out["load_average"] = os.getloadavg()
     print(json.dumps(out))
 

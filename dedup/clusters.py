@@ -195,6 +195,10 @@ def clusters_refresh_run(run) -> int:  # noqa: ANN001
     from dedup.models import Merge
 
     model = _model()
+    if Merge.objects.filter(run=run).count() > REBUILD_ABOVE:
+        # Each merge has its own survivor: more customers than that to refresh around, so
+        # ``clusters_refresh`` would rebuild — without reading ~10⁶ candidates and merged ids.
+        return clusters_rebuild()
     ids: set[int] = set()
     for left, right in model.objects.filter(run=run).values_list("left_id", "right_id").iterator(chunk_size=5000):
         ids |= {left, right}

@@ -91,9 +91,17 @@ def levels_of(config: RuleConfig, features: pd.DataFrame, pairs: np.ndarray) -> 
 
 
 def learn_parameters(
-    config: RuleConfig, features: pd.DataFrame, pairs: np.ndarray, *, em_sample: int = 300_000, seed: int = 11
+    config: RuleConfig,
+    features: pd.DataFrame,
+    pairs: np.ndarray,
+    *,
+    em_sample: int = 300_000,
+    seed: int = 11,
+    levels: np.ndarray | None = None,
 ) -> scoring.Parameters:
-    """u from random pairs and TF from the whole frame; m by EM on (a sample of) the pairs."""
+    """u from random pairs and TF from the whole frame; m by EM on (a sample of) the pairs.
+    ``levels``: the pairs' level matrix when already computed (the sample is then read from
+    it: the same rows, so the same estimates)."""
     u, sampled = scoring.estimate_u(
         config.comparisons, features, samples=config.random_pairs, params=config.comparison_params
     )
@@ -101,12 +109,12 @@ def learn_parameters(
     m = {c.name: list(config.m.get(c.name) or c.default_m) for c in config.comparisons}
     prior, iterations, anchors = 0.05, 0, 0
     if config.learn and len(pairs) >= config.min_pairs_for_em:
-        sample = pairs
+        rows = slice(None)
         if len(pairs) > em_sample:
             rng = np.random.default_rng(seed)
-            sample = pairs[rng.choice(len(pairs), em_sample, replace=False)]
-        levels = levels_of(config, features, sample)
-        m, prior, iterations, anchors = scoring.learn_m(config.comparisons, levels, u)
+            rows = rng.choice(len(pairs), em_sample, replace=False)
+        sample_levels = levels_of(config, features, pairs[rows]) if levels is None else levels[rows]
+        m, prior, iterations, anchors = scoring.learn_m(config.comparisons, sample_levels, u)
     return scoring.Parameters(
         m=m,
         u=u,
@@ -139,9 +147,15 @@ def score_pair_positions(
     pairs: np.ndarray,
     *,
     keep_all: bool = False,
+    levels: np.ndarray | None = None,
 ) -> PairResults:
-    levels = levels_of(config, features, pairs)
-    left = features.iloc[pairs[:, 0]]
+    """Scores and decisions of the pairs (row positions in ``features``); ``levels``: their
+    level matrix when already computed."""
+    if levels is None:
+        levels = levels_of(config, features, pairs)
+    # Only the term-frequency columns of the left records are read.
+    tf_columns = sorted({c.tf_column for c in config.comparisons if c.tf_column and c.name in params.tf})
+    left = features[tf_columns].iloc[pairs[:, 0]]
     scored = scoring.score_pairs(config.comparisons, params, levels, left=left)
     decision = scoring.decide(
         config.comparisons,
@@ -190,22 +204,52 @@ class Explainer:
         self.cache: dict[tuple[int, int, float], object] = {}
 
     def __call__(self, levels_row: np.ndarray, contributions_row: np.ndarray) -> list[dict] | str:
-        parts = []
-        for k, (level, weight) in enumerate(zip(levels_row.tolist(), contributions_row.tolist(), strict=True)):
-            key = (k, level, round(weight, 2))
-            part = self.cache.get(key)
-            if part is None:
-                comparison = self.config.comparisons[k]
-                part = {
-                    "comparison": comparison.name,
-                    "fields": list(comparison.fields),
-                    "level": "missing" if level == 0 else comparison.levels[level - 1],
-                    "weight": key[2],
-                }
-                part = json.dumps(part, ensure_ascii=False) if self.as_json else part
-                self.cache[key] = part
-            parts.append(part)
+        parts = [
+            self._entry(k, level, weight)
+            for k, (level, weight) in enumerate(zip(levels_row.tolist(), contributions_row.tolist(), strict=True))
+        ]
         return "[" + ", ".join(parts) + "]" if self.as_json else [dict(p) for p in parts]
+
+    def many(self, levels: np.ndarray, contributions: np.ndarray) -> list:
+        """``self(levels[i], contributions[i])`` for every row, each comparison's entry built
+        once per distinct key of the cache (level, weight rounded) in its column and each
+        row's text joined from them: a batch run writes ~400k candidates at 1M records.
+        Entries are made in the order of their first row, so the cache ends as explaining row
+        by row leaves it (-0.0 and 0.0 are one key: the first one seen is the one printed)."""
+        n = len(levels)
+        if n == 0:
+            return []
+        positions = np.arange(n)
+        entries = []
+        for k in range(levels.shape[1]):
+            weight_codes, weights = pd.factorize(contributions[:, k])
+            rounded_codes, _rounded = pd.factorize(np.array([round(w, 2) for w in weights.tolist()], dtype=np.float64))
+            level = levels[:, k].astype(np.int64)
+            codes, _keys = pd.factorize(rounded_codes[weight_codes] * (int(level.max()) + 1) + level)
+            first = np.empty(len(_keys), dtype=np.int64)
+            first[codes[::-1]] = positions[::-1]  # each key's first row
+            column = np.array(
+                [self._entry(k, int(levels[f, k]), float(contributions[f, k])) for f in first.tolist()], dtype=object
+            )
+            entries.append(column[codes].tolist())
+        if self.as_json:
+            return ["[" + ", ".join(parts) + "]" for parts in zip(*entries, strict=True)]
+        return [[dict(p) for p in parts] for parts in zip(*entries, strict=True)]
+
+    def _entry(self, k: int, level: int, weight: float) -> object:
+        key = (k, level, round(weight, 2))
+        part = self.cache.get(key)
+        if part is None:
+            comparison = self.config.comparisons[k]
+            part = {
+                "comparison": comparison.name,
+                "fields": list(comparison.fields),
+                "level": "missing" if level == 0 else comparison.levels[level - 1],
+                "weight": key[2],
+            }
+            part = json.dumps(part, ensure_ascii=False) if self.as_json else part
+            self.cache[key] = part
+        return part
 
 
 def differ_function(config: RuleConfig, params: scoring.Parameters, features: pd.DataFrame):  # noqa: ANN201
@@ -257,9 +301,21 @@ def run_in_memory(config: RuleConfig, features: pd.DataFrame) -> BatchOutcome:
     )
 
 
+GUARDED_COMPONENT = 200  # components up to this size have their member pairs checked
+
+
+def guarded_ids(results: PairResults) -> set[int]:
+    """The records whose features the clustering guard reads: members of the automatic links'
+    components of more than two records (a component of two is accepted as it is)."""
+    link_idx = np.flatnonzero(results.action == 2)
+    links = list(zip(results.left[link_idx].tolist(), results.right[link_idx].tolist(), strict=True))
+    return {m for members in clustering.components(links) if 2 < len(members) <= GUARDED_COMPONENT for m in members}
+
+
 def cluster_links(
     config: RuleConfig, params: scoring.Parameters, features: pd.DataFrame, results: PairResults
 ) -> tuple[list[list[int]], list[int], int, int]:
+    """``features`` must hold at least the records of ``guarded_ids(results)``."""
     link_idx = np.flatnonzero(results.action == 2)
     links = list(zip(results.left[link_idx].tolist(), results.right[link_idx].tolist(), strict=True))
     # Which member pairs of multi-record components clearly differ: scored in one vectorised
@@ -268,7 +324,7 @@ def cluster_links(
     member_pairs = [
         (a, b)
         for members in components
-        if 2 < len(members) <= 200
+        if 2 < len(members) <= GUARDED_COMPONENT
         for i, a in enumerate(members)
         for b in members[i + 1 :]
     ]

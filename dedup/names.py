@@ -104,30 +104,105 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text or ""))
 
 
-@lru_cache(maxsize=200_000)
-def fold(text: str) -> str:
-    """NFKC, traditional→simplified, lower case, punctuation dropped, spaces collapsed.
-    Chinese names lose their inner spaces and middle dots (张 伟, 阿卜杜·热合曼)."""
-    if not text:
-        return ""
-    text = unicodedata.normalize("NFKC", text).strip()
-    if has_cjk(text):
-        return _CJK_SEPARATORS.sub("", _T2S.convert(text))
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return _SPACES.sub(" ", _NOT_WORD.sub(" ", text.lower())).strip()
+class Names:
+    """The name derivations, each memoised by ``cache`` (a decorator). The module's functions
+    below are one shared instance with bounded LRU caches (real time: a few names per call);
+    a batch makes its own with unbounded ones (``Names.batch()``), so that each distinct
+    name and its parts are folded and read once however many there are, without evicting and
+    recomputing past an LRU's bound, and the tables go when the batch is done."""
 
+    def __init__(self, cache) -> None:  # noqa: ANN001
+        self.fold = cache(self._fold)
+        self.pinyin = cache(self._pinyin)
+        self.split_chinese = cache(self._split_chinese)
+        self.western_key = cache(self._western_key)
+        self.name_key = cache(self._name_key)
+        self.family_key = cache(self._family_key)
+        self.given_key = cache(self._given_key)
+        self.swapped_name = cache(self._swapped_name)
 
-@lru_cache(maxsize=200_000)
-def pinyin(text: str) -> str:
-    """Toneless pinyin of a folded name, syllables joined ('zhangwei'); '' for non-Chinese."""
-    text = fold(text)
-    if not text or not has_cjk(text):
-        return ""
-    if _HANS.match(text) and not _holds_phrase(text):
-        # No phrase of pypinyin's dictionary inside: pypinyin would read the characters one by
-        # one, so their cached readings give its answer ~10x faster (a test holds them equal).
-        return "".join(_char_pinyin(c) for c in text)
-    return "".join(lazy_pinyin(text, style=Style.NORMAL, errors="ignore"))
+    @classmethod
+    def batch(cls) -> Names:
+        return cls(lru_cache(maxsize=None))
+
+    @staticmethod
+    def _fold(text: str) -> str:
+        if not text:
+            return ""
+        text = unicodedata.normalize("NFKC", text).strip()
+        if has_cjk(text):
+            return _CJK_SEPARATORS.sub("", _T2S.convert(text))
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        return _SPACES.sub(" ", _NOT_WORD.sub(" ", text.lower())).strip()
+
+    def _pinyin(self, text: str) -> str:
+        text = self.fold(text)
+        if not text or not has_cjk(text):
+            return ""
+        if _HANS.match(text) and not _holds_phrase(text):
+            # No phrase of pypinyin's dictionary inside: pypinyin would read the characters one
+            # by one, so their cached readings give its answer ~10x faster (a test holds them equal).
+            return "".join(_char_pinyin(c) for c in text)
+        return "".join(lazy_pinyin(text, style=Style.NORMAL, errors="ignore"))
+
+    def _split_chinese(self, full: str) -> tuple[str, str]:
+        full = self.fold(full)
+        if len(full) < 2:
+            return full, ""
+        if full[:2] in COMPOUND_SURNAMES and len(full) > 2:
+            return full[:2], full[2:]
+        return full[:1], full[1:]
+
+    def _western_key(self, text: str) -> str:
+        tokens = self.fold(text).split()
+        return " ".join(sorted(canonical_given(t) for t in tokens))
+
+    def _name_key(self, text: str) -> str:
+        return self.pinyin(text) if has_cjk(text) else self.western_key(text)
+
+    def _family_key(self, full_name: str, family_name: str = "") -> str:
+        family = self.fold(family_name)
+        if not family:
+            full = self.fold(full_name)
+            if not full:
+                return ""
+            if has_cjk(full):
+                family = self.split_chinese(full)[0]
+            else:
+                tokens = full.split()
+                family = tokens[-1] if len(tokens) > 1 else ""
+        if has_cjk(family):
+            return self.pinyin(family)
+        return family
+
+    def _given_key(self, full_name: str, given_name: str = "", family_name: str = "") -> str:
+        given = self.fold(given_name)
+        if not given:
+            full = self.fold(full_name)
+            if not full:
+                return ""
+            if has_cjk(full):
+                fam = self.fold(family_name)
+                given = full[len(fam) :] if fam and full.startswith(fam) else self.split_chinese(full)[1]
+            else:
+                tokens = full.split()
+                given = tokens[0] if len(tokens) > 1 else full
+        if has_cjk(given):
+            return self.pinyin(given)
+        return canonical_given(given.split()[0]) if given else ""
+
+    def _swapped_name(self, full_name: str, family_name: str = "", given_name: str = "") -> str:
+        full = self.fold(full_name)
+        if not full:
+            return ""
+        if has_cjk(full):
+            fam = self.fold(family_name)
+            if fam and full.startswith(fam):
+                return full[len(fam) :] + fam
+            family, given = self.split_chinese(full)
+            return given + family
+        tokens = full.split()
+        return " ".join(tokens[1:] + tokens[:1]) if len(tokens) > 1 else full
 
 
 @lru_cache(maxsize=50_000)
@@ -142,86 +217,30 @@ def _holds_phrase(text: str) -> bool:
     return any(text[i:j] in PHRASES_DICT for i in range(n - 1) for j in range(i + 2, n + 1))
 
 
-@lru_cache(maxsize=200_000)
-def split_chinese(full: str) -> tuple[str, str]:
-    """(family, given) of a folded Chinese full name, compound surnames included."""
-    full = fold(full)
-    if len(full) < 2:
-        return full, ""
-    if full[:2] in COMPOUND_SURNAMES and len(full) > 2:
-        return full[:2], full[2:]
-    return full[:1], full[1:]
-
-
 def canonical_given(token: str) -> str:
     return NICKNAMES.get(token, token)
 
 
-@lru_cache(maxsize=200_000)
-def western_key(text: str) -> str:
-    """Folded Western name with given-name nicknames canonicalised and tokens sorted, so that
-    'Bill Smith', 'Smith, William' and 'william smith' share one key."""
-    tokens = fold(text).split()
-    return " ".join(sorted(canonical_given(t) for t in tokens))
+_SHARED = Names(lru_cache(maxsize=200_000))
 
-
-@lru_cache(maxsize=200_000)
-def name_key(text: str) -> str:
-    """The sound-alike key of a name: pinyin for Chinese names, western_key otherwise."""
-    return pinyin(text) if has_cjk(text) else western_key(text)
-
-
-@lru_cache(maxsize=200_000)
-def family_key(full_name: str, family_name: str = "") -> str:
-    """Pinyin (Chinese) or folded (Western) family name, from the family-name column when
-    known, else derived from the full name (Chinese: first character or compound surname;
-    Western: last token)."""
-    family = fold(family_name)
-    if not family:
-        full = fold(full_name)
-        if not full:
-            return ""
-        if has_cjk(full):
-            family = split_chinese(full)[0]
-        else:
-            tokens = full.split()
-            family = tokens[-1] if len(tokens) > 1 else ""
-    if has_cjk(family):
-        return pinyin(family)
-    return family
-
-
-@lru_cache(maxsize=200_000)
-def given_key(full_name: str, given_name: str = "", family_name: str = "") -> str:
-    given = fold(given_name)
-    if not given:
-        full = fold(full_name)
-        if not full:
-            return ""
-        if has_cjk(full):
-            fam = fold(family_name)
-            given = full[len(fam) :] if fam and full.startswith(fam) else split_chinese(full)[1]
-        else:
-            tokens = full.split()
-            given = tokens[0] if len(tokens) > 1 else full
-    if has_cjk(given):
-        return pinyin(given)
-    return canonical_given(given.split()[0]) if given else ""
-
-
-@lru_cache(maxsize=200_000)
-def swapped_name(full_name: str, family_name: str = "", given_name: str = "") -> str:
-    """The folded name with family and given parts swapped (伟张 for 张伟, 'smith john' for
-    'john smith'): equal to the other record's folded name when one system wrote them the
-    other way round."""
-    full = fold(full_name)
-    if not full:
-        return ""
-    if has_cjk(full):
-        fam = fold(family_name)
-        if fam and full.startswith(fam):
-            return full[len(fam) :] + fam
-        family, given = split_chinese(full)
-        return given + family
-    tokens = full.split()
-    return " ".join(tokens[1:] + tokens[:1]) if len(tokens) > 1 else full
+#: NFKC, traditional→simplified, lower case, punctuation dropped, spaces collapsed. Chinese
+#: names lose their inner spaces and middle dots (张 伟, 阿卜杜·热合曼).
+fold = _SHARED.fold
+#: Toneless pinyin of a folded name, syllables joined ('zhangwei'); '' for non-Chinese.
+pinyin = _SHARED.pinyin
+#: (family, given) of a folded Chinese full name, compound surnames included.
+split_chinese = _SHARED.split_chinese
+#: Folded Western name with given-name nicknames canonicalised and tokens sorted, so that
+#: 'Bill Smith', 'Smith, William' and 'william smith' share one key.
+western_key = _SHARED.western_key
+#: The sound-alike key of a name: pinyin for Chinese names, western_key otherwise.
+name_key = _SHARED.name_key
+#: Pinyin (Chinese) or folded (Western) family name, from the family-name column when known,
+#: else derived from the full name (Chinese: first character or compound surname; Western:
+#: last token).
+family_key = _SHARED.family_key
+given_key = _SHARED.given_key
+#: The folded name with family and given parts swapped (伟张 for 张伟, 'smith john' for
+#: 'john smith'): equal to the other record's folded name when one system wrote them the
+#: other way round.
+swapped_name = _SHARED.swapped_name

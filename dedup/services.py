@@ -75,14 +75,24 @@ def customer_frame(*, ids: Iterable[int] | None = None, queryset=None) -> pd.Dat
     the ID number is compared through its blind index)."""
     qs = queryset if queryset is not None else Customer.objects.active()
     if ids is not None:
-        qs = qs.filter(pk__in=list(ids))
+        ids = sorted(ids)
+        if not ids:
+            qs = qs.none()
+        elif connection.vendor == "postgresql":
+            # One array parameter, not one placeholder per id (the guard's ~10⁵ ids at 1M).
+            qs = qs.extra(where=[f"{Customer._meta.db_table}.id = ANY(%s)"], params=[ids])  # noqa: S610
+        else:
+            qs = qs.filter(pk__in=ids)
     qs = qs.annotate(
         id_flagged=ExpressionWrapper(Q(quality_flags__has_key="id_number"), output_field=BooleanField())
     ).order_by("id")
-    sql, sql_params = qs.values_list(*FEATURE_SOURCE_COLUMNS, "id_flagged").query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, sql_params)
-        rows = cursor.fetchall()
+    if qs.query.is_empty():
+        rows = []
+    else:
+        sql, sql_params = qs.values_list(*FEATURE_SOURCE_COLUMNS, "id_flagged").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, sql_params)
+            rows = cursor.fetchall()
     df = pd.DataFrame.from_records(rows, columns=[*FEATURE_SOURCE_COLUMNS, "id_flagged"])
     df["id_valid"] = ~df["id_flagged"].fillna(False).astype(bool)
     return df.drop(columns=["id_flagged"])
@@ -1574,14 +1584,12 @@ def _unpack(blob) -> object:  # noqa: ANN001
     return pickle.loads(zlib.decompress(bytes(blob)))  # noqa: S301 - our own rows, written by dedup_run_prepare
 
 
-def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
-    """Load the records, block them into candidate pairs, learn m/u, and cut the pairs into
-    parts (each with the features it needs). Returns the number of parts."""
-    started, cpu_started = time.monotonic(), time.process_time()
-    config = run.rule.config()
-    features = build_features(customer_frame()).reset_index(drop=True)
+def _prepare_inputs(run: DedupRun) -> tuple:
+    """The run's rule, the active customers' features and the candidate pairs (row positions)."""
     from dedup import blocking
 
+    config = run.rule.config()
+    features = build_features(customer_frame()).reset_index(drop=True)
     stats = blocking.BlockingStats()
     pairs = blocking.block_pairs(features, config.blocking_keys, max_block=config.max_block, stats=stats)
     records = len(features)
@@ -1594,6 +1602,14 @@ def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
         mask = features["id"].isin(in_source).to_numpy()
         pairs = pairs[mask[pairs[:, 0]] | mask[pairs[:, 1]]]
         records = int(mask.sum())
+    return config, features, pairs, records, stats
+
+
+def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
+    """Load the records, block them into candidate pairs, learn m/u, and cut the pairs into
+    parts (each with the features it needs). Returns the number of parts."""
+    started, cpu_started = time.monotonic(), time.process_time()
+    config, features, pairs, records, stats = _prepare_inputs(run)
     params = engine.learn_parameters(config, features, pairs)
     t_blocking = time.monotonic() - started
     DedupRunPart.objects.filter(run=run).delete()
@@ -1625,6 +1641,78 @@ def dedup_run_prepare(*, run: DedupRun, part_pairs: int = PART_PAIRS) -> int:
     }
     run.save(update_fields=["records", "pairs", "parts_total", "parameters", "stats"])
     return len(parts)
+
+
+def dedup_run_prepare_and_score(*, run: DedupRun, processes: int = 1) -> engine.PairResults:
+    """The inline run's first half, the parts' work done from memory: load and block as
+    ``dedup_run_prepare``, compare every pair (in ``processes`` forked processes, sharing the
+    features), learn m/u — EM reads its sample from those levels instead of comparing it
+    again — and score. Nothing is pickled into parts. Returns the pairs worth keeping, as the
+    scored parts would (same pairs, same order)."""
+    started, cpu_started = time.monotonic(), time.process_time()
+    config, features, pairs, records, stats = _prepare_inputs(run)
+    t_blocking = time.monotonic() - started
+    levels_started = time.monotonic()
+    levels, child_cpu = _levels_in_processes(config, features, pairs, processes)
+    levels_seconds = time.monotonic() - levels_started
+    params = engine.learn_parameters(config, features, pairs, levels=levels)
+    score_started = time.monotonic()
+    res = engine.score_pair_positions(config, params, features, pairs, levels=levels)
+    score_seconds = levels_seconds + time.monotonic() - score_started
+    run.records = records
+    run.pairs = len(pairs)
+    run.parameters = params.to_json()
+    run.stats = {
+        "blocking": {**stats.__dict__},
+        "prepare_seconds": round(time.monotonic() - started - score_seconds, 2),
+        "blocking_seconds": round(t_blocking, 2),
+        "score_seconds": round(score_seconds, 2),
+        "prepare_cpu_seconds": round(time.process_time() - cpu_started, 2),
+        # The comparing processes' CPU (``processes`` > 1), apart from this process's.
+        "score_processes": processes,
+        "score_child_cpu_seconds": round(child_cpu, 2),
+    }
+    run.save(update_fields=["records", "pairs", "parameters", "stats"])
+    return res
+
+
+_LEVELS_INPUT: tuple = ()
+
+
+def _levels_in_processes(config, features: pd.DataFrame, pairs: np.ndarray, processes: int) -> tuple:  # noqa: ANN001
+    """The level matrix of ``pairs``, compared a part (``PART_PAIRS`` pairs) at a time, the parts
+    shared by ``processes`` forked processes (each reads the parent's features: nothing is
+    pickled but the levels coming back). Returns (levels, the children's CPU seconds)."""
+    global _LEVELS_INPUT  # noqa: PLW0603 - read by the forked children
+    size = PART_PAIRS if processes <= 1 else min(PART_PAIRS, max(10_000, -(-len(pairs) // (2 * processes))))
+    slices = [(start, min(start + size, len(pairs))) for start in range(0, len(pairs), size)]
+    if not slices:
+        return np.empty((0, len(config.comparisons)), dtype=np.int8), 0.0
+    if processes <= 1 or len(slices) == 1:
+        return np.concatenate([engine.levels_of(config, features, pairs[a:b]) for a, b in slices]), 0.0
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    _LEVELS_INPUT = (config, features, pairs)
+    gc.freeze()  # the children's collector leaves the parent's objects (and their pages) alone
+    try:
+        with ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_forget_inherited_connections,
+        ) as pool:
+            done = list(pool.map(_levels_in_child, slices))
+    finally:
+        gc.unfreeze()
+        _LEVELS_INPUT = ()
+    return np.concatenate([levels for levels, _cpu in done]), sum(cpu for _levels, cpu in done)
+
+
+def _levels_in_child(bounds: tuple[int, int]) -> tuple[np.ndarray, float]:
+    cpu = time.process_time()
+    config, features, pairs = _LEVELS_INPUT
+    levels = engine.levels_of(config, features, pairs[bounds[0] : bounds[1]])
+    return levels, time.process_time() - cpu
 
 
 def _run_params(run: DedupRun):  # noqa: ANN202
@@ -1660,13 +1748,13 @@ def dedup_run_score_part(*, part: DedupRunPart) -> int:
     return len(results.left)
 
 
-def dedup_run_finish(*, run: DedupRun, processes: int = 1) -> DedupRun:
+def dedup_run_finish(*, run: DedupRun, processes: int = 1, scored: engine.PairResults | None = None) -> DedupRun:
     """Gather the parts' pairs, drop remembered rejections and decided pairs, cluster the
     automatic links with the guard, merge each cluster, and queue the rest for review.
     ``processes``: how many processes merge the clusters' chunks (``customers_merge_many``).
     On the workers the same three steps run as tasks: ``dedup_run_cluster``, one
     ``dedup_run_merge_part`` per chunk (any worker), ``dedup_run_complete``."""
-    state = dedup_run_cluster(run=run)
+    state = dedup_run_cluster(run=run, scored=scored)
     merge_stats: dict = {}
     cpu_started = time.process_time()
     with change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}", user=run.created_by):
@@ -1687,19 +1775,23 @@ def _merge_note(run: DedupRun) -> str:
     return f"automatic link by rule {run.rule.name}"
 
 
-def dedup_run_cluster(*, run: DedupRun) -> dict:
-    """The scored parts gathered, decided pairs dropped, automatic links clustered under the
-    guard: what merging and completing the run need (picklable: the workers hand it on)."""
+def dedup_run_cluster(*, run: DedupRun, scored: engine.PairResults | None = None) -> dict:
+    """The scored parts gathered (or ``scored``, the inline run's pairs scored from memory),
+    decided pairs dropped, automatic links clustered under the guard: what merging and
+    completing the run need (picklable: the workers hand it on)."""
     config = run.rule.config()
     params = _run_params(run)
-    chunks = [
-        _unpack(blob) for blob in DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
-    ]
+    blobs = DedupRunPart.objects.filter(run=run, done=True).values_list("result", flat=True)
+    chunks = [] if scored is not None else [_unpack(blob) for blob in blobs]
     finish_started, cpu_started = time.monotonic(), time.process_time()
-    score_seconds = round(sum(float(c.pop("seconds", np.zeros(1))[0]) for c in chunks), 2)
-    if chunks:
+    if scored is not None:
+        score_seconds = run.stats.get("score_seconds", 0.0)
+        res = scored
+    elif chunks:
+        score_seconds = round(sum(float(c.pop("seconds", np.zeros(1))[0]) for c in chunks), 2)
         res = engine.PairResults(**{k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})
     else:
+        score_seconds = 0.0
         empty = np.empty(0)
         res = engine.PairResults(
             left=empty.astype(np.int64),
@@ -1720,10 +1812,11 @@ def dedup_run_cluster(*, run: DedupRun) -> dict:
     if decided and len(res.left):
         keep = np.array([(a, b) not in decided for a, b in zip(res.left.tolist(), res.right.tolist(), strict=True)])
         res = engine.PairResults(**{k: getattr(res, k)[keep] for k in res.__dataclass_fields__})
-    link_ids = set(res.left[res.action == 2].tolist()) | set(res.right[res.action == 2].tolist())
-    features = build_features(customer_frame(ids=link_ids)).reset_index(drop=True) if link_ids else None
     cluster_started = time.monotonic()
-    if features is not None:
+    if (res.action == 2).any():
+        # Features only of the records the guard compares (components of more than two).
+        guarded = engine.guarded_ids(res)
+        features = build_features(customer_frame(ids=guarded)).reset_index(drop=True)
         clusters, review, split, largest = engine.cluster_links(config, params, features, res)
     else:
         clusters, review, split, largest = [], sorted(np.flatnonzero(res.action == 1).tolist()), 0, 0
@@ -1748,27 +1841,35 @@ def dedup_run_complete(*, run: DedupRun, state: dict, merged: dict[int, int], me
     cpu_started = time.process_time()
     res, clusters = state["res"], state["clusters"]
     merge_seconds = time.time() - state["merge_started_at"]
-    pair_index = {
-        (int(a), int(b)): i for i, (a, b) in enumerate(zip(res.left.tolist(), res.right.tolist(), strict=True))
-    }
+    # The pairs linked inside each merged cluster, cluster by cluster, each by (left, right).
     auto_merged = 0
-    linked_pairs: list[tuple[int, int, int]] = []  # (left, right, merge id)
+    member_ids: list[int] = []
+    member_cluster: list[int] = []
+    merge_of: list[int] = []
     for members in clusters:
         merge_id = merged.get(members[0])
         if merge_id is None:
             continue
         auto_merged += len(members) - 1
-        member_set = set(members)
-        for a in members:
-            for b in members:
-                i = pair_index.get((a, b))
-                if i is not None and res.action[i] == 2 and b in member_set:
-                    linked_pairs.append((a, b, merge_id))
+        member_ids += members
+        member_cluster += [len(merge_of)] * len(members)
+        merge_of.append(merge_id)
+    members = np.asarray(member_ids, dtype=np.int64)
+    cluster_of = np.asarray(member_cluster, dtype=np.int64)
+    linked_idx = _pairs_inside(res, members, cluster_of)
+    linked_pairs = list(
+        zip(
+            res.left[linked_idx].tolist(),
+            res.right[linked_idx].tolist(),
+            np.asarray(merge_of, dtype=np.int64)[_cluster_of(res.left[linked_idx], members, cluster_of)].tolist(),
+            linked_idx.tolist(),
+            strict=True,
+        )
+    )
     link_cpu = time.process_time() - cpu_started
     candidates_started = time.monotonic()
     review_set = set(state["review"])
-    linked_keys = {(a, b) for a, b, _m in linked_pairs}
-    candidates = _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys)
+    candidates = _candidates_write(run, config, res, review_set, linked_pairs)
     clusters_refresh_run(run)  # the review clusters around this run's candidates and merges
     run.refresh_from_db()
     run.candidates = candidates["total"]
@@ -1859,29 +1960,50 @@ def dedup_run_complete_merged(*, run: DedupRun) -> DedupRun:
     return dedup_run_complete(run=run, state=state, merged=merged, merge_stats=merge_stats)
 
 
-def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, linked_keys) -> dict:  # noqa: ANN001
-    """Upsert candidate rows: auto-merged links (for the record) and pending reviews."""
+def _cluster_of(ids: np.ndarray, member_ids: np.ndarray, member_cluster: np.ndarray) -> np.ndarray:
+    """The cluster position of each of ``ids`` (-1: in none), clusters given by their members."""
+    if not len(member_ids):
+        return np.full(len(ids), -1, dtype=np.int64)
+    order = np.argsort(member_ids, kind="stable")
+    sorted_ids = member_ids[order]
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return np.where(sorted_ids[at] == ids, member_cluster[order][at], -1)
+
+
+def _pairs_inside(res, member_ids: np.ndarray, member_cluster: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """Indexes into ``res`` of the automatic links whose two records are in one cluster, in the
+    clusters' order and then by (left, right)."""
+    link = np.flatnonzero(res.action == 2)
+    if not len(link) or not len(member_ids):
+        return np.empty(0, dtype=np.int64)
+    left_cluster = _cluster_of(res.left[link], member_ids, member_cluster)
+    right_cluster = _cluster_of(res.right[link], member_ids, member_cluster)
+    inside = (left_cluster >= 0) & (left_cluster == right_cluster)
+    link, cluster = link[inside], left_cluster[inside]
+    return link[np.lexsort((res.right[link], res.left[link], cluster))]
+
+
+def _candidates_write(run, config, res, review_set, linked_pairs) -> dict:  # noqa: ANN001
+    """Upsert candidate rows: auto-merged links (for the record) and pending reviews.
+    ``linked_pairs``: (left, right, merge id, index into ``res``) of the links merged."""
     now = timezone.now()
-    rule = run.rule.name
-    explain = engine.Explainer(config, as_json=connection.vendor == "postgresql")
-    rows: dict[tuple[int, int], dict] = {}
-
-    def row(a: int, b: int, i: int, **values) -> dict:  # noqa: ANN003
-        return {
-            "left_id": a,
-            "right_id": b,
-            "score": float(res.score[i]),
-            "rule": rule,
-            "run_id": run.pk,
-            "explanation": explain(res.levels[i], res.contributions[i]),
-            **values,
-        }
-
-    for a, b, merge_id in linked_pairs:
-        i = pair_index[(a, b)]
-        rows[(a, b)] = row(
-            a, b, i, reason=str(res.reason[i]), status=CandidateStatus.AUTO_MERGED, merge_id=merge_id, decided_at=now
-        )
+    # Rows in the order they are written (which decides the ids they get): the links, then
+    # the reviews. Each row: its pair, the index of its scores in ``res`` and its own values.
+    keys: dict[tuple[int, int], int] = {}  # pair → its row
+    index: list[int] = []
+    status: list[str] = []
+    reason: list[str] = []
+    merge: list[int | None] = []
+    for a, b, merge_id, i in linked_pairs:
+        k = keys.setdefault((a, b), len(index))
+        if k < len(index):  # a pair given twice keeps its place and its last values
+            index[k], reason[k], merge[k] = i, str(res.reason[i]), merge_id
+            continue
+        index.append(i)
+        status.append(CandidateStatus.AUTO_MERGED)
+        reason.append(str(res.reason[i]))
+        merge.append(merge_id)
+    linked = len(index)
     # A review pair whose records were just merged elsewhere is proposed between the survivors
     # (once, with its best score); a pair now inside one customer is moot.
     review_ids = {x for k in review_set for x in (int(res.left[k]), int(res.right[k]))}
@@ -1893,31 +2015,51 @@ def _candidates_write(run, config, res, review_set, linked_pairs, pair_index, li
         if a == b:
             continue
         key = (min(a, b), max(a, b))
-        if key in linked_keys or key in rows or key in rejected:
+        if key in keys or key in rejected:
             continue
         if key not in best or res.score[i] > res.score[best[key]]:
             best[key] = i
-    for (a, b), i in best.items():
-        reason = str(res.reason[i]) if res.action[i] == 1 else "cluster_guard"
-        rows[(a, b)] = row(a, b, i, reason=reason, status=CandidateStatus.PENDING)
-    _candidates_upsert(list(rows.values()))
-    pending = sum(1 for r in rows.values() if r["status"] == CandidateStatus.PENDING)
-    return {"total": len(rows), "pending": pending}
+    for key, i in best.items():
+        keys[key] = len(index)
+        index.append(i)
+        status.append(CandidateStatus.PENDING)
+        reason.append(str(res.reason[i]) if res.action[i] == 1 else "cluster_guard")
+        merge.append(None)
+    idx = np.asarray(index, dtype=np.int64)
+    explain = engine.Explainer(config, as_json=connection.vendor == "postgresql")
+    pairs = list(keys)
+    columns = {
+        "left_id": [a for a, _b in pairs],
+        "right_id": [b for _a, b in pairs],
+        "score": res.score[idx].astype(np.float64).tolist(),
+        "rule": run.rule.name,
+        "run_id": run.pk,
+        "explanation": explain.many(res.levels[idx], res.contributions[idx]),
+        "reason": reason,
+        "status": status,
+        "merge_id": merge,
+        "decided_at": [now] * linked + [None] * (len(idx) - linked),
+    }
+    _candidates_upsert(columns, len(idx))
+    return {"total": len(idx), "pending": len(idx) - linked}
 
 
 _CANDIDATE_UPDATED = ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"]
 
 
-def _candidates_upsert(rows: list[dict]) -> None:
-    """Insert new candidate pairs (given as attname → value); a pair already known is
-    refreshed only while it is still open (pending or superseded) — a steward's decision is
-    never overwritten. PostgreSQL: COPY into a temporary table and one ``INSERT ... ON
-    CONFLICT``, the explanations already JSON text; elsewhere through the ORM."""
-    if not rows:
+def _candidates_upsert(columns: dict, n: int) -> None:
+    """Insert ``n`` new candidate pairs, given by column (attname → a list of ``n`` values, or
+    one value for every row); a pair already known is refreshed only while it is still open
+    (pending or superseded) — a steward's decision is never overwritten. PostgreSQL: COPY into
+    a temporary table and one ``INSERT ... ON CONFLICT``, the explanations already JSON text;
+    elsewhere through the ORM."""
+    if not n:
         return
+    columns = {k: (v if isinstance(v, list) else [v] * n) for k, v in columns.items()}
     open_statuses = [CandidateStatus.PENDING, CandidateStatus.SUPERSEDED]
     if connection.vendor != "postgresql":
-        objs = [MatchCandidate(**r) for r in rows]
+        names = list(columns)
+        objs = [MatchCandidate(**dict(zip(names, row, strict=True))) for row in zip(*columns.values(), strict=True)]
         existing = {
             (c.left_id, c.right_id): c
             for c in MatchCandidate.objects.filter(
@@ -1943,29 +2085,30 @@ def _candidates_upsert(rows: list[dict]) -> None:
     fields = [f for f in MatchCandidate._meta.concrete_fields if not f.primary_key]
     # Columns the rows leave out get the model's defaults (computed once, JSON as text).
     now = timezone.now()
-    defaults = {}
     for f in fields:
+        if f.attname in columns:
+            continue
         if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
-            defaults[f.attname] = now
+            value = now
         elif f.has_default():
             value = f.get_default()
-            defaults[f.attname] = json.dumps(value) if isinstance(f, JSONField) else value
+            value = json.dumps(value) if isinstance(f, JSONField) else value
         else:
-            defaults[f.attname] = None if f.null else ""
-    attnames = [f.attname for f in fields]
-    columns = ", ".join(qn(f.column) for f in fields)
+            value = None if f.null else ""
+        columns[f.attname] = [value] * n
+    names = ", ".join(qn(f.column) for f in fields)
     updated = [MatchCandidate._meta.get_field(n).column for n in _CANDIDATE_UPDATED]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE tmp_candidates (LIKE {table} INCLUDING DEFAULTS)")
             cursor.execute("ALTER TABLE tmp_candidates DROP COLUMN id")
         with connection.connection.cursor() as cursor:
-            with cursor.copy(f"COPY tmp_candidates ({columns}) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row([r.get(a, defaults[a]) for a in attnames])
+            with cursor.copy(f"COPY tmp_candidates ({names}) FROM STDIN") as copy:
+                for row in zip(*(columns[f.attname] for f in fields), strict=True):
+                    copy.write_row(row)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} AS c ({columns}) SELECT {columns} FROM tmp_candidates "  # noqa: S608
+                f"INSERT INTO {table} AS c ({names}) SELECT {names} FROM tmp_candidates "  # noqa: S608
                 f"ON CONFLICT (left_id, right_id) DO UPDATE SET "
                 + ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updated)
                 + " WHERE c.status = ANY(%s)",
@@ -1981,10 +2124,8 @@ def dedup_run_execute_inline(*, run: DedupRun, processes: int = 1) -> DedupRun:
         raise ValidationError(_("Run %(id)s is not queued (it is %(status)s).") % {"id": run.pk, "status": run.status})
     run.refresh_from_db()
     try:
-        dedup_run_prepare(run=run)
-        for part in DedupRunPart.objects.filter(run=run).order_by("number"):
-            dedup_run_score_part(part=part)
-        return dedup_run_finish(run=run, processes=processes)
+        scored = dedup_run_prepare_and_score(run=run, processes=processes)
+        return dedup_run_finish(run=run, processes=processes, scored=scored)
     except Exception as exc:
         dedup_run_fail(run.pk, exc)
         raise
