@@ -46,7 +46,9 @@ def main() -> None:
         help="inline: processes merging the clusters (default: this machine's cores)",
     )
     args = parser.parse_args()
-    out: dict = {"records": args.records}
+    from bench.pg_settings import server_settings
+
+    out: dict = {"records": args.records, "server": server_settings()}
     if args.generate:
         started = time.monotonic()
         subprocess.run(

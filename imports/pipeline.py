@@ -37,7 +37,7 @@ from crmhub.models import Customer, FieldDefinition, SourceRecord
 from crmhub.privacy import erased_among, erased_key_hashes
 from imports.choices import IssueKind
 from imports.cleaning.frame import clean_frame
-from imports.cleaning.rules import dictionary_rules
+from imports.cleaning.rules import rules_from
 from imports.constants import CHUNK_ROWS, ISSUES_KEPT, LANE_MIN_ROWS, SAMPLES_PER_KIND
 from imports.lanes import LanePart, WriteLanes, partition
 from imports.locks import key_stripe
@@ -146,8 +146,13 @@ class ImportPipeline:
         self.mapping: dict[str, str] = dict(options.get("mapping", {}))
         self.key_columns: list[str] = list(options.get("key_columns", []))
         self.dayfirst = bool(options.get("dayfirst", False))
-        self.field_types = dict(FieldDefinition.objects.values_list("name", "field_type"))
-        self.rules = dictionary_rules()
+        definitions = list(
+            FieldDefinition.objects.values_list("name", "field_type", "is_active", "validation_regex", "choices")
+        )
+        self.field_types = {name: field_type for name, field_type, *_rest in definitions}
+        self.rules = rules_from(
+            (name, pattern, choices) for name, _t, active, pattern, choices in definitions if active
+        )
         self.secret_fields = secret_field_names()
         self.secret_headers = {h for h, f in self.mapping.items() if f in self.secret_fields}
         self.header_of = {f: h for h, f in self.mapping.items()}

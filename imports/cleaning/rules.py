@@ -61,14 +61,6 @@ def rules_from(definitions: Iterable[tuple[str, str, list]]) -> dict[str, FieldR
     return out
 
 
-def dictionary_rules() -> dict[str, FieldRules]:
-    """The rules of the active data-dictionary fields."""
-    from crmhub.models import FieldDefinition
-
-    rows = FieldDefinition.objects.filter(is_active=True).values_list("name", "validation_regex", "choices")
-    return rules_from(rows)
-
-
 def apply_rules(values: np.ndarray, flags: np.ndarray, rules: FieldRules) -> None:
     """Flag, in place, the valid cleaned values of one column that break ``rules``; each
     distinct value is checked once."""
