@@ -46,9 +46,7 @@ def main() -> None:
         help="inline: processes merging the clusters (default: this machine's cores)",
     )
     args = parser.parse_args()
-    from bench.pg_settings import server_settings
-
-    out: dict = {"records": args.records, "server": server_settings()}
+    out: dict = {"records": args.records}
     if args.generate:
         started = time.monotonic()
         subprocess.run(
@@ -61,6 +59,10 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
+
+    from bench.pg_settings import server_settings
+
+    out["server"] = server_settings()
 
     from dedup.models import DedupRun
     from dedup.services import db_backend_cpu_seconds
