@@ -30,14 +30,12 @@ class FieldRules:
         for item in items:
             text = _text(item)
             if self.allowed is not None and text not in self.allowed:
-                return _("%(value)s is not one of the allowed values (%(allowed)s)") % {
-                    "value": text,
-                    "allowed": ", ".join(sorted(self.allowed)),
-                }
+                # The value itself stays out of the reason: reasons go to error reports and flags
+                # unmasked, and the field may be secret.
+                return _("not one of the allowed values (%(allowed)s)") % {"allowed": ", ".join(sorted(self.allowed))}
             if self.pattern is not None and self.pattern.fullmatch(text) is None:
-                return _("%(value)s does not match the pattern set for this field (%(pattern)s)") % {
-                    "value": text,
-                    "pattern": self.pattern.pattern,
+                return _("does not match the pattern set for this field (%(pattern)s)") % {
+                    "pattern": self.pattern.pattern
                 }
         return ""
 

@@ -25,6 +25,8 @@ from imports.pipeline import ImportPipeline
 from imports.services import file_run_from_path, import_run_execute, import_run_rollback, mapping_suggest
 from tests.imports.helpers import csv_bytes, write
 
+# Lanes exist only on PostgreSQL (SQLite has one writer, and its imports keep the one-connection path
+# that tests/imports covers on both databases); CI's PostgreSQL pass runs every test here.
 pytestmark = [
     pytest.mark.skipif("connection.vendor != 'postgresql'", reason="write lanes are PostgreSQL's"),
     pytest.mark.django_db(transaction=True),
