@@ -91,9 +91,13 @@ def pipeline(path: str) -> tuple[float, int, dict]:
     return time.perf_counter() - started, run.rows_done, run.summary()
 
 
-def set_based(path: str) -> tuple[float, int]:
+def set_based(path: str, *, history: bool = True, run_id: int | None = None) -> tuple[float, int]:
     """COPY the rows into a staging table, then INSERT … SELECT into the same tables and
-    indexes (customers, source records, both history tables), mobiles normalized in SQL."""
+    indexes (customers, source records, both history tables), mobiles normalized in SQL.
+
+    ``history=False`` leaves out both history tables; with ``run_id`` the load also writes what
+    the pipeline writes besides (bench/import_floor.py): a "created" change-feed event per customer
+    and the run's "created" rollback log."""
     started = time.perf_counter()
     with connection.cursor() as c:
         c.execute(
@@ -146,31 +150,59 @@ def set_based(path: str) -> tuple[float, int]:
             ON CONFLICT (source_id, source_key) DO UPDATE SET raw = EXCLUDED.raw""",
             [source_id],
         )
-        c.execute(
-            """
-            INSERT INTO crmhub_historicalsourcerecord (id, source_key, raw, normalized, flags, record_hash,
-              first_seen_at, source_updated_at, source_id, customer_id, history_date, history_type, history_user_id,
-              change_channel, change_ref)
-            SELECT id, source_key, raw, normalized, flags, record_hash, first_seen_at, source_updated_at, source_id,
-              customer_id, now(), '+', NULL, 'import', 'bench' FROM crmhub_sourcerecord WHERE source_id = %s""",
-            [source_id],
-        )
-        c.execute("""
-            INSERT INTO crmhub_historicalcustomer (id, full_name, family_name, given_name, gender, birth_date, mobile,
-              phone, email, id_number, member_no, wechat_openid, wechat_unionid, company, job_title, province, city,
-              district, address, postcode, country, tags, consent_marketing, consent_sms, consent_email, custom, status,
-              version, quality_flags, team, region, created_at, merged_into_id, owner_id, history_date, history_type,
-              history_user_id, change_channel, change_ref)
-            SELECT c.id, c.full_name, c.family_name, c.given_name, c.gender, c.birth_date, c.mobile, c.phone,
-              c.email, c.id_number, c.member_no, c.wechat_openid, c.wechat_unionid, c.company, c.job_title,
-              c.province, c.city, c.district, c.address, c.postcode, c.country, c.tags, c.consent_marketing,
-              c.consent_sms, c.consent_email, c.custom, c.status, c.version, c.quality_flags, c.team, c.region,
-              c.created_at, c.merged_into_id, c.owner_id, now(), '+', NULL, 'import', 'bench'
-            FROM crmhub_customer c JOIN bench_stage s ON s.cid = c.id""")
+        if history:
+            write_history(c, source_id)
+        if run_id is not None:
+            write_events_and_rollback_log(c, source_id, run_id)
         c.execute("SELECT count(*) FROM bench_stage")
         rows = c.fetchone()[0]
         c.execute("DROP TABLE bench_stage")
     return time.perf_counter() - started, rows
+
+
+def write_history(c, source_id: int) -> None:  # noqa: ANN001
+    """The "+" history rows of the set-based load's source records and customers."""
+    c.execute(
+        """
+        INSERT INTO crmhub_historicalsourcerecord (id, source_key, raw, normalized, flags, record_hash,
+          first_seen_at, source_updated_at, source_id, customer_id, history_date, history_type, history_user_id,
+          change_channel, change_ref)
+        SELECT id, source_key, raw, normalized, flags, record_hash, first_seen_at, source_updated_at, source_id,
+          customer_id, now(), '+', NULL, 'import', 'bench' FROM crmhub_sourcerecord WHERE source_id = %s""",
+        [source_id],
+    )
+    c.execute("""
+        INSERT INTO crmhub_historicalcustomer (id, full_name, family_name, given_name, gender, birth_date, mobile,
+          phone, email, id_number, member_no, wechat_openid, wechat_unionid, company, job_title, province, city,
+          district, address, postcode, country, tags, consent_marketing, consent_sms, consent_email, custom, status,
+          version, quality_flags, team, region, created_at, merged_into_id, owner_id, history_date, history_type,
+          history_user_id, change_channel, change_ref)
+        SELECT c.id, c.full_name, c.family_name, c.given_name, c.gender, c.birth_date, c.mobile, c.phone,
+          c.email, c.id_number, c.member_no, c.wechat_openid, c.wechat_unionid, c.company, c.job_title,
+          c.province, c.city, c.district, c.address, c.postcode, c.country, c.tags, c.consent_marketing,
+          c.consent_sms, c.consent_email, c.custom, c.status, c.version, c.quality_flags, c.team, c.region,
+          c.created_at, c.merged_into_id, c.owner_id, now(), '+', NULL, 'import', 'bench'
+        FROM crmhub_customer c JOIN bench_stage s ON s.cid = c.id""")
+
+
+def write_events_and_rollback_log(c, source_id: int, run_id: int) -> None:  # noqa: ANN001
+    """A "created" change-feed event per new customer (its values as data) and the run's "created"
+    rollback log, one row per source record, as the pipeline writes them."""
+    c.execute("""
+        INSERT INTO crmhub_changeevent (event_id, event_type, customer_id, changed_fields, data, channel, ref,
+          occurred_at)
+        SELECT gen_random_uuid(), 'created', c.id, '[]',
+          jsonb_strip_nulls(jsonb_build_object('full_name', c.full_name, 'family_name', c.family_name,
+            'given_name', c.given_name, 'gender', c.gender, 'mobile', c.mobile, 'email', c.email,
+            'id_number', c.id_number, 'address', c.address, 'country', c.country)),
+          'import', 'bench', now()
+        FROM crmhub_customer c JOIN bench_stage s ON s.cid = c.id""")
+    c.execute(
+        """
+        INSERT INTO imports_importrunchange (run_id, action, source_record_id, customer_id)
+        SELECT %s, 'created', r.id, r.customer_id FROM crmhub_sourcerecord r WHERE r.source_id = %s""",
+        [run_id, source_id],
+    )
 
 
 def bare_copy(path: str) -> tuple[float, int]:
