@@ -17,6 +17,18 @@ plans (auto_explain, EXPLAIN ANALYZE) of the first statements over 200 ms; ``--p
 of the process (top functions by own time); ``--immediate`` makes the deferred foreign-key checks
 run with their statements (``SET CONSTRAINTS ALL IMMEDIATE``) so their cost shows there. Also
 printed: heap-only (HOT) updates per table.
+
+The run's last step (candidates and review clusters, ``dedup_run_complete``) the same way:
+
+    DATABASE_URL=.../crmhub_merge_bench_m python bench/dedup_merge_profile.py --merge-all 2   # once, on a copy
+    createdb -T crmhub_merge_bench_m crmhub_merge_bench_c                                    # a copy per measurement
+    DATABASE_URL=.../crmhub_merge_bench_c python bench/dedup_merge_profile.py --candidates
+
+``--merge-all N`` merges every saved cluster in N processes (not profiled) and saves the result next
+to the clusters; ``--candidates`` then completes the run on a copy of that database and prints the
+candidate table's row count and md5 (every column but the timestamps the run stamps), to compare
+code versions row for row. Statements sent on other connections (the candidates' second
+connection) are not seen by the wrapper: the run's stats give those backends' CPU.
 """
 
 from __future__ import annotations
