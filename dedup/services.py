@@ -2104,10 +2104,17 @@ def _candidates_upsert(columns: dict, n: int) -> float:
         else:
             value = None if f.null else ""
         columns[f.attname] = [value] * n
-    # Ids given here in row order, as the sequence would give them one row after another: the
-    # rows can then be written on several connections and still get the ids one would give.
-    columns["id"] = _allocate_ids(MatchCandidate, n)
-    fields = [MatchCandidate._meta.pk, *fields]
+    # Most of the cost is the server's (per-row foreign-key checks, index entries, JSON parsing)
+    # while this process waits: large batches are split over two connections so a second core
+    # works — unless a caller's transaction is open, whose fate the other connection could not
+    # share. Each part's checks run with its statement (IMMEDIATE), so that once both parts are
+    # written nothing is left that could make one commit fail after the other committed.
+    parts = CANDIDATE_CONNECTIONS if n >= PARALLEL_CANDIDATES_ABOVE and not connection.in_atomic_block else 1
+    if parts > 1:
+        # Ids drawn here in row order, as the one-connection INSERT would draw them row by row:
+        # the same rows either way.
+        columns["id"] = _allocate_ids(MatchCandidate, n)
+        fields = [MatchCandidate._meta.pk, *fields]
     names = ", ".join(qn(f.column) for f in fields)
     updated = [MatchCandidate._meta.get_field(n).column for n in _CANDIDATE_UPDATED]
     statement = (
@@ -2117,12 +2124,6 @@ def _candidates_upsert(columns: dict, n: int) -> float:
         + " WHERE c.status = ANY(%s)"
     )
     rows = list(zip(*(columns[f.attname] for f in fields), strict=True))
-    # Most of the cost is the server's (per-row foreign-key checks, index entries, JSON parsing)
-    # while this process waits: large batches are split over two connections so a second core
-    # works — unless a caller's transaction is open, whose fate the other connection could not
-    # share. Each part's checks run with its statement (IMMEDIATE), so that once both parts are
-    # written nothing is left that could make one commit fail after the other committed.
-    parts = CANDIDATE_CONNECTIONS if n >= PARALLEL_CANDIDATES_ABOVE and not connection.in_atomic_block else 1
     bounds = [n * i // parts for i in range(parts + 1)]
     chunks = [rows[bounds[i] : bounds[i + 1]] for i in range(parts)]
     write = (table, names, statement, open_statuses, parts > 1)
@@ -2159,14 +2160,17 @@ def _candidates_copy_insert(  # noqa: PLR0913
     names: str,
     statement: str,
     open_statuses: list,
-    immediate: bool,  # noqa: FBT001
+    one_of_several: bool,  # noqa: FBT001
 ) -> None:
     """COPY ``rows`` into a temporary table on the psycopg connection ``raw`` (inside its open
-    transaction, which ends with it) and upsert them from there."""
+    transaction, which ends with it) and upsert them from there. ``one_of_several``: the rows
+    carry their ids and their foreign keys are checked with the statement."""
     with raw.cursor() as cursor:
-        if immediate:
+        if one_of_several:
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"CREATE TEMPORARY TABLE tmp_candidates (LIKE {table} INCLUDING DEFAULTS)")
+        if not one_of_several:
+            cursor.execute("ALTER TABLE tmp_candidates DROP COLUMN id")
         with cursor.copy(f"COPY tmp_candidates ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
