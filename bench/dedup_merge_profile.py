@@ -17,6 +17,18 @@ plans (auto_explain, EXPLAIN ANALYZE) of the first statements over 200 ms; ``--p
 of the process (top functions by own time); ``--immediate`` makes the deferred foreign-key checks
 run with their statements (``SET CONSTRAINTS ALL IMMEDIATE``) so their cost shows there. Also
 printed: heap-only (HOT) updates per table.
+
+The run's last step (candidates and review clusters, ``dedup_run_complete``) the same way:
+
+    DATABASE_URL=.../crmhub_merge_bench_m python bench/dedup_merge_profile.py --merge-all 2   # once, on a copy
+    createdb -T crmhub_merge_bench_m crmhub_merge_bench_c                                    # a copy per measurement
+    DATABASE_URL=.../crmhub_merge_bench_c python bench/dedup_merge_profile.py --candidates
+
+``--merge-all N`` merges every saved cluster in N processes (not profiled) and saves the result next
+to the clusters; ``--candidates`` then completes the run on a copy of that database and prints the
+candidate table's row count and md5 (every column but the timestamps the run stamps), to compare
+code versions row for row. Statements sent on other connections (the candidates' second
+connection) are not seen by the wrapper: the run's stats give those backends' CPU.
 """
 
 from __future__ import annotations
@@ -88,11 +100,47 @@ def prepare() -> None:
             services.dedup_run_score_part(part=part)
         state = services.dedup_run_cluster(run=run)
     _saved().parent.mkdir(parents=True, exist_ok=True)
-    _saved().write_bytes(pickle.dumps({"run": run.pk, "clusters": state["clusters"]}))
+    # The whole state too: ``--merge-all`` and ``--candidates`` complete the run from it.
+    _saved().write_bytes(pickle.dumps({"run": run.pk, "clusters": state["clusters"], "state": state}))
     print(f"run {run.pk}: {len(state['clusters'])} clusters saved in {_saved()}")
 
 
-def profile(*, explain: bool, python: bool, checks_immediate: bool, limit: int | None) -> None:
+def _merged_saved() -> Path:
+    return Path(settings.VAR_DIR) / "bench" / "merge_result.pkl"
+
+
+def merge_all(processes: int) -> None:
+    """Merge every saved cluster (not profiled) and save the result, so that the run's last step
+    (``dedup_run_complete``: candidates, review clusters) can be profiled on copies of this database."""
+    from crmhub.choices import ChangeChannel
+    from crmhub.context import change_context
+    from dedup import services
+    from dedup.models import DedupRun
+
+    saved = pickle.loads(_saved().read_bytes())  # noqa: S301 - written by --prepare above
+    run = DedupRun.objects.get(pk=saved["run"])
+    stats: dict = {}
+    started = time.perf_counter()
+    with change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}"):
+        merged = services.customers_merge_many(
+            clusters=saved["clusters"], run=run, note="profile", processes=processes, stats=stats
+        )
+    _merged_saved().write_bytes(pickle.dumps({"merged": merged, "stats": stats}))
+    print(f"{len(merged)} merges in {time.perf_counter() - started:.1f} s, saved in {_merged_saved()}")
+
+
+def candidates_digest() -> tuple[int, str]:
+    """The candidate table in id order, every column but the times the run stamps (``now``)."""
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT count(*), md5(string_agg(concat_ws(',', id, left_id, right_id, score, rule, explanation::text, "
+            "reason, run_id, status, assignee_id, decided_by_id, decided_at IS NULL, note, merge_id, cluster, "
+            "cluster_score, cluster_created IS NULL), '|' ORDER BY id)) FROM dedup_matchcandidate"
+        )
+        return c.fetchone()
+
+
+def profile(*, explain: bool, python: bool, checks_immediate: bool, limit: int | None, phase: str = "merge") -> None:
     from crmhub.choices import ChangeChannel
     from crmhub.context import change_context
     from dedup import services
@@ -142,7 +190,14 @@ def profile(*, explain: bool, python: bool, checks_immediate: bool, limit: int |
     with connection.execute_wrapper(wrapper), change_context(channel=ChangeChannel.MERGE, ref=f"dedup_run:{run.pk}"):
         if profiler:
             profiler.enable()
-        merged = services.customers_merge_many(clusters=clusters, run=run, note="profile", processes=1)
+        if phase == "candidates":
+            done = pickle.loads(_merged_saved().read_bytes())  # noqa: S301 - written by --merge-all
+            services.dedup_run_complete(
+                run=run, state=saved["state"], merged=done["merged"], merge_stats=dict(done["stats"])
+            )
+            merged = done["merged"]
+        else:
+            merged = services.customers_merge_many(clusters=clusters, run=run, note="profile", processes=1)
         if profiler:
             profiler.disable()
     wall, cpu, db = time.perf_counter() - started, time.process_time() - start_cpu, (_cpu_ns(pid) - start_db) / 1e9
@@ -157,6 +212,14 @@ def profile(*, explain: bool, python: bool, checks_immediate: bool, limit: int |
     for shape, (seconds, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:25]:
         print(f"{seconds:>7.2f} {calls:>6}  {shape}")
     print(f"{db - wrapped:>7.2f} {'':>6}  COPY and other (not through the execute wrapper)")
+    if phase == "candidates":
+        run.refresh_from_db()
+        print(
+            f"run stats: candidates_seconds {run.stats.get('candidates_seconds')}, other connections' backends "
+            f"{run.stats.get('candidates_other_db_cpu_seconds')} CPU s (not in the figures above)"
+        )
+        rows, digest = candidates_digest()
+        print(f"candidate table (rows, md5 without the run's timestamps): {rows} {digest}")
     with connection.cursor() as c:
         c.execute("SELECT pg_stat_force_next_flush()")
     stats_after = _table_stats()
@@ -184,13 +247,23 @@ def main() -> None:
     parser.add_argument("--python", action="store_true")
     parser.add_argument("--limit", type=int, default=None, help="merge only the first N saved clusters")
     parser.add_argument("--immediate", action="store_true", help="foreign-key checks with each statement")
+    parser.add_argument("--merge-all", type=int, metavar="PROCESSES", help="merge every saved cluster, save the result")
+    parser.add_argument("--candidates", action="store_true", help="profile the run's last step after --merge-all")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("Run on PostgreSQL: set DATABASE_URL.")
     if args.prepare:
         prepare()
+    elif args.merge_all:
+        merge_all(args.merge_all)
     else:
-        profile(explain=args.explain, python=args.python, checks_immediate=args.immediate, limit=args.limit)
+        profile(
+            explain=args.explain,
+            python=args.python,
+            checks_immediate=args.immediate,
+            limit=args.limit,
+            phase="candidates" if args.candidates else "merge",
+        )
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def main() -> None:
                         "cluster_seconds",
                         "merge_seconds",
                         "candidates_seconds",
+                        "candidates_other_db_cpu_seconds",
                         "finish_seconds",
                         "prepare_cpu_seconds",
                         "score_processes",
@@ -110,6 +111,8 @@ def main() -> None:
                 # Merging processes (--processes > 1) and their backends.
                 "cpu_seconds_merge_children": run.stats.get("merge_child_cpu_seconds", 0.0),
                 "cpu_seconds_merge_children_db": run.stats.get("merge_child_db_cpu_seconds", 0.0),
+                # The second connection writing the candidates (its backend).
+                "cpu_seconds_candidates_other_db": run.stats.get("candidates_other_db_cpu_seconds", 0.0),
                 "largest_component": run.stats.get("largest_component"),
                 "blocking": {k: run.stats["blocking"][k] for k in ("largest_block", "sub_blocked", "skipped_records")},
             }

@@ -335,7 +335,7 @@ class Customer(models.Model):
         # index only the rows a lookup can ask for (real-time matching, search and the privacy
         # tools look up non-empty values; sales scoping a non-empty team or region or an owner;
         # tombstone lookups a status other than active). The search's trigram indexes are
-        # PostgreSQL-only (migration 0011).
+        # PostgreSQL-only (migration 0011) and hold active customers only (0016).
         indexes = [
             # Search by pinyin (equality and ranges) and real-time matching's "same sound-alike name
             # and birth date" (dedup.realtime): through the name alone a common name (~3k customers

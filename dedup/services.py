@@ -10,6 +10,7 @@ import pickle
 import time
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -744,17 +745,18 @@ def _merge_chunk_in_child(job: tuple) -> tuple[dict[int, int], float, float | No
     )
 
 
-def db_backend_cpu_seconds() -> float | None:
-    """CPU seconds (user + system) of this connection's PostgreSQL backend, read from /proc
-    when the server runs on this machine (benchmarks); None otherwise."""
+def db_backend_cpu_seconds(pid: int | None = None) -> float | None:
+    """CPU seconds (user + system) of this connection's PostgreSQL backend (or of backend
+    ``pid``), read from /proc when the server runs on this machine (benchmarks); None otherwise."""
     import os
     from pathlib import Path
 
     if connection.vendor != "postgresql":
         return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
+    if pid is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -1885,6 +1887,8 @@ def dedup_run_complete(*, run: DedupRun, state: dict, merged: dict[int, int], me
         "cluster_seconds": round(state["cluster_seconds"], 2),
         "merge_seconds": round(merge_seconds, 2),
         "candidates_seconds": round(time.monotonic() - candidates_started, 2),
+        # The backends of the extra connections that wrote the candidates (when readable).
+        "candidates_other_db_cpu_seconds": round(candidates["other_db_cpu_seconds"], 2),
         "finish_seconds": round(time.time() - state["finish_started_at"], 2),
         # CPU of the process(es) that ran each step; with merge processes or merge tasks the
         # merging children's CPU and their PostgreSQL backends' are given apart.
@@ -2040,21 +2044,25 @@ def _candidates_write(run, config, res, review_set, linked_pairs) -> dict:  # no
         "merge_id": merge,
         "decided_at": [now] * linked + [None] * (len(idx) - linked),
     }
-    _candidates_upsert(columns, len(idx))
-    return {"total": len(idx), "pending": len(idx) - linked}
+    other_db_cpu = _candidates_upsert(columns, len(idx))
+    return {"total": len(idx), "pending": len(idx) - linked, "other_db_cpu_seconds": other_db_cpu}
 
 
 _CANDIDATE_UPDATED = ["score", "rule", "run", "reason", "status", "merge", "decided_at", "explanation"]
+# A batch run's candidates (~0.4M at 1M records) are written on this many connections at once.
+CANDIDATE_CONNECTIONS = 2
+PARALLEL_CANDIDATES_ABOVE = 50_000
 
 
-def _candidates_upsert(columns: dict, n: int) -> None:
+def _candidates_upsert(columns: dict, n: int) -> float:
     """Insert ``n`` new candidate pairs, given by column (attname → a list of ``n`` values, or
     one value for every row); a pair already known is refreshed only while it is still open
     (pending or superseded) — a steward's decision is never overwritten. PostgreSQL: COPY into
-    a temporary table and one ``INSERT ... ON CONFLICT``, the explanations already JSON text;
-    elsewhere through the ORM."""
+    a temporary table and one ``INSERT ... ON CONFLICT``, the explanations already JSON text
+    (large batches on several connections at once); elsewhere through the ORM. Returns the CPU
+    seconds of the extra connections' backends when they can be read (benchmarks), else 0."""
     if not n:
-        return
+        return 0.0
     columns = {k: (v if isinstance(v, list) else [v] * n) for k, v in columns.items()}
     open_statuses = [CandidateStatus.PENDING, CandidateStatus.SUPERSEDED]
     if connection.vendor != "postgresql":
@@ -2077,7 +2085,7 @@ def _candidates_upsert(columns: dict, n: int) -> None:
         _copy_objects(MatchCandidate, create)
         if update:
             MatchCandidate.objects.bulk_update(update, _CANDIDATE_UPDATED, batch_size=2000)
-        return
+        return 0.0
     from django.db.models import JSONField
 
     qn = connection.ops.quote_name
@@ -2096,25 +2104,78 @@ def _candidates_upsert(columns: dict, n: int) -> None:
         else:
             value = None if f.null else ""
         columns[f.attname] = [value] * n
+    # Most of the cost is the server's (per-row foreign-key checks, index entries, JSON parsing)
+    # while this process waits: large batches are split over two connections so a second core
+    # works — unless a caller's transaction is open, whose fate the other connection could not
+    # share. Each part's checks run with its statement (IMMEDIATE), so that once both parts are
+    # written nothing is left that could make one commit fail after the other committed.
+    parts = CANDIDATE_CONNECTIONS if n >= PARALLEL_CANDIDATES_ABOVE and not connection.in_atomic_block else 1
+    if parts > 1:
+        # Ids drawn here in row order, as the one-connection INSERT would draw them row by row:
+        # the same rows either way.
+        columns["id"] = _allocate_ids(MatchCandidate, n)
+        fields = [MatchCandidate._meta.pk, *fields]
     names = ", ".join(qn(f.column) for f in fields)
     updated = [MatchCandidate._meta.get_field(n).column for n in _CANDIDATE_UPDATED]
+    statement = (
+        f"INSERT INTO {table} AS c ({names}) SELECT {names} FROM tmp_candidates "  # noqa: S608
+        f"ON CONFLICT (left_id, right_id) DO UPDATE SET "
+        + ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updated)
+        + " WHERE c.status = ANY(%s)"
+    )
+    rows = list(zip(*(columns[f.attname] for f in fields), strict=True))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    chunks = [rows[bounds[i] : bounds[i + 1]] for i in range(parts)]
+    write = (table, names, statement, open_statuses, parts > 1)
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE TEMPORARY TABLE tmp_candidates (LIKE {table} INCLUDING DEFAULTS)")
+        if parts == 1:
+            _candidates_copy_insert(connection.connection, chunks[0], *write)
+            return 0.0
+        others = [connection.get_new_connection(connection.get_connection_params()) for _chunk in chunks[1:]]
+        cpu_before = [db_backend_cpu_seconds(other.info.backend_pid) for other in others]
+        try:
+            with ThreadPoolExecutor(max_workers=len(others)) as pool:
+                futures = [
+                    pool.submit(_candidates_copy_insert, other, chunk, *write)
+                    for other, chunk in zip(others, chunks[1:], strict=True)
+                ]
+                _candidates_copy_insert(connection.connection, chunks[0], *write)
+                for future in futures:
+                    future.result()
+            for other in others:
+                other.commit()
+            cpu_after = [db_backend_cpu_seconds(other.info.backend_pid) for other in others]
+        finally:
+            for other in others:
+                other.close()  # rolls back what was not committed
+    if None in cpu_before or None in cpu_after:
+        return 0.0
+    return sum(cpu_after) - sum(cpu_before)
+
+
+def _candidates_copy_insert(  # noqa: PLR0913
+    raw,  # noqa: ANN001
+    rows: list,
+    table: str,
+    names: str,
+    statement: str,
+    open_statuses: list,
+    one_of_several: bool,  # noqa: FBT001
+) -> None:
+    """COPY ``rows`` into a temporary table on the psycopg connection ``raw`` (inside its open
+    transaction, which ends with it) and upsert them from there. ``one_of_several``: the rows
+    carry their ids and their foreign keys are checked with the statement."""
+    with raw.cursor() as cursor:
+        if one_of_several:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"CREATE TEMPORARY TABLE tmp_candidates (LIKE {table} INCLUDING DEFAULTS)")
+        if not one_of_several:
             cursor.execute("ALTER TABLE tmp_candidates DROP COLUMN id")
-        with connection.connection.cursor() as cursor:
-            with cursor.copy(f"COPY tmp_candidates ({names}) FROM STDIN") as copy:
-                for row in zip(*(columns[f.attname] for f in fields), strict=True):
-                    copy.write_row(row)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} AS c ({names}) SELECT {names} FROM tmp_candidates "  # noqa: S608
-                f"ON CONFLICT (left_id, right_id) DO UPDATE SET "
-                + ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updated)
-                + " WHERE c.status = ANY(%s)",
-                [open_statuses],
-            )
-            cursor.execute("DROP TABLE tmp_candidates")
+        with cursor.copy(f"COPY tmp_candidates ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(statement, [open_statuses])
+        cursor.execute("DROP TABLE tmp_candidates")
 
 
 def dedup_run_execute_inline(*, run: DedupRun, processes: int = 1) -> DedupRun:
