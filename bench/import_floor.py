@@ -75,7 +75,7 @@ def variant(path: str, *, extras: bool, drop: str, history: bool, fks: bool) -> 
             for table in WRITTEN:
                 if drop == "gin" and table == "crmhub_customer":
                     dropped += secondary_indexes(c, table, gin_only=True)
-                elif drop == "customer" and table == "crmhub_customer" or drop == "all":
+                elif drop == "all" or (drop == "customer" and table == "crmhub_customer"):
                     dropped += secondary_indexes(c, table)
             for name in dropped:
                 c.execute(f'DROP INDEX "{name}"')
